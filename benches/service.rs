@@ -1,0 +1,2 @@
+//! Service store benchmarks.
+fn main() {}

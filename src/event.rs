@@ -1,0 +1,233 @@
+//! Events as a service raises them: kinds, names, arguments, uids.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// Longest event name, in characters (all of them ASCII, so also bytes).
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest argument payload, in bytes.
+pub const MAX_ARGS_LEN: usize = 2048;
+
+/// The four kinds of Softnet events. The discriminants are the wire codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EventKind {
+    /// The broker keeps only the newest instance. Carries arguments.
+    Replacing = 1,
+    /// FIFO on the broker. Carries arguments.
+    Queueing = 2,
+    /// FIFO per client on the broker; carries a target client id.
+    Private = 4,
+    /// "Condition cleared": same broker queue as [`EventKind::Replacing`], no arguments.
+    ReplacingNull = 5,
+}
+
+impl EventKind {
+    /// The wire code (1, 2, 4 or 5).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind for a wire code, if it is one.
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        match code {
+            1 => Some(EventKind::Replacing),
+            2 => Some(EventKind::Queueing),
+            4 => Some(EventKind::Private),
+            5 => Some(EventKind::ReplacingNull),
+            _ => None,
+        }
+    }
+
+    /// True for the two kinds that share a collapsing broker queue.
+    pub fn is_replacing(self) -> bool {
+        matches!(self, EventKind::Replacing | EventKind::ReplacingNull)
+    }
+
+    /// The pipeline an event of this kind belongs to: Replacing and
+    /// Replacing-null share one per name.
+    pub(crate) fn pipeline(self) -> EventKind {
+        match self {
+            EventKind::ReplacingNull => EventKind::Replacing,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventKind::Replacing => "replacing",
+            EventKind::Queueing => "queueing",
+            EventKind::Private => "private",
+            EventKind::ReplacingNull => "replacing-null",
+        })
+    }
+}
+
+/// A stored event, as `peek` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its kind.
+    pub kind: EventKind,
+    /// Its name (validated when raised).
+    pub name: String,
+    /// Opaque application bytes, 0..=2048 (always empty for Replacing-null).
+    pub args: Vec<u8>,
+    /// The target client of a Private event; `None` for the other kinds.
+    pub client_id: Option<i64>,
+    /// Identifies the event to the broker, which drops repeats.
+    pub uid: Uuid,
+}
+
+impl Event {
+    /// A new event with a fresh random uid, after checking every rule of
+    /// SPEC section 2. `client_id` must be `Some` exactly for Private events.
+    pub fn new(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<Event> {
+        validate(kind, name, args, client_id)?;
+        Ok(Event {
+            kind,
+            name: name.to_owned(),
+            args: args.to_vec(),
+            client_id,
+            uid: Uuid::new_v4(),
+        })
+    }
+}
+
+/// Checks an event before it is stored; the error names the rule broken.
+pub fn validate(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<()> {
+    validate_name(name)?;
+    if args.len() > MAX_ARGS_LEN {
+        return Err(Error::invalid(format!(
+            "event '{name}': arguments are {} bytes, the limit is {MAX_ARGS_LEN}",
+            args.len()
+        )));
+    }
+    if kind == EventKind::ReplacingNull && !args.is_empty() {
+        return Err(Error::invalid(format!(
+            "event '{name}': a replacing-null event carries no arguments ({} bytes given)",
+            args.len()
+        )));
+    }
+    match (kind, client_id) {
+        (EventKind::Private, None) => Err(Error::invalid(format!(
+            "event '{name}': a private event needs the target client id"
+        ))),
+        (EventKind::Private, Some(_)) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(Error::invalid(format!(
+            "event '{name}': only private events carry a client id, this one is {other}"
+        ))),
+    }
+}
+
+/// True for the characters allowed after the first one of an event name.
+fn is_name_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"_ .$*+()#@%&=':^[]-/!".contains(&c)
+}
+
+/// Checks an event name: 1..=256 characters, an ASCII letter first, then
+/// letters, digits and `_ .$*+()#@%&=':^[]-/!`, no trailing space and no
+/// double space.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let first = match bytes.first() {
+        None => return Err(Error::invalid("event name is empty")),
+        Some(&c) => c,
+    };
+    if bytes.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "event name is {} characters long, the limit is {MAX_NAME_LEN}",
+            name.chars().count()
+        )));
+    }
+    if !first.is_ascii_alphabetic() {
+        return Err(Error::invalid(format!(
+            "event name {name:?} must start with an ASCII letter"
+        )));
+    }
+    if let Some(pos) = bytes.iter().position(|&c| !is_name_char(c)) {
+        let bad = name[pos..].chars().next().unwrap_or('?');
+        return Err(Error::invalid(format!(
+            "event name {name:?} contains {bad:?} at position {pos}; allowed are ASCII letters, \
+             digits and _ .$*+()#@%&=':^[]-/!"
+        )));
+    }
+    if bytes.ends_with(b" ") {
+        return Err(Error::invalid(format!(
+            "event name {name:?} ends with a space"
+        )));
+    }
+    if name.contains("  ") {
+        return Err(Error::invalid(format!(
+            "event name {name:?} contains a double space"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rules() {
+        for good in ["A", "Temperature", "a1_ .$*+()#@%&=':^[]-/!", "Door open"] {
+            validate_name(good).unwrap();
+        }
+        validate_name(&"x".repeat(MAX_NAME_LEN)).unwrap();
+        for (bad, why) in [
+            ("", "empty"),
+            ("1abc", "start with"),
+            ("_abc", "start with"),
+            ("abc ", "ends with a space"),
+            ("a  b", "double space"),
+            ("a\u{e9}", "contains"),
+            ("a,b", "contains"),
+            ("a\tb", "contains"),
+        ] {
+            let err = validate_name(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        let err = validate_name(&"x".repeat(MAX_NAME_LEN + 1)).unwrap_err();
+        assert!(err.to_string().contains("257 characters"), "{err}");
+    }
+
+    #[test]
+    fn arguments_and_client_ids_are_checked() {
+        let big = vec![0u8; MAX_ARGS_LEN + 1];
+        let err = validate(EventKind::Queueing, "A", &big, None).unwrap_err();
+        assert!(err.to_string().contains("2049 bytes"), "{err}");
+        validate(EventKind::Queueing, "A", &big[..MAX_ARGS_LEN], None).unwrap();
+        assert!(validate(EventKind::ReplacingNull, "A", b"x", None).is_err());
+        validate(EventKind::ReplacingNull, "A", b"", None).unwrap();
+        assert!(validate(EventKind::Private, "A", b"", None).is_err());
+        validate(EventKind::Private, "A", b"", Some(i64::MIN)).unwrap();
+        assert!(validate(EventKind::Replacing, "A", b"", Some(1)).is_err());
+    }
+
+    #[test]
+    fn new_events_get_distinct_uids() {
+        let a = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
+        let b = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
+        assert_ne!(a.uid, b.uid);
+        assert_eq!(a.uid.get_version_num(), 4);
+    }
+
+    #[test]
+    fn kind_codes_round_trip() {
+        for kind in [
+            EventKind::Replacing,
+            EventKind::Queueing,
+            EventKind::Private,
+            EventKind::ReplacingNull,
+        ] {
+            assert_eq!(EventKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(EventKind::from_code(3), None);
+        assert_eq!(EventKind::from_code(0), None);
+    }
+}

@@ -1,0 +1,407 @@
+//! The journal's on-disk format: named offsets and the codecs of the header
+//! slots and records. `docs/FORMAT.md` is the prose description of exactly
+//! these constants; `tests/format_offsets.rs` checks a written file against
+//! it.
+//!
+//! All integers are little-endian. Decoding never panics: every read is
+//! bounds-checked and a bad field is a `None`/`Err`, not an abort.
+
+use uuid::Uuid;
+
+/// Bytes of the header page; the data region starts here.
+pub const DATA_OFFSET: u64 = 4096;
+/// File offsets of the two header slots (separate 512-byte sectors).
+pub const SLOT_OFFSETS: [usize; 2] = [0, 512];
+/// Bytes of one header slot, CRC included.
+pub const SLOT_LEN: usize = 256;
+
+/// Header slot field offsets (within the slot).
+pub mod slot {
+    /// `[u8; 8]` file magic.
+    pub const MAGIC: usize = 0;
+    /// `u32` format version.
+    pub const VERSION: usize = 8;
+    /// `u32` slot length ([`super::SLOT_LEN`]).
+    pub const SLOT_LEN: usize = 12;
+    /// `u64` generation; recovery takes the valid slot with the higher one.
+    pub const GENERATION: usize = 16;
+    /// `[u8; 16]` owner uid (the service uid of the file name).
+    pub const OWNER_UID: usize = 24;
+    /// `u64` offset of the data region in the file.
+    pub const DATA_OFFSET: usize = 40;
+    /// `u64` size of the data region (the ring) in bytes.
+    pub const DATA_SIZE: usize = 48;
+    /// `u64` logical capacity in bytes of live records.
+    pub const CAPACITY: usize = 56;
+    /// `u64` ring position (relative to the data region) where recovery starts.
+    pub const TAIL_POS: usize = 64;
+    /// `u64` sequence number expected at `TAIL_POS`.
+    pub const TAIL_SEQ: usize = 72;
+    /// `u32` length of the metadata blob.
+    pub const META_LEN: usize = 80;
+    /// `[u8; 64]` metadata blob (the store's storage uid).
+    pub const META: usize = 84;
+    /// `u32` CRC32 of bytes `0..CRC` of the slot.
+    pub const CRC: usize = 252;
+}
+
+/// Record header field offsets (within the record).
+pub mod record {
+    /// `u32` payload length.
+    pub const LEN: usize = 0;
+    /// `u8` state (live / removed how); the only byte outside the CRC.
+    pub const STATE: usize = 4;
+    /// `u8` record type.
+    pub const TYPE: usize = 5;
+    /// `u16` reserved, zero.
+    pub const RESERVED16: usize = 6;
+    /// `u64` sequence number: one more than the record before it.
+    pub const SEQ: usize = 8;
+    /// `u64` record id: its sequence number when first written; a copy made
+    /// by relocation or rebuild keeps the original's id.
+    pub const ID: usize = 16;
+    /// `u32` CRC32 of bytes 0..4, 5..24 and the payload.
+    pub const CRC: usize = 24;
+    /// `u32` reserved, zero.
+    pub const RESERVED32: usize = 28;
+    /// Header length; the payload follows, padded to 8 bytes.
+    pub const HEADER_LEN: usize = 32;
+}
+
+/// Magic of a service journal (`.ssp`).
+pub const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
+/// Format version written by this library.
+pub const VERSION: u32 = 1;
+/// Largest payload a record may carry.
+pub const MAX_PAYLOAD_LEN: usize = 2400;
+/// Largest record, header and padding included.
+pub const MAX_RECORD_LEN: u64 = record_len(MAX_PAYLOAD_LEN);
+/// Longest metadata blob.
+pub const MAX_META_LEN: usize = 64;
+
+/// Record types.
+pub const TYPE_DATA: u8 = 1;
+/// A wrap marker: the next record is at the start of the data region.
+pub const TYPE_WRAP: u8 = 2;
+
+/// Record states. Printable so a hex dump reads well.
+pub const STATE_LIVE: u8 = b'L';
+/// Removed: the broker acknowledged it.
+pub const STATE_ACKED: u8 = b'A';
+/// Removed: superseded by a newer Replacing instance.
+pub const STATE_SUPERSEDED: u8 = b'S';
+/// Removed: dropped for capacity.
+pub const STATE_DROPPED: u8 = b'D';
+/// Removed: ancient data invalidated.
+pub const STATE_INVALIDATED: u8 = b'I';
+
+/// True for every state a record may legitimately have.
+pub fn is_known_state(state: u8) -> bool {
+    matches!(
+        state,
+        STATE_LIVE | STATE_ACKED | STATE_SUPERSEDED | STATE_DROPPED | STATE_INVALIDATED
+    )
+}
+
+/// Bytes a record with `payload_len` bytes of payload occupies.
+pub const fn record_len(payload_len: usize) -> u64 {
+    (record::HEADER_LEN + payload_len).next_multiple_of(8) as u64
+}
+
+/// Size of the ring for a logical capacity: room for `capacity` bytes of
+/// live records, plus the slack the ring needs to wrap and to relocate a
+/// pinned record without ever running out (see `ring.rs`), rounded up to a
+/// page.
+pub fn data_size_for(capacity: u64) -> u64 {
+    (capacity + 4 * MAX_RECORD_LEN + 64).next_multiple_of(4096)
+}
+
+pub(crate) fn get_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+pub(crate) fn get_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// One header slot, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// File magic.
+    pub magic: [u8; 8],
+    /// Format version.
+    pub version: u32,
+    /// Slot generation.
+    pub generation: u64,
+    /// Owner uid (service uid).
+    pub owner: Uuid,
+    /// Data region offset.
+    pub data_offset: u64,
+    /// Data region size.
+    pub data_size: u64,
+    /// Logical capacity.
+    pub capacity: u64,
+    /// Where recovery starts.
+    pub tail_pos: u64,
+    /// Sequence number expected there.
+    pub tail_seq: u64,
+    /// Metadata blob.
+    pub meta: Vec<u8>,
+}
+
+/// Why a header slot was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotError {
+    /// Zero-filled: never written.
+    Blank,
+    /// Checksum mismatch or impossible field.
+    Damaged,
+}
+
+impl Header {
+    /// Encodes into a slot image.
+    pub fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut b = [0u8; SLOT_LEN];
+        put(&mut b, slot::MAGIC, &self.magic);
+        put(&mut b, slot::VERSION, &self.version.to_le_bytes());
+        put(&mut b, slot::SLOT_LEN, &(SLOT_LEN as u32).to_le_bytes());
+        put(&mut b, slot::GENERATION, &self.generation.to_le_bytes());
+        put(&mut b, slot::OWNER_UID, self.owner.as_bytes());
+        put(&mut b, slot::DATA_OFFSET, &self.data_offset.to_le_bytes());
+        put(&mut b, slot::DATA_SIZE, &self.data_size.to_le_bytes());
+        put(&mut b, slot::CAPACITY, &self.capacity.to_le_bytes());
+        put(&mut b, slot::TAIL_POS, &self.tail_pos.to_le_bytes());
+        put(&mut b, slot::TAIL_SEQ, &self.tail_seq.to_le_bytes());
+        let meta = &self.meta[..self.meta.len().min(MAX_META_LEN)];
+        put(&mut b, slot::META_LEN, &(meta.len() as u32).to_le_bytes());
+        put(&mut b, slot::META, meta);
+        let crc = crc32fast::hash(&b[..slot::CRC]);
+        put(&mut b, slot::CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes a slot image; checks the CRC and the internal consistency
+    /// of its fields (not the magic or version: the caller reports those).
+    pub fn decode(b: &[u8]) -> Result<Header, SlotError> {
+        let b = b.get(..SLOT_LEN).ok_or(SlotError::Damaged)?;
+        if b.iter().all(|&x| x == 0) {
+            return Err(SlotError::Blank);
+        }
+        let crc = get_u32(b, slot::CRC).ok_or(SlotError::Damaged)?;
+        if crc != crc32fast::hash(&b[..slot::CRC]) {
+            return Err(SlotError::Damaged);
+        }
+        let u64_at = |at| get_u64(b, at).ok_or(SlotError::Damaged);
+        let meta_len = get_u32(b, slot::META_LEN).ok_or(SlotError::Damaged)? as usize;
+        if meta_len > MAX_META_LEN || get_u32(b, slot::SLOT_LEN) != Some(SLOT_LEN as u32) {
+            return Err(SlotError::Damaged);
+        }
+        let mut magic = [0u8; 8];
+        magic.copy_from_slice(&b[slot::MAGIC..slot::MAGIC + 8]);
+        let header = Header {
+            magic,
+            version: get_u32(b, slot::VERSION).ok_or(SlotError::Damaged)?,
+            generation: u64_at(slot::GENERATION)?,
+            owner: Uuid::from_slice(&b[slot::OWNER_UID..slot::OWNER_UID + 16])
+                .map_err(|_| SlotError::Damaged)?,
+            data_offset: u64_at(slot::DATA_OFFSET)?,
+            data_size: u64_at(slot::DATA_SIZE)?,
+            capacity: u64_at(slot::CAPACITY)?,
+            tail_pos: u64_at(slot::TAIL_POS)?,
+            tail_seq: u64_at(slot::TAIL_SEQ)?,
+            meta: b[slot::META..slot::META + meta_len].to_vec(),
+        };
+        let geometry_ok = header.data_offset == DATA_OFFSET
+            && header.data_size >= 4096
+            && header.data_size.is_multiple_of(8)
+            && header.data_size <= (1 << 40)
+            && header.tail_pos.is_multiple_of(8)
+            && header.tail_pos + record::HEADER_LEN as u64 <= header.data_size;
+        if !geometry_ok {
+            return Err(SlotError::Damaged);
+        }
+        Ok(header)
+    }
+}
+
+/// A record header, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload length.
+    pub len: u32,
+    /// State byte.
+    pub state: u8,
+    /// Record type.
+    pub kind: u8,
+    /// Sequence number.
+    pub seq: u64,
+    /// Record id.
+    pub id: u64,
+    /// Stored CRC.
+    pub crc: u32,
+}
+
+impl RecordHeader {
+    /// Total bytes of this record.
+    pub fn record_len(&self) -> u64 {
+        record_len(self.len as usize)
+    }
+}
+
+/// Encodes a record header for `payload` (computing the CRC) into `out`,
+/// which must be [`record::HEADER_LEN`] bytes.
+pub fn encode_record_header(out: &mut [u8], kind: u8, seq: u64, id: u64, payload: &[u8]) {
+    out[..record::HEADER_LEN].fill(0);
+    put(out, record::LEN, &(payload.len() as u32).to_le_bytes());
+    out[record::STATE] = STATE_LIVE;
+    out[record::TYPE] = kind;
+    put(out, record::SEQ, &seq.to_le_bytes());
+    put(out, record::ID, &id.to_le_bytes());
+    let crc = record_crc(out, payload);
+    put(out, record::CRC, &crc.to_le_bytes());
+}
+
+/// CRC of a record: header bytes 0..4 and 5..24 (everything but the state
+/// byte and the CRC itself), then the payload.
+pub fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..record::STATE]);
+    h.update(&header[record::STATE + 1..record::CRC]);
+    h.update(payload);
+    h.finalize()
+}
+
+/// Decodes the record at `pos` of the data region `data` whose ring size is
+/// `ring_size` (`data` may be shorter when the file was truncated). Returns
+/// the header and payload if the record is structurally valid and its CRC
+/// matches. The state byte is returned as found, not judged.
+pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHeader, &[u8])> {
+    let start = usize::try_from(pos).ok()?;
+    let head = data.get(start..start.checked_add(record::HEADER_LEN)?)?;
+    let header = RecordHeader {
+        len: get_u32(head, record::LEN)?,
+        state: head[record::STATE],
+        kind: head[record::TYPE],
+        seq: get_u64(head, record::SEQ)?,
+        id: get_u64(head, record::ID)?,
+        crc: get_u32(head, record::CRC)?,
+    };
+    let reserved_zero = head[record::RESERVED16] == 0
+        && head[record::RESERVED16 + 1] == 0
+        && get_u32(head, record::RESERVED32) == Some(0);
+    let kind_ok = match header.kind {
+        TYPE_DATA => header.len as usize <= MAX_PAYLOAD_LEN && header.id <= header.seq,
+        TYPE_WRAP => header.len == 0 && header.id == 0,
+        _ => false,
+    };
+    if !reserved_zero || !kind_ok || pos + header.record_len() > ring_size {
+        return None;
+    }
+    let body = start + record::HEADER_LEN;
+    let payload = data.get(body..body + header.len as usize)?;
+    if record_crc(head, payload) != header.crc {
+        return None;
+    }
+    Some((header, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_header() -> Header {
+        Header {
+            magic: SERVICE_MAGIC,
+            version: VERSION,
+            generation: 7,
+            owner: Uuid::from_u128(0x1234),
+            data_offset: DATA_OFFSET,
+            data_size: 16384,
+            capacity: 8192,
+            tail_pos: 64,
+            tail_seq: 99,
+            meta: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = sample_header();
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn header_rejects_every_flipped_bit_and_truncation() {
+        let image = sample_header().encode();
+        for bit in 0..SLOT_LEN * 8 {
+            let mut b = image;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Header::decode(&b).is_err(), "bit {bit}");
+        }
+        for len in 0..SLOT_LEN {
+            assert!(Header::decode(&image[..len]).is_err());
+        }
+        assert_eq!(Header::decode(&[0u8; SLOT_LEN]), Err(SlotError::Blank));
+    }
+
+    fn record_image(seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; record_len(payload.len()) as usize];
+        encode_record_header(&mut b, TYPE_DATA, seq, seq, payload);
+        b[record::HEADER_LEN..record::HEADER_LEN + payload.len()].copy_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let b = record_image(5, b"hello");
+        let (h, p) = decode_record(&b, 0, b.len() as u64).unwrap();
+        assert_eq!(
+            (h.seq, h.id, h.state, h.kind, p),
+            (5, 5, STATE_LIVE, TYPE_DATA, &b"hello"[..])
+        );
+        assert_eq!(b.len(), 40);
+    }
+
+    #[test]
+    fn torn_or_flipped_records_are_rejected() {
+        let b = record_image(5, b"0123456789abcdef");
+        for len in 0..b.len() {
+            assert!(
+                decode_record(&b[..len], 0, b.len() as u64).is_none(),
+                "torn at {len}"
+            );
+        }
+        for bit in 0..b.len() * 8 {
+            let byte = bit / 8;
+            let mut c = b.clone();
+            c[byte] ^= 1 << (bit % 8);
+            let decoded = decode_record(&c, 0, c.len() as u64);
+            if byte == record::STATE {
+                // The state byte is outside the CRC by design; the caller
+                // judges it.
+                assert!(decoded.is_some());
+            } else if byte >= record::HEADER_LEN + 16 {
+                // Padding after the payload is not part of the record.
+                assert!(decoded.is_some());
+            } else {
+                assert!(decoded.is_none(), "bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn record_past_ring_end_is_rejected() {
+        let b = record_image(1, b"abc");
+        assert!(decode_record(&b, 0, b.len() as u64 - 8).is_none());
+    }
+
+    #[test]
+    fn data_size_leaves_room() {
+        assert!(data_size_for(8192) >= 8192 + 4 * MAX_RECORD_LEN);
+        assert_eq!(data_size_for(1 << 20) % 4096, 0);
+    }
+}

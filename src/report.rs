@@ -1,0 +1,67 @@
+//! Failure reports: how a store tells the application that something went
+//! wrong and what it cost. Nothing is dropped silently: every report reaches
+//! the failure callback (if one is set) and the store's statistics.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of failure a [`Failure`] reports. The discriminants are the
+/// stable codes of the C ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Level 2 failed (I/O error, custom backend error); the store now runs
+    /// at level 1 with a new storage uid.
+    Fallback = 1,
+    /// A damaged or foreign file was found at open; it was set aside and
+    /// what could be kept was kept.
+    Corruption = 2,
+    /// Events were dropped to make room (drop-oldest overflow policy).
+    CapacityDrop = 3,
+    /// A partial record from an interrupted write was discarded at open.
+    /// The write never completed, so no stored event was lost.
+    InterruptedWrite = 4,
+}
+
+impl FailureKind {
+    /// The stable numeric code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureKind::Fallback => "fallback to level 1",
+            FailureKind::Corruption => "corrupt file",
+            FailureKind::CapacityDrop => "capacity drop",
+            FailureKind::InterruptedWrite => "interrupted write",
+        })
+    }
+}
+
+/// One failure report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened.
+    pub kind: FailureKind,
+    /// What happened, to which file, and what the store did about it.
+    pub message: String,
+    /// Events (or, for a client store, subscription ids) lost because of it.
+    pub events_lost: u64,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} ({} lost)",
+            self.kind, self.message, self.events_lost
+        )
+    }
+}
+
+/// The failure callback. It runs after the store's lock is released, on the
+/// thread whose call caused the failure, so it may call back into the store.
+pub type FailureCallback = Arc<dyn Fn(&Failure) + Send + Sync>;

@@ -1,0 +1,552 @@
+//! The semantics of SPEC section 3, once, for every level: storage and
+//! cache mode, Replacing collapse, capacity, ancient data. `Core` is the
+//! state behind the [`ServiceStore`](super::ServiceStore) lock.
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::event::{validate, validate_name, Event, EventKind};
+use crate::journal::format::record_len;
+use crate::report::{Failure, FailureKind};
+use crate::service::backend::{RecordLog, Removal};
+use crate::service::codec;
+use crate::service::index::{Entry, Index, NO_PIPE};
+use crate::service::level::Backend;
+use crate::service::{Level, Mode, Overflow, ServiceStats};
+
+/// An operation's failure: the caller's mistake (returned as is) or the
+/// level's (level 2 falls back to level 1 and the operation is retried).
+pub(crate) enum Fail {
+    Store(Error),
+    Level(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        Fail::Store(e)
+    }
+}
+
+pub(crate) type OpResult<T> = std::result::Result<T, Fail>;
+
+/// Wraps a backend result: its errors are failures of the level.
+pub(crate) fn lvl<T>(r: Result<T>) -> OpResult<T> {
+    r.map_err(Fail::Level)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub dropped: u64,
+    pub rejected: u64,
+    pub superseded: u64,
+    pub invalidated: u64,
+    pub failures: u64,
+    pub lost: u64,
+}
+
+pub(crate) struct Core {
+    pub backend: Backend,
+    pub storage_uid: Uuid,
+    pub capacity: u64,
+    pub memory_capacity: u64,
+    pub overflow: Overflow,
+    pub mode: Mode,
+    pub index: Index,
+    pub counters: Counters,
+    pub reports: Vec<Failure>,
+    pub closed: bool,
+    pub buf: Vec<u8>,
+}
+
+/// Metadata blob: version byte, then the storage uid.
+const META_VERSION: u8 = 1;
+
+impl Core {
+    pub fn new(backend: Backend, capacity: u64, memory_capacity: u64, overflow: Overflow) -> Core {
+        Core {
+            backend,
+            storage_uid: Uuid::new_v4(),
+            capacity,
+            memory_capacity,
+            overflow,
+            mode: Mode::Storage,
+            index: Index::default(),
+            counters: Counters::default(),
+            reports: Vec::new(),
+            closed: false,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn log(&mut self) -> &mut dyn RecordLog {
+        self.backend.log()
+    }
+
+    pub fn level(&self) -> Level {
+        self.backend.level()
+    }
+
+    /// Queues a report for the callback and counts it.
+    pub fn report(&mut self, kind: FailureKind, message: String, events_lost: u64) {
+        if kind != FailureKind::CapacityDrop {
+            self.counters.failures += 1;
+            self.counters.lost += events_lost;
+        }
+        self.reports.push(Failure {
+            kind,
+            message,
+            events_lost,
+        });
+    }
+
+    /// Runs an operation; if level 2 fails under it, falls back to level 1
+    /// and runs it once more there.
+    pub fn run<T>(&mut self, op: impl Fn(&mut Core) -> OpResult<T>) -> Result<T> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        match op(self) {
+            Ok(v) => Ok(v),
+            Err(Fail::Store(e)) => Err(e),
+            Err(Fail::Level(e)) if self.level() == Level::Persistent => {
+                self.fall_back(&e);
+                op(self).map_err(|f| match f {
+                    Fail::Store(e) | Fail::Level(e) => e,
+                })
+            }
+            Err(Fail::Level(e)) => Err(e),
+        }
+    }
+
+    // ----- opening ------------------------------------------------------
+
+    /// Loads the index from the backend, settles the storage uid, marks
+    /// everything loaded as ancient and enforces the capacity.
+    pub fn load(&mut self) -> OpResult<()> {
+        self.index = Index::default();
+        let mut bad = Vec::new();
+        let mut last = 0u64;
+        let mut order_error = None;
+        {
+            let Core { backend, index, .. } = self;
+            lvl(backend.log().scan(&mut |id, payload| {
+                if id <= last && order_error.is_none() {
+                    order_error = Some((last, id));
+                }
+                last = last.max(id);
+                if payload.len() < codec::FIXED_LEN || payload.len() > codec::MAX_PAYLOAD_LEN {
+                    bad.push(id);
+                }
+                index.push(id, record_len(payload.len()) as u32, NO_PIPE);
+                Ok(())
+            }))?;
+        }
+        if let Some((before, id)) = order_error {
+            return Err(Fail::Level(Error::Backend(format!(
+                "scan returned record {id} after {before}: records must come in increasing \
+                 sequence order"
+            ))));
+        }
+        for id in bad {
+            self.discard_corrupt(id, "its length is impossible for an event")?;
+        }
+        let meta = lvl(self.log().metadata())?;
+        match meta.as_slice() {
+            [META_VERSION, uid @ ..] if uid.len() == 16 => {
+                self.storage_uid = Uuid::from_slice(uid).unwrap_or_else(|_| Uuid::new_v4());
+            }
+            _ => {
+                self.storage_uid = Uuid::new_v4();
+                self.save_storage_uid()?;
+            }
+        }
+        self.index.ancient_max = last;
+        let over = self.drop_oldest_until(0)?;
+        if over > 0 {
+            self.report(
+                FailureKind::CapacityDrop,
+                format!(
+                    "the stored events exceeded the configured capacity of {} bytes at open: \
+                     dropped the {over} oldest",
+                    self.capacity
+                ),
+                over,
+            );
+        }
+        lvl(self.backend.fit_capacity(self.capacity))?;
+        lvl(self.log().commit())
+    }
+
+    pub fn save_storage_uid(&mut self) -> OpResult<()> {
+        let mut meta = vec![META_VERSION];
+        meta.extend_from_slice(self.storage_uid.as_bytes());
+        lvl(self.log().set_metadata(&meta))
+    }
+
+    // ----- helpers ---------------------------------------------------
+
+    fn remove(&mut self, id: u64, why: Removal) -> OpResult<Entry> {
+        lvl(self.log().remove(id, why))?;
+        self.index
+            .remove(id)
+            .ok_or_else(|| Fail::Level(Error::state(format!("record {id} was not pending"))))
+    }
+
+    /// Drops the oldest pending events until `extra` more bytes fit.
+    /// Returns how many were dropped.
+    fn drop_oldest_until(&mut self, extra: u64) -> OpResult<u64> {
+        let mut dropped = 0;
+        while self.index.used() + extra > self.capacity {
+            let Some(front) = self.index.front() else {
+                break;
+            };
+            self.remove(front.id, Removal::Dropped)?;
+            self.counters.dropped += 1;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// Removes a record that cannot be decoded, and reports it.
+    fn discard_corrupt(&mut self, id: u64, why: &str) -> OpResult<()> {
+        self.remove(id, Removal::Dropped)?;
+        let at = self.backend.describe();
+        self.report(
+            FailureKind::Corruption,
+            format!("pending record {id} in {at} is unreadable ({why}); it was discarded"),
+            1,
+        );
+        Ok(())
+    }
+
+    /// Reads and decodes a pending event; `None` if it was corrupt (then it
+    /// is discarded and reported).
+    fn load_event(&mut self, id: u64) -> OpResult<Option<Event>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = lvl(self.log().read(id, &mut buf));
+        let decoded = read.map(|()| codec::decode(&buf));
+        self.buf = buf;
+        match decoded? {
+            Ok(event) => Ok(Some(event)),
+            Err(e) => {
+                self.discard_corrupt(id, &e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Builds the name index on first need (it is not needed to open the
+    /// store and drain it in storage mode).
+    fn ensure_names(&mut self) -> OpResult<()> {
+        if self.index.names_built() {
+            return Ok(());
+        }
+        self.index.start_names();
+        let result = self.assign_names();
+        if result.is_err() {
+            self.index.drop_names();
+        }
+        result
+    }
+
+    fn assign_names(&mut self) -> OpResult<()> {
+        let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut corrupt = Vec::new();
+        let mut result = Ok(());
+        for id in ids {
+            if let Err(e) = lvl(self.log().read(id, &mut buf)) {
+                result = Err(e);
+                break;
+            }
+            match codec::decode_key(&buf) {
+                Ok((kind, name)) => {
+                    let pipe = self.index.intern(kind, name);
+                    self.index.assign(id, pipe);
+                }
+                Err(e) => corrupt.push((id, e.to_string())),
+            }
+        }
+        self.buf = buf;
+        result?;
+        for (id, why) in corrupt {
+            self.discard_corrupt(id, &why)?;
+        }
+        Ok(())
+    }
+
+    fn require_mode(&self, wanted: Mode, op: &str) -> OpResult<()> {
+        if self.mode == wanted {
+            return Ok(());
+        }
+        let hint = match wanted {
+            Mode::Storage => {
+                "the store is in cache mode (peek() found the backlog drained); use \
+                 peek_name/ack_name, or set_storage_mode() after a disconnect"
+            }
+            Mode::Cache => {
+                "the store is in storage mode until peek() finds the backlog drained; use \
+                 peek/ack"
+            }
+        };
+        Err(Error::state(format!("{op} is a {wanted} operation: {hint}")).into())
+    }
+
+    // ----- operations ------------------------------------------------
+
+    pub fn raise(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        args: &[u8],
+        client_id: Option<i64>,
+        uid: Uuid,
+    ) -> OpResult<()> {
+        validate(kind, name, args, client_id)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        codec::encode(&mut buf, kind, name, args, client_id, uid);
+        let result = self.store_encoded(kind, name, &buf);
+        self.buf = buf;
+        result
+    }
+
+    /// Pending instances of a Replacing name that a new raise supersedes:
+    /// all but the one in flight, oldest first.
+    fn supersede_candidates(&mut self, name: &str) -> OpResult<Vec<Entry>> {
+        self.ensure_names()?;
+        let Some(pipe) = self
+            .index
+            .pipe_of(EventKind::Replacing, name)
+            .and_then(|p| self.index.pipe(p))
+        else {
+            return Ok(Vec::new());
+        };
+        let cache_flight = pipe.in_flight.and(pipe.ids.front().copied());
+        let storage_flight = self.index.storage_in_flight.map(|f| f.0);
+        let ids: Vec<u64> = pipe
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| Some(id) != cache_flight && Some(id) != storage_flight)
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| self.index.get(id))
+            .collect())
+    }
+
+    fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> OpResult<()> {
+        let size = record_len(payload.len());
+        let candidates = if kind.is_replacing() {
+            self.supersede_candidates(name)?
+        } else {
+            Vec::new()
+        };
+        let freed: u64 = candidates.iter().map(|e| u64::from(e.size)).sum();
+        let used = self.index.used();
+        let mut drops = Vec::new();
+        if used - freed + size > self.capacity {
+            if self.overflow == Overflow::RejectNew {
+                self.counters.rejected += 1;
+                return Err(Error::StorageFull {
+                    needed: size,
+                    available: self.capacity.saturating_sub(used),
+                    capacity: self.capacity,
+                }
+                .into());
+            }
+            let mut left = used - freed;
+            for e in self.index.entries() {
+                if left + size <= self.capacity {
+                    break;
+                }
+                if candidates.iter().any(|c| c.id == e.id) {
+                    continue;
+                }
+                left -= u64::from(e.size);
+                drops.push(e.id);
+            }
+        }
+        // Older superseded instances go first; the newest stays until the
+        // new one is durable (below), so a power cut never loses both.
+        let (newest, older) = match candidates.split_last() {
+            Some((newest, older)) => (Some(*newest), older),
+            None => (None, &[][..]),
+        };
+        for c in older {
+            self.remove(c.id, Removal::Superseded)?;
+            self.counters.superseded += 1;
+        }
+        if !drops.is_empty() {
+            for &id in &drops {
+                self.remove(id, Removal::Dropped)?;
+                self.counters.dropped += 1;
+            }
+            self.report(
+                FailureKind::CapacityDrop,
+                format!(
+                    "capacity of {} bytes reached: dropped the {} oldest pending event(s) to \
+                     store '{name}'",
+                    self.capacity,
+                    drops.len()
+                ),
+                drops.len() as u64,
+            );
+        }
+        let id = lvl(self.log().append(payload))?;
+        if let Some(back) = self.index.entries().last() {
+            if id <= back.id {
+                return Err(Fail::Level(Error::Backend(format!(
+                    "append returned sequence {id}, not above {}",
+                    back.id
+                ))));
+            }
+        }
+        let pipe = self.index.intern(kind, name);
+        self.index.push(id, size as u32, pipe);
+        if let Some(newest) = newest {
+            lvl(self.log().barrier())?;
+            self.remove(newest.id, Removal::Superseded)?;
+            self.counters.superseded += 1;
+        }
+        lvl(self.log().commit())
+    }
+
+    pub fn peek(&mut self) -> OpResult<Option<Event>> {
+        self.require_mode(Mode::Storage, "peek")?;
+        loop {
+            let Some(front) = self.index.front() else {
+                self.mode = Mode::Cache;
+                self.index.storage_in_flight = None;
+                return Ok(None);
+            };
+            if let Some(event) = self.load_event(front.id)? {
+                self.index.storage_in_flight = Some((front.id, event.uid));
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The uid of a pending event: from the flight record if known.
+    fn uid_of(&mut self, id: u64, known: Option<Uuid>) -> OpResult<Option<Uuid>> {
+        match known {
+            Some(uid) => Ok(Some(uid)),
+            None => Ok(self.load_event(id)?.map(|e| e.uid)),
+        }
+    }
+
+    fn refuse_ack(uid: Uuid, expected: Option<Uuid>) -> Fail {
+        let msg = match expected {
+            Some(e) => format!(
+                "ack for event {uid} refused: the event in flight is {e} (a late or repeated \
+                 ack is ignored)"
+            ),
+            None => format!("ack for event {uid} refused: no event is pending"),
+        };
+        Error::state(msg).into()
+    }
+
+    pub fn ack(&mut self, uid: Uuid) -> OpResult<()> {
+        self.require_mode(Mode::Storage, "ack")?;
+        let Some(front) = self.index.front() else {
+            return Err(Core::refuse_ack(uid, None));
+        };
+        let known = self
+            .index
+            .storage_in_flight
+            .filter(|f| f.0 == front.id)
+            .map(|f| f.1);
+        let front_uid = self.uid_of(front.id, known)?;
+        if front_uid != Some(uid) {
+            return Err(Core::refuse_ack(uid, front_uid));
+        }
+        self.remove(front.id, Removal::Acknowledged)?;
+        lvl(self.log().commit())
+    }
+
+    fn pipe_front(&mut self, kind: EventKind, name: &str) -> OpResult<Option<(u32, u64)>> {
+        validate_name(name)?;
+        self.ensure_names()?;
+        let pipe = self.index.pipe_of(kind, name);
+        Ok(pipe.and_then(|p| Some((p, *self.index.pipe(p)?.ids.front()?))))
+    }
+
+    pub fn peek_name(&mut self, kind: EventKind, name: &str) -> OpResult<Option<Event>> {
+        self.require_mode(Mode::Cache, "peek_name")?;
+        loop {
+            let Some((pipe, id)) = self.pipe_front(kind, name)? else {
+                return Ok(None);
+            };
+            if let Some(event) = self.load_event(id)? {
+                if let Some(p) = self.index.pipe_mut(pipe) {
+                    p.in_flight = Some(event.uid);
+                }
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    pub fn ack_name(&mut self, kind: EventKind, name: &str, uid: Uuid) -> OpResult<Option<Event>> {
+        self.require_mode(Mode::Cache, "ack_name")?;
+        let Some((pipe, id)) = self.pipe_front(kind, name)? else {
+            return Err(Core::refuse_ack(uid, None));
+        };
+        let known = self.index.pipe(pipe).and_then(|p| p.in_flight);
+        let front_uid = self.uid_of(id, known)?;
+        if front_uid != Some(uid) {
+            return Err(Core::refuse_ack(uid, front_uid));
+        }
+        self.remove(id, Removal::Acknowledged)?;
+        lvl(self.log().commit())?;
+        self.peek_name(kind, name)
+    }
+
+    pub fn set_storage_mode(&mut self) {
+        self.mode = Mode::Storage;
+        self.index.clear_in_flight();
+    }
+
+    pub fn invalidate_ancient(&mut self) -> OpResult<u64> {
+        let limit = self.index.ancient_max;
+        let ancient: Vec<u64> = self
+            .index
+            .entries()
+            .take_while(|e| e.id <= limit)
+            .map(|e| e.id)
+            .collect();
+        for &id in &ancient {
+            self.remove(id, Removal::Invalidated)?;
+            self.counters.invalidated += 1;
+        }
+        self.index.ancient_max = 0;
+        lvl(self.log().commit())?;
+        Ok(ancient.len() as u64)
+    }
+
+    pub fn reset(&mut self) -> OpResult<()> {
+        lvl(self.log().clear())?;
+        self.index.clear();
+        lvl(self.log().commit())
+    }
+
+    pub fn flush(&mut self) -> OpResult<()> {
+        lvl(self.log().flush())
+    }
+
+    pub fn stats(&self) -> ServiceStats {
+        ServiceStats {
+            level: self.level(),
+            mode: self.mode,
+            pending_events: self.index.live(),
+            used_bytes: self.index.used(),
+            capacity_bytes: self.capacity,
+            dropped_events: self.counters.dropped,
+            rejected_events: self.counters.rejected,
+            superseded_events: self.counters.superseded,
+            invalidated_events: self.counters.invalidated,
+            failures: self.counters.failures,
+            events_lost: self.counters.lost,
+            storage_uid: self.storage_uid,
+        }
+    }
+}
