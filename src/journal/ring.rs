@@ -166,15 +166,21 @@ impl Ring {
     fn push_live_or_dead(&mut self, slot: Slot) {
         let seq = self.next_seq;
         self.push_slot(slot);
-        if !slot.live {
-            return;
-        }
-        self.live_bytes += slot.len;
-        self.live_count += 1;
-        if slot.id != seq {
-            // A moved copy supersedes the older copy of the same record.
-            let older = self.moved.insert(slot.id, seq).unwrap_or(slot.id);
+        if slot.id != 0 && slot.id != seq {
+            // A moved copy: the older copy of the same record stops being
+            // the record, whatever state the newer copy is in (a copy that
+            // was acknowledged must not bring its original back).
+            let older = self.moved.get(&slot.id).copied().unwrap_or(slot.id);
             self.kill(older, slot.id);
+            if slot.live {
+                self.moved.insert(slot.id, seq);
+            } else {
+                self.moved.remove(&slot.id);
+            }
+        }
+        if slot.live {
+            self.live_bytes += slot.len;
+            self.live_count += 1;
         }
     }
 
@@ -391,5 +397,20 @@ mod tests {
         assert_eq!(r.live_count(), 2);
         assert_eq!(r.find(1).unwrap().0, 3);
         assert_eq!(r.live_bytes(), 128);
+    }
+
+    #[test]
+    fn removed_copy_does_not_bring_its_original_back() {
+        let mut r = Ring::new(1024, 0, 1);
+        let slot = |pos, id, live| Slot {
+            pos,
+            len: 64,
+            id,
+            live,
+        };
+        r.push_recovered(slot(0, 1, true), 64);
+        r.push_recovered(slot(64, 1, false), 128);
+        assert_eq!(r.live_count(), 0);
+        assert!(r.find(1).is_none());
     }
 }
