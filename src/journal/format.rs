@@ -108,10 +108,12 @@ pub const fn record_len(payload_len: usize) -> u64 {
     (record::HEADER_LEN + payload_len).next_multiple_of(8) as u64
 }
 
-/// Size of the ring for a logical capacity: room for `capacity` bytes of
-/// live records, plus the slack the ring needs to wrap and to relocate a
-/// pinned record without ever running out (see `ring.rs`), rounded up to a
-/// page.
+/// Size of the ring for a logical capacity, rounded up to a page: room for
+/// `capacity` bytes of live records plus one record of transient overshoot
+/// (a new Replacing instance is written before the old one is removed),
+/// one record of waste where a record wraps, and two records of reserve so
+/// the oldest live record can always be copied forward to reclaim the holes
+/// behind it (see `log.rs`, `make_room`).
 pub fn data_size_for(capacity: u64) -> u64 {
     (capacity + 4 * MAX_RECORD_LEN + 64).next_multiple_of(4096)
 }

@@ -109,8 +109,8 @@ impl Journal {
             }
             let temp = file::create_temp(path)?;
             let mut journal = Journal::format(temp, config, config.capacity, 1, &[])?;
+            journal.sync_dirty()?;
             if file::publish_new(&mut journal.file, path)? {
-                journal.dirty = Dirty::default();
                 return Ok((journal, Vec::new()));
             }
         }
@@ -166,6 +166,35 @@ impl Journal {
         Ok(())
     }
 
+    /// Fault injection: the file as a power cut now would leave it (see
+    /// `MappedFile::power_cut_image`).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn power_cut_image(&self, keep_unsynced: &mut dyn FnMut(usize) -> bool) -> Vec<u8> {
+        self.map.power_cut_image(keep_unsynced)
+    }
+
+    /// Fault injection: see `MappedFile::arm_power_cut`.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn arm_power_cut(&mut self, at_sync: u64, seed: u64) {
+        self.map.arm_power_cut(at_sync, seed);
+    }
+
+    /// Fault injection: the image captured by an armed power cut.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn take_power_cut_image(&mut self) -> Option<Vec<u8>> {
+        self.map.take_power_cut_image()
+    }
+
+    /// Fault injection: syncs done on this file so far.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn sync_count(&self) -> u64 {
+        self.map.sync_count()
+    }
+
     // ----- creation, recovery, salvage -------------------------------
 
     /// Lays out an empty journal in the fresh file `file`.
@@ -212,9 +241,8 @@ impl Journal {
         for (id, payload) in records {
             journal.write_at_head(payload, Some(*id))?;
         }
-        journal.dirty = Dirty::default();
+        journal.sync_dirty()?;
         file::publish_replacement(&mut journal.file, path)?;
-        journal.policy.synced();
         Ok(journal)
     }
 
@@ -355,8 +383,8 @@ impl Journal {
         let aside = file::set_aside(&path)?;
         let temp = file::create_temp(&path)?;
         let mut journal = Journal::format(temp, config, config.capacity, 1, &[])?;
+        journal.sync_dirty()?;
         file::publish_replacement(&mut journal.file, &path)?;
-        journal.dirty = Dirty::default();
         drop(file);
         let report = Failure {
             kind: FailureKind::Corruption,
@@ -564,7 +592,10 @@ impl RecordLog for Journal {
             )));
         }
         let len = record_len(payload.len());
-        if self.ring.live_bytes() + len > self.config.capacity {
+        // One record of slack: a Replacing raise writes the new instance
+        // before removing the old one (see `RecordLog::barrier`); the ring's
+        // spare room (`data_size_for`) accounts for it.
+        if self.ring.live_bytes() + len > self.config.capacity + MAX_RECORD_LEN {
             return Err(self.full_error(len));
         }
         self.make_room(len)?;

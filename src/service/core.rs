@@ -161,6 +161,18 @@ impl Core {
             }
         }
         self.index.ancient_max = last;
+        if self.index.used() > self.capacity {
+            // Over capacity at open: a crash between writing a Replacing
+            // instance and removing the one it supersedes leaves both (one
+            // record over), or the capacity was lowered. Nothing is in
+            // flight after a restart, so older instances go first, as the
+            // next raise of their name would do; then the oldest events.
+            self.ensure_names()?;
+            for id in self.index.older_replacing_instances() {
+                self.remove(id, Removal::Superseded)?;
+                self.counters.superseded += 1;
+            }
+        }
         let over = self.drop_oldest_until(0)?;
         if over > 0 {
             self.report(
@@ -499,6 +511,16 @@ impl Core {
         self.remove(id, Removal::Acknowledged)?;
         lvl(self.log().commit())?;
         self.peek_name(kind, name)
+    }
+
+    /// Every pending event in raise order, without changing anything.
+    pub fn pending(&mut self) -> OpResult<Vec<Event>> {
+        let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.load_event(id)?);
+        }
+        Ok(out)
     }
 
     pub fn set_storage_mode(&mut self) {

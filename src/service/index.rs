@@ -226,6 +226,21 @@ impl Index {
         self.names.as_mut()?.pipes.get_mut(pipe as usize)
     }
 
+    /// Every pending Replacing instance that has a newer pending instance of
+    /// the same name. Names must be built.
+    pub fn older_replacing_instances(&self) -> Vec<u64> {
+        let Some(names) = self.names.as_ref() else {
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = names.maps[family(EventKind::Replacing)]
+            .values()
+            .filter_map(|&p| names.pipes.get(p as usize))
+            .flat_map(|pipe| pipe.ids.iter().rev().skip(1).copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Ends every cache-mode flight (back to storage mode).
     pub fn clear_in_flight(&mut self) {
         self.storage_in_flight = None;

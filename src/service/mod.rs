@@ -360,6 +360,12 @@ impl ServiceStore {
         self.with(|c| c.run(|c| c.ack_name(kind, name, uid)))
     }
 
+    /// Every pending event in raise order, without changing anything (for
+    /// diagnostics; it reads every record).
+    pub fn pending(&self) -> Result<Vec<Event>> {
+        self.with(|c| c.run(|c| c.pending()))
+    }
+
     /// Back to storage mode (on disconnect); nothing is in flight after it.
     pub fn set_storage_mode(&self) -> Result<()> {
         self.with(|c| {
@@ -388,6 +394,16 @@ impl ServiceStore {
     /// The journal file, while at level 2 on a file.
     pub fn journal_path(&self) -> Option<PathBuf> {
         self.core.lock().backend.journal_path()
+    }
+
+    /// Fault injection: the journal, while at level 2 on a file.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn with_journal<T>(&self, f: impl FnOnce(&mut Journal) -> T) -> Option<T> {
+        match &mut self.core.lock().backend {
+            Backend::Journal(j) => Some(f(j)),
+            _ => None,
+        }
     }
 
     /// Discards the events that were stored when the store was opened
