@@ -16,7 +16,8 @@ use crate::journal::ring::{normalize, Ring, Slot};
 pub(crate) enum End {
     /// Zeroes or stale bytes from an earlier lap: the natural end.
     Clean,
-    /// A partial record (an interrupted write) and nothing newer after it.
+    /// A partial record carrying the next sequence number (an interrupted
+    /// write), and nothing newer after it.
     Interrupted {
         /// Where the partial record starts in the data region.
         pos: u64,
@@ -159,15 +160,13 @@ fn classify_end(data: &[u8], ring_size: u64, ring: &Ring, tail_pos: u64) -> End 
             max_seq,
         };
     }
-    let start = pos as usize;
-    let raw = data.get(start..start + record::HEADER_LEN);
-    match raw {
-        None => End::Clean,
-        Some(raw) if raw.iter().all(|&b| b == 0) => End::Clean,
-        Some(_) => match decode_record(data, pos, ring_size) {
-            Some((h, _)) if h.seq < expected => End::Clean,
-            _ => End::Interrupted { pos },
-        },
+    // The head holds zeroes or stale bytes of an earlier lap (any bytes: old
+    // record boundaries need not line up with new ones), unless the write
+    // of the next record began there: its sequence field is the expected
+    // one but the record does not check out.
+    match format::get_u64(data, pos as usize + record::SEQ) {
+        Some(seq) if seq == expected => End::Interrupted { pos },
+        _ => End::Clean,
     }
 }
 
