@@ -1,0 +1,175 @@
+//! Invariant: the journal's ring reuses its space under any pattern of
+//! removals (in order, out of order, a record pinned at the tail for
+//! ever): an append always succeeds while the live records fit the
+//! capacity, and after every reopen the live records are exactly the ones
+//! appended and not removed, in order, with their bytes.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use softnet_persistence::journal::{Durability, Journal, JournalConfig};
+use softnet_persistence::{RecordLog, Removal, Uuid};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize),
+    /// Remove the live record at this position (modulo the count).
+    Remove(usize),
+    /// Remove the oldest live record, except the pinned one.
+    RemoveOldest,
+    Reopen,
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0usize..2400).prop_map(Op::Append),
+        3 => any::<usize>().prop_map(Op::Remove),
+        3 => Just(Op::RemoveOldest),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn config(capacity: u64) -> JournalConfig {
+    JournalConfig {
+        magic: *b"SNPSVCJ1",
+        owner: Uuid::from_u128(7),
+        capacity,
+        durability: Durability::None,
+    }
+}
+
+fn live(j: &mut Journal) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    j.scan(&mut |id, p| {
+        out.push((id, p.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn record_len(len: usize) -> u64 {
+    (32 + len as u64).next_multiple_of(8)
+}
+
+fn run(capacity: u64, ops: &[Op], pin: bool) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let path = dir.path().join("journal.ssp");
+    let (mut j, reports) = Journal::open(&path, &config(capacity)).unwrap();
+    prop_assert!(reports.is_empty());
+    let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut pinned: Option<u64> = None;
+    let mut counter = 0u8;
+    for op in ops {
+        match op {
+            Op::Append(len) => {
+                counter = counter.wrapping_add(1);
+                let payload = vec![counter; *len];
+                // Make room as the store would: oldest first, never the pin.
+                let used = |m: &BTreeMap<u64, Vec<u8>>| -> u64 {
+                    m.values().map(|p| record_len(p.len())).sum()
+                };
+                while used(&model) + record_len(*len) > capacity {
+                    let victim = match model.keys().find(|&&id| Some(id) != pinned) {
+                        Some(&id) => id,
+                        // Only the pinned record is left and still too big.
+                        None => pinned.take().unwrap(),
+                    };
+                    j.remove(victim, Removal::Dropped).unwrap();
+                    model.remove(&victim);
+                }
+                let id = j.append(&payload).map_err(|e| {
+                    TestCaseError::fail(format!(
+                        "append of {len} failed with {} bytes live of {capacity}: {e}",
+                        used(&model)
+                    ))
+                })?;
+                prop_assert!(model.keys().all(|&k| k < id), "ids grow");
+                model.insert(id, payload);
+                if pin && pinned.is_none() {
+                    pinned = Some(id);
+                }
+            }
+            Op::Remove(i) => {
+                let ids: Vec<u64> = model
+                    .keys()
+                    .copied()
+                    .filter(|&k| Some(k) != pinned)
+                    .collect();
+                if !ids.is_empty() {
+                    let id = ids[i % ids.len()];
+                    j.remove(id, Removal::Acknowledged).unwrap();
+                    model.remove(&id);
+                }
+            }
+            Op::RemoveOldest => {
+                if let Some(&id) = model.keys().find(|&&id| Some(id) != pinned) {
+                    j.remove(id, Removal::Acknowledged).unwrap();
+                    model.remove(&id);
+                }
+            }
+            Op::Reopen => {
+                drop(j);
+                let (reopened, reports) = Journal::open(&path, &config(capacity)).unwrap();
+                prop_assert!(reports.is_empty(), "clean reopen reported {reports:?}");
+                j = reopened;
+            }
+            Op::Clear => {
+                j.clear().unwrap();
+                model.clear();
+                pinned = None;
+            }
+        }
+        let expected: Vec<(u64, Vec<u8>)> = model.iter().map(|(k, v)| (*k, v.clone())).collect();
+        prop_assert_eq!(live(&mut j), expected);
+    }
+    drop(j);
+    let (mut j, _) = Journal::open(&path, &config(capacity)).unwrap();
+    let expected: Vec<(u64, Vec<u8>)> = model.into_iter().collect();
+    prop_assert_eq!(live(&mut j), expected);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn ring_reuse_any_removal_order(ops in prop::collection::vec(op(), 1..400)) {
+        run(8192, &ops, false)?;
+    }
+
+    #[test]
+    fn ring_reuse_with_a_record_pinned_at_the_tail(ops in prop::collection::vec(op(), 1..400)) {
+        run(8192, &ops, true)?;
+    }
+
+    #[test]
+    fn ring_reuse_at_a_tiny_capacity(ops in prop::collection::vec(op(), 1..300)) {
+        run(2500, &ops, true)?;
+    }
+}
+
+#[test]
+fn a_long_run_with_a_pinned_record_keeps_relocating() {
+    // 20,000 appends of 100..600 bytes through an 8 KiB journal whose first
+    // record is never removed.
+    let mut ops = Vec::new();
+    for i in 0..20_000usize {
+        ops.push(Op::Append(100 + (i * 37) % 500));
+        if i % 3 != 0 {
+            ops.push(Op::RemoveOldest);
+        }
+        if i % 5000 == 4999 {
+            ops.push(Op::Reopen);
+        }
+    }
+    run(8192, &ops, true).unwrap();
+}
