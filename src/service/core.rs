@@ -130,10 +130,11 @@ impl Core {
         {
             let Core { backend, index, .. } = self;
             lvl(backend.log().scan(&mut |id, payload| {
-                if id <= last && order_error.is_none() {
-                    order_error = Some((last, id));
+                if id <= last {
+                    order_error.get_or_insert((last, id));
+                    return Ok(());
                 }
-                last = last.max(id);
+                last = id;
                 if payload.len() < codec::FIXED_LEN || payload.len() > codec::MAX_PAYLOAD_LEN {
                     bad.push(id);
                 }
@@ -406,13 +407,11 @@ impl Core {
             );
         }
         let id = lvl(self.log().append(payload))?;
-        if let Some(back) = self.index.entries().last() {
-            if id <= back.id {
-                return Err(Fail::Level(Error::Backend(format!(
-                    "append returned sequence {id}, not above {}",
-                    back.id
-                ))));
-            }
+        if id <= self.index.max_id() {
+            return Err(Fail::Level(Error::Backend(format!(
+                "append returned sequence {id}, not above {}",
+                self.index.max_id()
+            ))));
         }
         let pipe = self.index.intern(kind, name);
         self.index.push(id, size as u32, pipe);

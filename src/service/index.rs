@@ -62,6 +62,8 @@ fn family(kind: EventKind) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     order: VecDeque<Entry>,
+    /// Highest id ever pushed: backends must keep numbering above it.
+    max_id: u64,
     dead: usize,
     live: u64,
     used: u64,
@@ -84,9 +86,15 @@ impl Index {
         self.used
     }
 
+    /// Highest id ever pushed (kept across `clear`).
+    pub fn max_id(&self) -> u64 {
+        self.max_id
+    }
+
     /// Adds an event raised (or loaded) last; ids only grow.
     pub fn push(&mut self, id: u64, size: u32, pipe: u32) {
-        debug_assert!(self.order.back().is_none_or(|e| e.id < id));
+        debug_assert!(id > self.max_id);
+        self.max_id = id;
         self.order.push_back(Entry {
             id,
             size,
