@@ -62,25 +62,36 @@ fn journal_bytes_match_the_documented_layout() {
     assert_eq!(mode, 0o600);
     let file = std::fs::read(&path).unwrap();
 
-    // data_size = roundup(capacity + 4 * 2432 + 64, 4096)
-    let data_size = (8192u64 + 4 * 2432 + 64).next_multiple_of(4096);
+    // data_size = roundup(capacity + 4 * 2432 + 128, 4096)
+    let data_size = (8192u64 + 4 * 2432 + 128).next_multiple_of(4096);
     assert_eq!(file.len() as u64, 4096 + data_size);
 
     // Header: the valid slot (0 or 512) with the higher generation.
-    let slots: Vec<&[u8]> = [0usize, 512]
+    let valid: Vec<(usize, &[u8])> = [0usize, 512]
         .iter()
-        .map(|&at| &file[at..at + 256])
+        .map(|&at| (at, &file[at..at + 256]))
+        .filter(|(_, s)| u32_at(s, 252) == crc32fast::hash(&s[..252]))
         .collect();
-    let valid: Vec<&[u8]> = slots
-        .into_iter()
-        .filter(|s| u32_at(s, 252) == crc32fast::hash(&s[..252]))
-        .collect();
-    assert!(!valid.is_empty());
-    let h = valid.iter().max_by_key(|s| u64_at(s, 16)).unwrap();
+    assert_eq!(
+        valid.len(),
+        2,
+        "both slots written (the metadata goes to both)"
+    );
+    let (at, h) = *valid.iter().max_by_key(|(_, s)| u64_at(s, 16)).unwrap();
+    let older = valid.iter().find(|(a, _)| *a != at).unwrap().1;
+    assert_eq!(
+        &older[80..101],
+        &h[80..101],
+        "both slots carry the metadata"
+    );
     assert_eq!(&h[0..8], b"SNPSVCJ1");
     assert_eq!(u32_at(h, 8), 1, "version");
     assert_eq!(u32_at(h, 12), 256, "slot_len");
-    assert_eq!(u64_at(h, 16) % 2, 0, "generation g lives in slot g mod 2");
+    assert_eq!(
+        at as u64,
+        512 * (u64_at(h, 16) % 2),
+        "generation g lives in slot g mod 2"
+    );
     assert_eq!(&h[24..40], service.as_bytes(), "owner uid");
     assert_eq!(u64_at(h, 40), 4096, "data_offset");
     assert_eq!(u64_at(h, 48), data_size, "data_size");
@@ -184,6 +195,6 @@ fn crate_constants_are_the_documented_numbers() {
             format::STATE_DROPPED,
             format::STATE_INVALIDATED
         ],
-        *b"LASDI"
+        *b"LASXV"
     );
 }

@@ -155,7 +155,8 @@ struct Run {
     pending: Vec<Vec<Uuid>>,
     /// Sync count after each step (index 0: after open).
     syncs: Vec<u64>,
-    replacing: Vec<Option<&'static str>>,
+    /// Per step: the newest instance a Replacing raise superseded, if any.
+    superseded: Vec<Option<Uuid>>,
     image: Option<Vec<u8>>,
     file_name: std::ffi::OsString,
 }
@@ -182,16 +183,31 @@ fn run(dir: &Path, service: Uuid, seed: u64, cut: Option<u64>, scenario: &Scenar
             .unwrap();
     }
     let mut rng = Rng(seed);
+    let mut events = store.pending().unwrap();
     let mut out = Run {
-        pending: vec![uids(&store.pending().unwrap())],
+        pending: vec![uids(&events)],
         syncs: vec![0],
-        replacing: vec![None],
+        superseded: vec![None],
         image: None,
         file_name,
     };
     for n in 0..scenario.steps {
-        out.replacing.push((scenario.step)(&store, &mut rng, n));
-        out.pending.push(uids(&store.pending().unwrap()));
+        let superseded_before = store.stats().superseded_events;
+        let raised = (scenario.step)(&store, &mut rng, n);
+        let now = store.pending().unwrap();
+        let newest_superseded = raised
+            .filter(|_| store.stats().superseded_events > superseded_before)
+            .and_then(|name| {
+                events
+                    .iter()
+                    .filter(|e| e.kind.is_replacing() && e.name == name)
+                    .filter(|e| !now.iter().any(|n| n.uid == e.uid))
+                    .map(|e| e.uid)
+                    .max_by_key(|u| u.as_u128())
+            });
+        out.superseded.push(newest_superseded);
+        events = now;
+        out.pending.push(uids(&events));
         out.syncs
             .push(store.with_journal(|j| j.sync_count()).unwrap() - base);
     }
@@ -258,14 +274,13 @@ fn cut_at_random_syncs(scenario: &Scenario, seeds: u64, cuts_per_seed: u64) {
             let mut sorted = recovered.clone();
             sorted.sort_by_key(|u| u.as_u128());
             assert_eq!(sorted, recovered, "{context}: order");
-            if armed.replacing[j].is_some() {
-                // A Replacing raise: the old state or the new one survives.
+            if let Some(old) = armed.superseded[j] {
+                // A Replacing raise that superseded an instance: the new
+                // state or the newest old one survives, never neither.
                 let new = after.iter().find(|u| !before.contains(u));
-                let old: Vec<_> = before.iter().filter(|u| !after.contains(u)).collect();
                 let kept_new = new.is_some_and(|n| got.contains(n));
-                let kept_old = old.iter().any(|o| got.contains(o));
                 assert!(
-                    kept_new || kept_old || old.is_empty(),
+                    kept_new || got.contains(&old),
                     "{context}: both instances of a Replacing name lost"
                 );
             }

@@ -70,6 +70,8 @@ pub mod record {
 
 /// Magic of a service journal (`.ssp`).
 pub const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
+/// Magic of a client persistence file (`.scp`).
+pub const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
 /// Format version written by this library.
 pub const VERSION: u32 = 1;
 /// Largest payload a record may carry.
@@ -84,16 +86,19 @@ pub const TYPE_DATA: u8 = 1;
 /// A wrap marker: the next record is at the start of the data region.
 pub const TYPE_WRAP: u8 = 2;
 
-/// Record states. Printable so a hex dump reads well.
+/// Record states. Printable so a hex dump reads well, and at least two bits
+/// apart from each other, so a single flipped bit never turns one valid
+/// state into another (it becomes an unknown state, which recovery keeps
+/// as live and reports).
 pub const STATE_LIVE: u8 = b'L';
 /// Removed: the broker acknowledged it.
 pub const STATE_ACKED: u8 = b'A';
 /// Removed: superseded by a newer Replacing instance.
 pub const STATE_SUPERSEDED: u8 = b'S';
-/// Removed: dropped for capacity.
-pub const STATE_DROPPED: u8 = b'D';
+/// Removed: dropped for capacity (or unreadable).
+pub const STATE_DROPPED: u8 = b'X';
 /// Removed: ancient data invalidated.
-pub const STATE_INVALIDATED: u8 = b'I';
+pub const STATE_INVALIDATED: u8 = b'V';
 
 /// True for every state a record may legitimately have.
 pub fn is_known_state(state: u8) -> bool {
@@ -115,7 +120,7 @@ pub const fn record_len(payload_len: usize) -> u64 {
 /// the oldest live record can always be copied forward to reclaim the holes
 /// behind it (see `log.rs`, `make_room`).
 pub fn data_size_for(capacity: u64) -> u64 {
-    (capacity + 4 * MAX_RECORD_LEN + 64).next_multiple_of(4096)
+    (capacity + 4 * MAX_RECORD_LEN + 128).next_multiple_of(4096)
 }
 
 pub(crate) fn get_u32(b: &[u8], at: usize) -> Option<u32> {
@@ -399,6 +404,22 @@ mod tests {
     fn record_past_ring_end_is_rejected() {
         let b = record_image(1, b"abc");
         assert!(decode_record(&b, 0, b.len() as u64 - 8).is_none());
+    }
+
+    #[test]
+    fn states_are_two_bits_apart() {
+        let states = [
+            STATE_LIVE,
+            STATE_ACKED,
+            STATE_SUPERSEDED,
+            STATE_DROPPED,
+            STATE_INVALIDATED,
+        ];
+        for (i, a) in states.iter().enumerate() {
+            for b in &states[i + 1..] {
+                assert!((a ^ b).count_ones() >= 2, "{} {}", *a as char, *b as char);
+            }
+        }
     }
 
     #[test]

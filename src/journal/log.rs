@@ -34,7 +34,7 @@ use crate::service::backend::{RecordLog, Removal};
 /// Room the ring keeps free after every write, so the oldest live record
 /// can always be copied to the head (with a wrap) when holes behind it must
 /// be reclaimed.
-const RELOCATION_RESERVE: u64 = 2 * MAX_RECORD_LEN + 8;
+const RELOCATION_RESERVE: u64 = 2 * MAX_RECORD_LEN + 64;
 
 /// What a journal is for and how it behaves.
 #[derive(Debug, Clone)]
@@ -50,26 +50,26 @@ pub struct JournalConfig {
     pub durability: Durability,
 }
 
-/// Byte ranges of the file written since the last sync.
+/// The span of the file written since the last sync. One span, synced by
+/// one `msync`: the kernel writes only the dirty pages inside it, and every
+/// `msync` call costs a device flush of its own, so several small calls
+/// cost more than one wide one.
 #[derive(Debug, Default)]
 struct Dirty {
-    ranges: Vec<(usize, usize)>,
+    span: Option<(usize, usize)>,
 }
 
 impl Dirty {
     fn add(&mut self, start: usize, len: usize) {
         let end = start + len;
-        if let Some(last) = self.ranges.last_mut() {
-            if start <= last.1 && end >= last.0 {
-                *last = (last.0.min(start), last.1.max(end));
-                return;
-            }
-        }
-        self.ranges.push((start, end));
+        self.span = Some(match self.span {
+            Some((a, b)) => (a.min(start), b.max(end)),
+            None => (start, end),
+        });
     }
 
     fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.span.is_none()
     }
 }
 
@@ -256,7 +256,11 @@ impl Journal {
             Err(why) => return Journal::replace_foreign(file, config, &why, len),
         };
         if header.magic != config.magic {
-            let why = "it is not a softnet service journal (wrong magic)".to_string();
+            let why = format!(
+                "it is not a {} (its magic is {:?})",
+                describe_magic(&config.magic),
+                String::from_utf8_lossy(&header.magic)
+            );
             return Journal::replace_foreign(file, config, &why, len);
         }
         if header.version != VERSION {
@@ -448,9 +452,7 @@ impl Journal {
     }
 
     fn sync_dirty(&mut self) -> Result<()> {
-        let mut ranges = std::mem::take(&mut self.dirty.ranges);
-        ranges.sort_unstable();
-        for (start, end) in ranges {
+        if let Some((start, end)) = self.dirty.span.take() {
             self.map
                 .sync(start, end - start)
                 .map_err(|e| Error::io("sync", self.file.path(), e))?;
@@ -502,6 +504,15 @@ impl Journal {
         self.dirty.add(start, len as usize);
         let pushed = self.ring.push(p, len, Some(id));
         debug_assert_eq!(pushed, seq);
+        // Zero the header-sized stretch at the new head (placement kept it
+        // free): a clean end of the log reads as zeroes, so recovery can
+        // tell stale or damaged bytes from the end of the log.
+        let end = (DATA_OFFSET + p.new_head) as usize;
+        let bytes = self.map.bytes_mut();
+        if bytes[end..end + record::HEADER_LEN].iter().any(|&b| b != 0) {
+            bytes[end..end + record::HEADER_LEN].fill(0);
+            self.dirty.add(end, record::HEADER_LEN);
+        }
         Ok(id)
     }
 
@@ -570,6 +581,20 @@ impl Journal {
 
     fn missing(&self, id: u64) -> Error {
         Error::state(format!("{}: no pending record {id}", self.path().display()))
+    }
+}
+
+impl Journal {
+    /// Stops counting record `id` as live without writing anything: for a
+    /// caller whose recovery tells the newest record from older ones by
+    /// itself (the client store keeps the highest id per name). The record
+    /// stays readable to recovery until its space is reused.
+    pub fn forget(&mut self, id: u64) -> Result<()> {
+        if self.ring.remove(id) {
+            Ok(())
+        } else {
+            Err(self.missing(id))
+        }
     }
 }
 
@@ -661,8 +686,21 @@ impl RecordLog for Journal {
             )));
         }
         self.meta = meta.to_vec();
+        // Into both slots, one after the other: if the newer slot is later
+        // damaged, the older one still carries the metadata.
+        self.write_header();
+        self.sync_if_ordered()?;
         self.write_header();
         self.sync_if_ordered()
+    }
+}
+
+/// What kind of file a magic stands for, for messages.
+fn describe_magic(magic: &[u8; 8]) -> &'static str {
+    match magic {
+        m if *m == format::SERVICE_MAGIC => "softnet service journal",
+        m if *m == format::CLIENT_MAGIC => "softnet client persistence file",
+        _ => "softnet journal of the expected kind",
     }
 }
 

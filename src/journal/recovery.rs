@@ -16,8 +16,9 @@ use crate::journal::ring::{normalize, Ring, Slot};
 pub(crate) enum End {
     /// Zeroes or stale bytes from an earlier lap: the natural end.
     Clean,
-    /// A partial record carrying the next sequence number (an interrupted
-    /// write), and nothing newer after it.
+    /// Non-zero bytes where the log ends (a partial record from an
+    /// interrupted write, or a damaged last record), and nothing newer
+    /// after it.
     Interrupted {
         /// Where the partial record starts in the data region.
         pos: u64,
@@ -160,12 +161,13 @@ fn classify_end(data: &[u8], ring_size: u64, ring: &Ring, tail_pos: u64) -> End 
             max_seq,
         };
     }
-    // The head holds zeroes or stale bytes of an earlier lap (any bytes: old
-    // record boundaries need not line up with new ones), unless the write
-    // of the next record began there: its sequence field is the expected
-    // one but the record does not check out.
-    match format::get_u64(data, pos as usize + record::SEQ) {
-        Some(seq) if seq == expected => End::Interrupted { pos },
+    // The writer zeroes the header-sized stretch after every record, so a
+    // log that ended cleanly ends on zeroes. Anything else is the partial
+    // record of a write that began and did not finish, or damage to what
+    // was the last record: both are reported.
+    let start = pos as usize;
+    match data.get(start..start + record::HEADER_LEN) {
+        Some(head) if head.iter().any(|&b| b != 0) => End::Interrupted { pos },
         _ => End::Clean,
     }
 }
@@ -238,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn stale_lap_is_a_clean_end() {
+    fn zeroed_end_after_a_lap_is_clean_and_stale_bytes_are_not() {
         let mut data = vec![0u8; SIZE as usize];
         // An earlier lap wrote seqs 1..=3; the current chain starts at 0
         // with seq 10 and overwrote only the first record.
@@ -246,9 +248,13 @@ mod tests {
         for seq in 1..=3 {
             pos = write(&mut data, pos, seq, b"old old old");
         }
-        write(&mut data, 0, 10, b"new new new");
+        let end = write(&mut data, 0, 10, b"new new new") as usize;
         let r = recover(&data, SIZE, 0, 10);
         assert_eq!(ids(&r), vec![10]);
+        assert_eq!(r.end, End::Interrupted { pos: end as u64 }, "stale bytes");
+        // What the writer does: zero the stretch after the record.
+        data[end..end + 32].fill(0);
+        let r = recover(&data, SIZE, 0, 10);
         assert_eq!(r.end, End::Clean);
     }
 

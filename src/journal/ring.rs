@@ -14,8 +14,8 @@
 //! - `slots` holds every record and marker from the tail to the head, in
 //!   sequence order, `slots[i]` having sequence `front_seq + i`;
 //! - the head never catches up with the limit it writes against: a write
-//!   needs strictly less room than there is, so `head == limit` means the
-//!   ring is empty.
+//!   needs its length plus one header of room (the stretch after a record
+//!   is zeroed, see `place`), so `head == limit` means the ring is empty.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -113,7 +113,9 @@ impl Ring {
     }
 
     /// Where a record of `len` bytes goes when writes may not reach
-    /// `limit`, or `None` if it does not fit.
+    /// `limit`, or `None` if it does not fit. The header-sized stretch after
+    /// the record must fit too: the writer zeroes it, so that recovery finds
+    /// zeroes, not stale bytes, where the log ends.
     pub fn place(&self, len: u64, limit: u64) -> Option<Placement> {
         let room = self.room(limit);
         let (pos, marker, consumed) = if self.size - self.head >= len {
@@ -124,7 +126,7 @@ impl Ring {
         let end = pos + len;
         let new_head = normalize(self.size, end);
         let consumed = consumed + if new_head == 0 { self.size - end } else { 0 };
-        (consumed < room).then_some(Placement {
+        (consumed + HEADER <= room).then_some(Placement {
             pos,
             marker,
             new_head,
@@ -319,26 +321,29 @@ mod tests {
         assert_eq!((p.pos, p.marker, p.new_head), (192, None, 0));
         assert_eq!(r.push(p, 64, None), 4);
         // The head is now 0 with 64 bytes to the tail: a 64-byte record
-        // would meet it, a smaller one fits.
+        // would meet it; a 32-byte one fits with its zeroed stretch.
         assert!(r.place(64, 64).is_none());
-        assert!(r.place(56, 64).is_some());
+        assert!(r.place(40, 64).is_none());
+        assert!(r.place(32, 64).is_some());
     }
 
     #[test]
     fn record_that_does_not_fit_before_the_end_wraps_with_a_marker() {
-        let mut r = Ring::new(256, 0, 1);
-        for _ in 0..2 {
-            let p = r.place(96, r.tail().0).unwrap();
-            r.push(p, 96, None);
+        let mut r = Ring::new(512, 0, 1);
+        for len in [160, 160, 64] {
+            let p = r.place(len, r.tail().0).unwrap();
+            r.push(p, len, None);
         }
-        assert!(r.remove(1));
-        // head at 192: 64 left before the end, an 80-byte record wraps.
-        let p = r.place(80, r.tail().0).unwrap();
-        assert_eq!((p.pos, p.marker, p.new_head), (0, Some(192), 80));
-        assert_eq!(r.push(p, 80, None), 4, "the marker took sequence 3");
+        assert!(r.remove(1) && r.remove(2));
+        assert_eq!(r.tail(), (320, 3));
+        // head at 384: 128 left before the end, a 136-byte record wraps.
+        let p = r.place(136, r.tail().0).unwrap();
+        assert_eq!((p.pos, p.marker, p.new_head), (0, Some(384), 136));
+        assert_eq!(r.push(p, 136, None), 5, "the marker took sequence 4");
         assert_eq!(r.slot_count(), 3);
-        // A 96-byte record would wrap onto the tail itself: refused.
-        assert!(r.place(16, 96).is_none());
+        // 184 bytes to the tail: 152 + 32 fit, 160 + 32 do not.
+        assert!(r.place(152, 320).is_some());
+        assert!(r.place(160, 320).is_none());
     }
 
     #[test]
