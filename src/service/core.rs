@@ -14,26 +14,6 @@ use crate::service::index::{Entry, Index, NO_PIPE};
 use crate::service::level::Backend;
 use crate::service::{Level, Mode, Overflow, ServiceStats};
 
-/// An operation's failure: the caller's mistake (returned as is) or the
-/// level's (level 2 falls back to level 1 and the operation is retried).
-pub(crate) enum Fail {
-    Store(Error),
-    Level(Error),
-}
-
-impl From<Error> for Fail {
-    fn from(e: Error) -> Fail {
-        Fail::Store(e)
-    }
-}
-
-pub(crate) type OpResult<T> = std::result::Result<T, Fail>;
-
-/// Wraps a backend result: its errors are failures of the level.
-pub(crate) fn lvl<T>(r: Result<T>) -> OpResult<T> {
-    r.map_err(Fail::Level)
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
     pub dropped: u64,
@@ -99,22 +79,25 @@ impl Core {
         });
     }
 
-    /// Runs an operation; if level 2 fails under it, falls back to level 1
-    /// and runs it once more there.
-    pub fn run<T>(&mut self, op: impl Fn(&mut Core) -> OpResult<T>) -> Result<T> {
+    /// Refuses every operation once the store is closed.
+    pub fn check_open(&self) -> Result<()> {
         if self.closed {
-            return Err(Error::Closed);
+            Err(Error::Closed)
+        } else {
+            Ok(())
         }
-        match op(self) {
-            Ok(v) => Ok(v),
-            Err(Fail::Store(e)) => Err(e),
-            Err(Fail::Level(e)) if self.level() == Level::Persistent => {
+    }
+
+    /// Makes one backend call. If level 2 fails it, the store falls back to
+    /// level 1 (moving what it can read) and makes the same call there, so
+    /// an operation never runs twice: it continues where it was, at level 1.
+    fn call<T>(&mut self, f: impl Fn(&mut dyn RecordLog) -> Result<T>) -> Result<T> {
+        match f(self.log()) {
+            Err(e) if self.level() == Level::Persistent => {
                 self.fall_back(&e);
-                op(self).map_err(|f| match f {
-                    Fail::Store(e) | Fail::Level(e) => e,
-                })
+                f(self.log())
             }
-            Err(Fail::Level(e)) => Err(e),
+            result => result,
         }
     }
 
@@ -122,14 +105,14 @@ impl Core {
 
     /// Loads the index from the backend, settles the storage uid, marks
     /// everything loaded as ancient and enforces the capacity.
-    pub fn load(&mut self) -> OpResult<()> {
+    pub fn load(&mut self) -> Result<()> {
         self.index = Index::default();
         let mut bad = Vec::new();
         let mut last = 0u64;
         let mut order_error = None;
-        {
+        let scanned = {
             let Core { backend, index, .. } = self;
-            lvl(backend.log().scan(&mut |id, payload| {
+            backend.log().scan(&mut |id, payload| {
                 if id <= last {
                     order_error.get_or_insert((last, id));
                     return Ok(());
@@ -140,28 +123,53 @@ impl Core {
                 }
                 index.push(id, record_len(payload.len()) as u32, NO_PIPE);
                 Ok(())
-            }))?;
-        }
-        if let Some((before, id)) = order_error {
-            return Err(Fail::Level(Error::Backend(format!(
+            })
+        };
+        let scanned = scanned.and_then(|()| match order_error {
+            None => Ok(()),
+            Some((before, id)) => Err(Error::Backend(format!(
                 "scan returned record {id} after {before}: records must come in increasing \
                  sequence order"
-            ))));
+            ))),
+        });
+        if let Err(e) = scanned {
+            // The stored events cannot be listed, so none can be moved.
+            self.index = Index::default();
+            self.fall_back(&Error::Backend(format!(
+                "{e}; the events it held could not be read and are lost (how many is unknown)"
+            )));
+            return Ok(());
         }
+        // Everything loaded is ancient, whatever happens next.
+        self.index.ancient_max = last;
         for id in bad {
             self.discard_corrupt(id, "its length is impossible for an event")?;
         }
-        let meta = lvl(self.log().metadata())?;
+        let meta = self.call(|log| log.metadata())?;
         match meta.as_slice() {
             [META_VERSION, uid @ ..] if uid.len() == 16 => {
                 self.storage_uid = Uuid::from_slice(uid).unwrap_or_else(|_| Uuid::new_v4());
             }
             _ => {
                 self.storage_uid = Uuid::new_v4();
+                if self.index.live() > 0 {
+                    let at = self.backend.describe();
+                    self.report(
+                        FailureKind::Corruption,
+                        format!(
+                            "{at} holds {} pending event(s) but no readable storage uid; a new \
+                             one ({}) was made, so the broker will treat those events as \
+                             ancient data and they will be invalidated when it remembers another \
+                             uid",
+                            self.index.live(),
+                            self.storage_uid
+                        ),
+                        0,
+                    );
+                }
                 self.save_storage_uid()?;
             }
         }
-        self.index.ancient_max = last;
         if self.index.used() > self.capacity {
             // Over capacity at open: a crash between writing a Replacing
             // instance and removing the one it supersedes leaves both (one
@@ -170,8 +178,9 @@ impl Core {
             // next raise of their name would do; then the oldest events.
             self.ensure_names()?;
             for id in self.index.older_replacing_instances() {
-                self.remove(id, Removal::Superseded)?;
-                self.counters.superseded += 1;
+                if self.remove(id, Removal::Superseded)? {
+                    self.counters.superseded += 1;
+                }
             }
         }
         let over = self.drop_oldest_until(0)?;
@@ -186,43 +195,56 @@ impl Core {
                 over,
             );
         }
-        lvl(self.backend.fit_capacity(self.capacity))?;
-        lvl(self.log().commit())
+        let capacity = self.capacity;
+        if let Err(e) = self.backend.fit_capacity(capacity) {
+            self.fall_back(&e);
+        }
+        self.call(|log| log.commit())
     }
 
-    pub fn save_storage_uid(&mut self) -> OpResult<()> {
+    pub fn save_storage_uid(&mut self) -> Result<()> {
         let mut meta = vec![META_VERSION];
         meta.extend_from_slice(self.storage_uid.as_bytes());
-        lvl(self.log().set_metadata(&meta))
+        self.call(|log| log.set_metadata(&meta))
     }
 
     // ----- helpers ---------------------------------------------------
 
-    fn remove(&mut self, id: u64, why: Removal) -> OpResult<Entry> {
-        lvl(self.log().remove(id, why))?;
-        self.index
-            .remove(id)
-            .ok_or_else(|| Fail::Level(Error::state(format!("record {id} was not pending"))))
+    /// Removes a pending event. `false` if it was no longer pending (a
+    /// fallback in between found it unreadable and reported it lost).
+    fn remove(&mut self, id: u64, why: Removal) -> Result<bool> {
+        if self.index.get(id).is_none() {
+            return Ok(false);
+        }
+        let removed = self.call(|log| log.remove(id, why));
+        if removed.is_err() && self.index.get(id).is_none() {
+            return Ok(false);
+        }
+        removed?;
+        Ok(self.index.remove(id).is_some())
     }
 
     /// Drops the oldest pending events until `extra` more bytes fit.
     /// Returns how many were dropped.
-    fn drop_oldest_until(&mut self, extra: u64) -> OpResult<u64> {
+    fn drop_oldest_until(&mut self, extra: u64) -> Result<u64> {
         let mut dropped = 0;
         while self.index.used() + extra > self.capacity {
             let Some(front) = self.index.front() else {
                 break;
             };
-            self.remove(front.id, Removal::Dropped)?;
-            self.counters.dropped += 1;
-            dropped += 1;
+            if self.remove(front.id, Removal::Dropped)? {
+                self.counters.dropped += 1;
+                dropped += 1;
+            }
         }
         Ok(dropped)
     }
 
     /// Removes a record that cannot be decoded, and reports it.
-    fn discard_corrupt(&mut self, id: u64, why: &str) -> OpResult<()> {
-        self.remove(id, Removal::Dropped)?;
+    fn discard_corrupt(&mut self, id: u64, why: &str) -> Result<()> {
+        if !self.remove(id, Removal::Dropped)? {
+            return Ok(());
+        }
         let at = self.backend.describe();
         self.report(
             FailureKind::Corruption,
@@ -233,24 +255,38 @@ impl Core {
     }
 
     /// Reads and decodes a pending event; `None` if it was corrupt (then it
-    /// is discarded and reported).
-    fn load_event(&mut self, id: u64) -> OpResult<Option<Event>> {
+    /// is discarded and reported) or lost in a fallback (reported there).
+    fn load_event(&mut self, id: u64) -> Result<Option<Event>> {
         let mut buf = std::mem::take(&mut self.buf);
-        let read = lvl(self.log().read(id, &mut buf));
-        let decoded = read.map(|()| codec::decode(&buf));
+        let read = self.read_into(id, &mut buf);
+        let decoded = read.map(|found| found.then(|| codec::decode(&buf)));
         self.buf = buf;
         match decoded? {
-            Ok(event) => Ok(Some(event)),
-            Err(e) => {
+            None => Ok(None),
+            Some(Ok(event)) => Ok(Some(event)),
+            Some(Err(e)) => {
                 self.discard_corrupt(id, &e.to_string())?;
                 Ok(None)
             }
         }
     }
 
+    /// Reads a pending record into `buf`; `false` if a fallback during the
+    /// read found it unreadable (it is then no longer pending).
+    fn read_into(&mut self, id: u64, buf: &mut Vec<u8>) -> Result<bool> {
+        let cell = std::cell::RefCell::new(std::mem::take(buf));
+        let read = self.call(|log| log.read(id, &mut cell.borrow_mut()));
+        *buf = cell.into_inner();
+        match read {
+            Ok(()) => Ok(true),
+            Err(_) if self.index.get(id).is_none() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Builds the name index on first need (it is not needed to open the
     /// store and drain it in storage mode).
-    fn ensure_names(&mut self) -> OpResult<()> {
+    fn ensure_names(&mut self) -> Result<()> {
         if self.index.names_built() {
             return Ok(());
         }
@@ -262,15 +298,19 @@ impl Core {
         result
     }
 
-    fn assign_names(&mut self) -> OpResult<()> {
+    fn assign_names(&mut self) -> Result<()> {
         let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
         let mut buf = std::mem::take(&mut self.buf);
         let mut corrupt = Vec::new();
         let mut result = Ok(());
         for id in ids {
-            if let Err(e) = lvl(self.log().read(id, &mut buf)) {
-                result = Err(e);
-                break;
+            match self.read_into(id, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
             match codec::decode_key(&buf) {
                 Ok((kind, name)) => {
@@ -288,7 +328,7 @@ impl Core {
         Ok(())
     }
 
-    fn require_mode(&self, wanted: Mode, op: &str) -> OpResult<()> {
+    fn require_mode(&self, wanted: Mode, op: &str) -> Result<()> {
         if self.mode == wanted {
             return Ok(());
         }
@@ -302,7 +342,9 @@ impl Core {
                  peek/ack"
             }
         };
-        Err(Error::state(format!("{op} is a {wanted} operation: {hint}")).into())
+        Err(Error::state(format!(
+            "{op} is a {wanted} operation: {hint}"
+        )))
     }
 
     // ----- operations ------------------------------------------------
@@ -314,7 +356,7 @@ impl Core {
         args: &[u8],
         client_id: Option<i64>,
         uid: Uuid,
-    ) -> OpResult<()> {
+    ) -> Result<()> {
         validate(kind, name, args, client_id)?;
         let mut buf = std::mem::take(&mut self.buf);
         codec::encode(&mut buf, kind, name, args, client_id, uid);
@@ -325,7 +367,7 @@ impl Core {
 
     /// Pending instances of a Replacing name that a new raise supersedes:
     /// all but the one in flight, oldest first.
-    fn supersede_candidates(&mut self, name: &str) -> OpResult<Vec<Entry>> {
+    fn supersede_candidates(&mut self, name: &str) -> Result<Vec<Entry>> {
         self.ensure_names()?;
         let Some(pipe) = self
             .index
@@ -348,7 +390,62 @@ impl Core {
             .collect())
     }
 
-    fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> OpResult<()> {
+    /// The oldest pending events (not among `keep`) that must go for
+    /// `size` more bytes to fit, once `freed` bytes are released.
+    fn drops_for(&self, size: u64, freed: u64, keep: &[Entry]) -> Vec<u64> {
+        let mut left = self.index.used() - freed;
+        let mut drops = Vec::new();
+        for e in self.index.entries() {
+            if left + size <= self.capacity {
+                break;
+            }
+            if keep.iter().any(|c| c.id == e.id) {
+                continue;
+            }
+            left -= u64::from(e.size);
+            drops.push(e.id);
+        }
+        drops
+    }
+
+    /// Drops the oldest pending events (never `newest`, the instance the
+    /// raise supersedes once it is stored) until `size` more bytes fit, and
+    /// reports the drops. Repeats if a fallback shrinks the capacity
+    /// meanwhile.
+    fn make_room(&mut self, size: u64, newest: Option<Entry>, name: &str) -> Result<()> {
+        let mut dropped = 0u64;
+        loop {
+            let keep: Vec<Entry> = newest
+                .and_then(|e| self.index.get(e.id))
+                .into_iter()
+                .collect();
+            let freed = keep.iter().map(|e| u64::from(e.size)).sum();
+            let drops = self.drops_for(size, freed, &keep);
+            if drops.is_empty() {
+                break;
+            }
+            for id in drops {
+                if self.remove(id, Removal::Dropped)? {
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            self.counters.dropped += dropped;
+            self.report(
+                FailureKind::CapacityDrop,
+                format!(
+                    "capacity of {} bytes reached: dropped the {dropped} oldest pending \
+                     event(s) to store '{name}'",
+                    self.capacity
+                ),
+                dropped,
+            );
+        }
+        Ok(())
+    }
+
+    fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> Result<()> {
         let size = record_len(payload.len());
         let candidates = if kind.is_replacing() {
             self.supersede_candidates(name)?
@@ -357,28 +454,13 @@ impl Core {
         };
         let freed: u64 = candidates.iter().map(|e| u64::from(e.size)).sum();
         let used = self.index.used();
-        let mut drops = Vec::new();
-        if used - freed + size > self.capacity {
-            if self.overflow == Overflow::RejectNew {
-                self.counters.rejected += 1;
-                return Err(Error::StorageFull {
-                    needed: size,
-                    available: self.capacity.saturating_sub(used),
-                    capacity: self.capacity,
-                }
-                .into());
-            }
-            let mut left = used - freed;
-            for e in self.index.entries() {
-                if left + size <= self.capacity {
-                    break;
-                }
-                if candidates.iter().any(|c| c.id == e.id) {
-                    continue;
-                }
-                left -= u64::from(e.size);
-                drops.push(e.id);
-            }
+        if used - freed + size > self.capacity && self.overflow == Overflow::RejectNew {
+            self.counters.rejected += 1;
+            return Err(Error::StorageFull {
+                needed: size,
+                available: self.capacity.saturating_sub(used),
+                capacity: self.capacity,
+            });
         }
         // Older superseded instances go first; the newest stays until the
         // new one is durable (below), so a power cut never loses both.
@@ -387,43 +469,48 @@ impl Core {
             None => (None, &[][..]),
         };
         for c in older {
-            self.remove(c.id, Removal::Superseded)?;
-            self.counters.superseded += 1;
-        }
-        if !drops.is_empty() {
-            for &id in &drops {
-                self.remove(id, Removal::Dropped)?;
-                self.counters.dropped += 1;
+            if self.remove(c.id, Removal::Superseded)? {
+                self.counters.superseded += 1;
             }
-            self.report(
-                FailureKind::CapacityDrop,
-                format!(
-                    "capacity of {} bytes reached: dropped the {} oldest pending event(s) to \
-                     store '{name}'",
-                    self.capacity,
-                    drops.len()
-                ),
-                drops.len() as u64,
-            );
         }
-        let id = lvl(self.log().append(payload))?;
+        self.make_room(size, newest, name)?;
+        let level = self.level();
+        let mut id = self.call(|log| log.append(payload))?;
+        if self.level() != level {
+            // Level 2 failed the append: the event went to level 1, whose
+            // capacity may be smaller.
+            self.make_room(size, newest, name)?;
+        }
         if id <= self.index.max_id() {
-            return Err(Fail::Level(Error::Backend(format!(
+            let broken = Error::Backend(format!(
                 "append returned sequence {id}, not above {}",
                 self.index.max_id()
-            ))));
+            ));
+            if self.level() == Level::Memory {
+                return Err(broken);
+            }
+            self.fall_back(&broken);
+            id = self.call(|log| log.append(payload))?;
         }
         let pipe = self.index.intern(kind, name);
         self.index.push(id, size as u32, pipe);
         if let Some(newest) = newest {
-            lvl(self.log().barrier())?;
-            self.remove(newest.id, Removal::Superseded)?;
-            self.counters.superseded += 1;
+            self.call(|log| log.barrier())?;
+            if self.remove(newest.id, Removal::Superseded)? {
+                self.counters.superseded += 1;
+            }
         }
-        lvl(self.log().commit())
+        self.call(|log| log.commit())?;
+        if self.index.get(id).is_none() {
+            // Level 2 died after taking the event and before it could be read
+            // back into level 1: the event is still in hand, store it again.
+            let again = self.call(|log| log.append(payload))?;
+            self.index.push(again, size as u32, pipe);
+        }
+        Ok(())
     }
 
-    pub fn peek(&mut self) -> OpResult<Option<Event>> {
+    pub fn peek(&mut self) -> Result<Option<Event>> {
         self.require_mode(Mode::Storage, "peek")?;
         loop {
             let Some(front) = self.index.front() else {
@@ -439,14 +526,14 @@ impl Core {
     }
 
     /// The uid of a pending event: from the flight record if known.
-    fn uid_of(&mut self, id: u64, known: Option<Uuid>) -> OpResult<Option<Uuid>> {
+    fn uid_of(&mut self, id: u64, known: Option<Uuid>) -> Result<Option<Uuid>> {
         match known {
             Some(uid) => Ok(Some(uid)),
             None => Ok(self.load_event(id)?.map(|e| e.uid)),
         }
     }
 
-    fn refuse_ack(uid: Uuid, expected: Option<Uuid>) -> Fail {
+    fn refuse_ack(uid: Uuid, expected: Option<Uuid>) -> Error {
         let msg = match expected {
             Some(e) => format!(
                 "ack for event {uid} refused: the event in flight is {e} (a late or repeated \
@@ -454,10 +541,10 @@ impl Core {
             ),
             None => format!("ack for event {uid} refused: no event is pending"),
         };
-        Error::state(msg).into()
+        Error::state(msg)
     }
 
-    pub fn ack(&mut self, uid: Uuid) -> OpResult<()> {
+    pub fn ack(&mut self, uid: Uuid) -> Result<()> {
         self.require_mode(Mode::Storage, "ack")?;
         let Some(front) = self.index.front() else {
             return Err(Core::refuse_ack(uid, None));
@@ -472,17 +559,17 @@ impl Core {
             return Err(Core::refuse_ack(uid, front_uid));
         }
         self.remove(front.id, Removal::Acknowledged)?;
-        lvl(self.log().commit())
+        self.call(|log| log.commit())
     }
 
-    fn pipe_front(&mut self, kind: EventKind, name: &str) -> OpResult<Option<(u32, u64)>> {
+    fn pipe_front(&mut self, kind: EventKind, name: &str) -> Result<Option<(u32, u64)>> {
         validate_name(name)?;
         self.ensure_names()?;
         let pipe = self.index.pipe_of(kind, name);
         Ok(pipe.and_then(|p| Some((p, *self.index.pipe(p)?.ids.front()?))))
     }
 
-    pub fn peek_name(&mut self, kind: EventKind, name: &str) -> OpResult<Option<Event>> {
+    pub fn peek_name(&mut self, kind: EventKind, name: &str) -> Result<Option<Event>> {
         self.require_mode(Mode::Cache, "peek_name")?;
         loop {
             let Some((pipe, id)) = self.pipe_front(kind, name)? else {
@@ -497,7 +584,7 @@ impl Core {
         }
     }
 
-    pub fn ack_name(&mut self, kind: EventKind, name: &str, uid: Uuid) -> OpResult<Option<Event>> {
+    pub fn ack_name(&mut self, kind: EventKind, name: &str, uid: Uuid) -> Result<Option<Event>> {
         self.require_mode(Mode::Cache, "ack_name")?;
         let Some((pipe, id)) = self.pipe_front(kind, name)? else {
             return Err(Core::refuse_ack(uid, None));
@@ -508,12 +595,12 @@ impl Core {
             return Err(Core::refuse_ack(uid, front_uid));
         }
         self.remove(id, Removal::Acknowledged)?;
-        lvl(self.log().commit())?;
+        self.call(|log| log.commit())?;
         self.peek_name(kind, name)
     }
 
     /// Every pending event in raise order, without changing anything.
-    pub fn pending(&mut self) -> OpResult<Vec<Event>> {
+    pub fn pending(&mut self) -> Result<Vec<Event>> {
         let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -527,7 +614,7 @@ impl Core {
         self.index.clear_in_flight();
     }
 
-    pub fn invalidate_ancient(&mut self) -> OpResult<u64> {
+    pub fn invalidate_ancient(&mut self) -> Result<u64> {
         let limit = self.index.ancient_max;
         let ancient: Vec<u64> = self
             .index
@@ -535,23 +622,26 @@ impl Core {
             .take_while(|e| e.id <= limit)
             .map(|e| e.id)
             .collect();
-        for &id in &ancient {
-            self.remove(id, Removal::Invalidated)?;
-            self.counters.invalidated += 1;
+        let mut invalidated = 0;
+        for id in ancient {
+            if self.remove(id, Removal::Invalidated)? {
+                invalidated += 1;
+            }
         }
+        self.counters.invalidated += invalidated;
         self.index.ancient_max = 0;
-        lvl(self.log().commit())?;
-        Ok(ancient.len() as u64)
+        self.call(|log| log.commit())?;
+        Ok(invalidated)
     }
 
-    pub fn reset(&mut self) -> OpResult<()> {
-        lvl(self.log().clear())?;
+    pub fn reset(&mut self) -> Result<()> {
+        self.call(|log| log.clear())?;
         self.index.clear();
-        lvl(self.log().commit())
+        self.call(|log| log.commit())
     }
 
-    pub fn flush(&mut self) -> OpResult<()> {
-        lvl(self.log().flush())
+    pub fn flush(&mut self) -> Result<()> {
+        self.call(|log| log.flush())
     }
 
     pub fn stats(&self) -> ServiceStats {

@@ -73,7 +73,7 @@ impl Core {
     pub fn fall_back(&mut self, cause: &crate::Error) {
         let what = self.backend.describe();
         let mut old = std::mem::replace(&mut self.backend, Backend::Memory(MemoryLog::new()));
-        let mut memory = MemoryLog::new();
+        let mut memory = MemoryLog::numbered_after(self.index.max_id());
         let mut unreadable = Vec::new();
         let mut buf = Vec::new();
         for entry in self.index.entries() {

@@ -24,18 +24,28 @@ impl MemoryLog {
         }
     }
 
-    /// Adds a record under a sequence number chosen by the caller, which
-    /// must be greater than every number already used. Used when a failed
-    /// level 2 moves its pending records here, keeping their numbers.
+    /// An empty log whose numbers start above `floor`: a store falling
+    /// back from level 2 keeps numbering above every id it ever handed out.
+    pub(crate) fn numbered_after(floor: u64) -> MemoryLog {
+        MemoryLog {
+            next_seq: floor + 1,
+            ..MemoryLog::default()
+        }
+    }
+
+    /// Adds a record under a sequence number chosen by the caller, above
+    /// every number already stored. Used when a failed level 2 moves its
+    /// pending records here, keeping their numbers.
     pub(crate) fn insert(&mut self, seq: u64, payload: &[u8]) -> Result<()> {
-        if seq < self.next_seq {
-            return Err(Error::state(format!(
-                "memory log: sequence {seq} is not above {}",
-                self.next_seq - 1
-            )));
+        if let Some(&(last, _)) = self.records.back() {
+            if seq <= last {
+                return Err(Error::state(format!(
+                    "memory log: sequence {seq} is not above {last}"
+                )));
+            }
         }
         self.records.push_back((seq, Some(payload.into())));
-        self.next_seq = seq + 1;
+        self.next_seq = self.next_seq.max(seq + 1);
         Ok(())
     }
 
@@ -50,7 +60,8 @@ impl MemoryLog {
 impl RecordLog for MemoryLog {
     fn append(&mut self, payload: &[u8]) -> Result<u64> {
         let seq = self.next_seq;
-        self.insert(seq, payload)?;
+        self.records.push_back((seq, Some(payload.into())));
+        self.next_seq = seq + 1;
         Ok(seq)
     }
 
@@ -150,5 +161,12 @@ mod tests {
         assert!(log.insert(11, b"z").is_err());
         assert_eq!(log.append(b"w").unwrap(), 13);
         assert_eq!(live(&mut log).len(), 3);
+    }
+
+    #[test]
+    fn numbering_after_a_floor() {
+        let mut log = MemoryLog::numbered_after(50);
+        log.insert(7, b"moved").unwrap();
+        assert_eq!(log.append(b"new").unwrap(), 51);
     }
 }

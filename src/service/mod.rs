@@ -211,7 +211,7 @@ impl ServiceStore {
             memory,
             options.overflow,
         );
-        core.run(|c| c.save_storage_uid())?;
+        core.save_storage_uid()?;
         Ok(ServiceStore::from_core(core, options))
     }
 
@@ -244,7 +244,9 @@ impl ServiceStore {
                     memory,
                     options.overflow,
                 );
-                core.reports.extend(reports);
+                for r in reports {
+                    core.report(r.kind, r.message, r.events_lost);
+                }
                 ServiceStore::load(core)?
             }
             Err(e @ (Error::Locked { .. } | Error::InvalidArgument(_))) => return Err(e),
@@ -277,12 +279,7 @@ impl ServiceStore {
     }
 
     fn load(mut core: Core) -> Result<Core> {
-        core.run(|c| match c.level() {
-            // After a fallback during load, the memory store is already
-            // consistent with the index.
-            Level::Memory => Ok(()),
-            Level::Persistent => c.load(),
-        })?;
+        core.load()?;
         Ok(core)
     }
 
@@ -294,11 +291,12 @@ impl ServiceStore {
         }
     }
 
-    /// Runs `op` under the lock, then hands queued reports to the callback.
+    /// Runs `op` under the lock (refused once closed), then hands queued
+    /// reports to the callback.
     fn with<T>(&self, op: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         let (result, reports) = {
             let mut core = self.core.lock();
-            let result = op(&mut core);
+            let result = core.check_open().and_then(|()| op(&mut core));
             (result, std::mem::take(&mut core.reports))
         };
         self.dispatch(reports);
@@ -309,29 +307,27 @@ impl ServiceStore {
     /// arguments, storage full (reject-new policy), closed.
     pub fn raise(&self, kind: EventKind, name: &str, args: &[u8]) -> Result<Uuid> {
         let uid = Uuid::new_v4();
-        self.with(|c| c.run(|c| c.raise(kind, name, args, None, uid)))?;
+        self.with(|c| c.raise(kind, name, args, None, uid))?;
         Ok(uid)
     }
 
     /// Stores a Private event for `client_id`; returns its new uid.
     pub fn raise_private(&self, name: &str, args: &[u8], client_id: i64) -> Result<Uuid> {
         let uid = Uuid::new_v4();
-        self.with(|c| c.run(|c| c.raise(EventKind::Private, name, args, Some(client_id), uid)))?;
+        self.with(|c| c.raise(EventKind::Private, name, args, Some(client_id), uid))?;
         Ok(uid)
     }
 
     /// Stores an event with the caller's uid (`event.uid`).
     pub fn raise_event(&self, event: &Event) -> Result<Uuid> {
         self.with(|c| {
-            c.run(|c| {
-                c.raise(
-                    event.kind,
-                    &event.name,
-                    &event.args,
-                    event.client_id,
-                    event.uid,
-                )
-            })
+            c.raise(
+                event.kind,
+                &event.name,
+                &event.args,
+                event.client_id,
+                event.uid,
+            )
         })?;
         Ok(event.uid)
     }
@@ -340,39 +336,37 @@ impl ServiceStore {
     /// acknowledged. `None` when nothing is pending; the store is then in
     /// cache mode.
     pub fn peek(&self) -> Result<Option<Event>> {
-        self.with(|c| c.run(|c| c.peek()))
+        self.with(|c| c.peek())
     }
 
     /// Storage mode: removes the oldest pending event if `uid` is its uid;
     /// otherwise [`Error::State`] (a late or repeated ack).
     pub fn ack(&self, uid: Uuid) -> Result<()> {
-        self.with(|c| c.run(|c| c.ack(uid)))
+        self.with(|c| c.ack(uid))
     }
 
     /// Cache mode: the oldest pending event of this name (now in flight).
     pub fn peek_name(&self, kind: EventKind, name: &str) -> Result<Option<Event>> {
-        self.with(|c| c.run(|c| c.peek_name(kind, name)))
+        self.with(|c| c.peek_name(kind, name))
     }
 
     /// Cache mode: removes this name's event in flight if `uid` matches and
     /// returns the name's next event (now in flight), if any.
     pub fn ack_name(&self, kind: EventKind, name: &str, uid: Uuid) -> Result<Option<Event>> {
-        self.with(|c| c.run(|c| c.ack_name(kind, name, uid)))
+        self.with(|c| c.ack_name(kind, name, uid))
     }
 
     /// Every pending event in raise order, without changing anything (for
     /// diagnostics; it reads every record).
     pub fn pending(&self) -> Result<Vec<Event>> {
-        self.with(|c| c.run(|c| c.pending()))
+        self.with(|c| c.pending())
     }
 
     /// Back to storage mode (on disconnect); nothing is in flight after it.
     pub fn set_storage_mode(&self) -> Result<()> {
         self.with(|c| {
-            c.run(|c| {
-                c.set_storage_mode();
-                Ok(())
-            })
+            c.set_storage_mode();
+            Ok(())
         })
     }
 
@@ -410,17 +404,17 @@ impl ServiceStore {
     /// ("ancient data", whose delivery state the broker no longer knows);
     /// keeps events raised since. Returns how many were discarded.
     pub fn invalidate_ancient(&self) -> Result<u64> {
-        self.with(|c| c.run(|c| c.invalidate_ancient()))
+        self.with(|c| c.invalidate_ancient())
     }
 
     /// Discards every pending event; keeps the storage uid.
     pub fn reset(&self) -> Result<()> {
-        self.with(|c| c.run(|c| c.reset()))
+        self.with(|c| c.reset())
     }
 
     /// Forces everything written to the device (whatever the durability).
     pub fn flush(&self) -> Result<()> {
-        self.with(|c| c.run(|c| c.flush()))
+        self.with(|c| c.flush())
     }
 
     /// Counters and state.
@@ -428,16 +422,20 @@ impl ServiceStore {
         self.core.lock().stats()
     }
 
-    /// Flushes and releases the file; later calls return [`Error::Closed`].
-    /// Dropping the store does the same without reporting errors.
+    /// Flushes and releases the file; later calls return [`Error::Closed`]
+    /// (closing again is fine). Dropping the store releases it too.
     pub fn close(&self) -> Result<()> {
-        self.with(|c| {
-            let flushed = c.run(|c| c.flush());
-            if !c.closed {
-                c.closed = true;
-                c.backend = Backend::Memory(MemoryLog::new());
+        let (result, reports) = {
+            let mut core = self.core.lock();
+            if core.closed {
+                return Ok(());
             }
-            flushed
-        })
+            let flushed = core.flush();
+            core.closed = true;
+            core.backend = Backend::Memory(MemoryLog::new());
+            (flushed, std::mem::take(&mut core.reports))
+        };
+        self.dispatch(reports);
+        result
     }
 }
