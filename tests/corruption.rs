@@ -294,10 +294,10 @@ fn check_layout(fx: &Fixture) {
     let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     for (i, r) in fx.records.iter().enumerate() {
         let at = DATA_OFFSET + r.start;
-        assert_eq!(u32_at(at), r.payload_len, "record {i}: payload length");
+        assert_eq!(u32_at(at + 8), r.payload_len, "record {i}: payload length");
         let state = if r.live { b'L' } else { b'S' };
         assert_eq!(b[r.state_at()], state, "record {i}: state byte");
-        assert_eq!(u64_at(at + 8), i as u64 + 1, "record {i}: sequence");
+        assert_eq!(u64_at(at + 16), i as u64 + 1, "record {i}: sequence");
         let payload = &b[at + RECORD_HEADER..r.complete_at()];
         assert_eq!(&payload[16..32], r.event.uid.as_bytes(), "record {i}: uid");
     }

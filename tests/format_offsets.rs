@@ -14,11 +14,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn crc_of_record(rec: &[u8], payload_len: usize) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&rec[0..4]);
-    h.update(&rec[5..24]);
-    h.update(&rec[32..32 + payload_len]);
-    h.finalize()
+    crc32fast::hash(&rec[8..32 + payload_len])
 }
 
 #[test]
@@ -105,14 +101,14 @@ fn journal_bytes_match_the_documented_layout() {
     // First record at data offset 0: the acknowledged Queueing event.
     let r1 = &file[4096..];
     let len1 = 32 + 4 + 4;
-    assert_eq!(u32_at(r1, 0) as usize, len1);
+    assert_eq!(u32_at(r1, 0), crc_of_record(r1, len1), "crc");
     assert_eq!(r1[4], b'A', "state: acknowledged");
-    assert_eq!(r1[5], 1, "type: data");
-    assert_eq!(&r1[6..8], &[0, 0]);
-    assert_eq!(u64_at(r1, 8), 1, "seq");
-    assert_eq!(u64_at(r1, 16), 1, "id");
-    assert_eq!(u32_at(r1, 24), crc_of_record(r1, len1));
-    assert_eq!(u32_at(r1, 28), 0);
+    assert_eq!(&r1[5..8], &[0, 0, 0]);
+    assert_eq!(u32_at(r1, 8) as usize, len1);
+    assert_eq!(r1[12], 1, "type: data");
+    assert_eq!(&r1[13..16], &[0, 0, 0]);
+    assert_eq!(u64_at(r1, 16), 1, "seq");
+    assert_eq!(u64_at(r1, 24), 1, "id");
     let p1 = &r1[32..32 + len1];
     assert_eq!(p1[0], 2, "kind queueing");
     assert_eq!(p1[1], 0, "flags");
@@ -127,11 +123,11 @@ fn journal_bytes_match_the_documented_layout() {
     // Second record right after the first, padded to 8: 32 + 40 = 72.
     let r2 = &file[4096 + 72..];
     let len2 = 32 + 4 + 5;
-    assert_eq!(u32_at(r2, 0) as usize, len2);
+    assert_eq!(u32_at(r2, 8) as usize, len2);
     assert_eq!(r2[4], b'L', "state: live");
-    assert_eq!(u64_at(r2, 8), 2, "seq");
-    assert_eq!(u64_at(r2, 16), 2, "id");
-    assert_eq!(u32_at(r2, 24), crc_of_record(r2, len2));
+    assert_eq!(u64_at(r2, 16), 2, "seq");
+    assert_eq!(u64_at(r2, 24), 2, "id");
+    assert_eq!(u32_at(r2, 0), crc_of_record(r2, len2));
     let p2 = &r2[32..32 + len2];
     assert_eq!(p2[0], 4, "kind private");
     assert_eq!(p2[1], 1, "flags: has client id");
@@ -172,17 +168,18 @@ fn crate_constants_are_the_documented_numbers() {
     );
     assert_eq!(
         [
-            record::LEN,
+            record::CRC,
             record::STATE,
+            record::RESERVED_A,
+            record::COVERED,
+            record::LEN,
             record::TYPE,
-            record::RESERVED16,
+            record::RESERVED_B,
             record::SEQ,
             record::ID,
-            record::CRC,
-            record::RESERVED32,
             record::HEADER_LEN
         ],
-        [0, 4, 5, 6, 8, 16, 24, 28, 32]
+        [0, 4, 5, 8, 8, 12, 13, 16, 24, 32]
     );
     assert_eq!(format::MAX_PAYLOAD_LEN, 2400);
     assert_eq!(format::MAX_RECORD_LEN, 2432);

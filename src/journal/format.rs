@@ -47,23 +47,26 @@ pub mod slot {
 
 /// Record header field offsets (within the record).
 pub mod record {
-    /// `u32` payload length.
-    pub const LEN: usize = 0;
-    /// `u8` state (live / removed how); the only byte outside the CRC.
+    /// `u32` CRC32 of bytes `COVERED..32 + len`: the rest of the header and
+    /// the payload, one contiguous run.
+    pub const CRC: usize = 0;
+    /// `u8` state (live / removed how); outside the CRC, updated in place.
     pub const STATE: usize = 4;
+    /// `[u8; 3]` reserved, zero.
+    pub const RESERVED_A: usize = 5;
+    /// First byte covered by the CRC.
+    pub const COVERED: usize = 8;
+    /// `u32` payload length.
+    pub const LEN: usize = 8;
     /// `u8` record type.
-    pub const TYPE: usize = 5;
-    /// `u16` reserved, zero.
-    pub const RESERVED16: usize = 6;
+    pub const TYPE: usize = 12;
+    /// `[u8; 3]` reserved, zero.
+    pub const RESERVED_B: usize = 13;
     /// `u64` sequence number: one more than the record before it.
-    pub const SEQ: usize = 8;
+    pub const SEQ: usize = 16;
     /// `u64` record id: its sequence number when first written; a copy made
     /// by relocation or rebuild keeps the original's id.
-    pub const ID: usize = 16;
-    /// `u32` CRC32 of bytes 0..4, 5..24 and the payload.
-    pub const CRC: usize = 24;
-    /// `u32` reserved, zero.
-    pub const RESERVED32: usize = 28;
+    pub const ID: usize = 24;
     /// Header length; the payload follows, padded to 8 bytes.
     pub const HEADER_LEN: usize = 32;
 }
@@ -259,27 +262,18 @@ impl RecordHeader {
     }
 }
 
-/// Encodes a record header for `payload` (computing the CRC) into `out`,
-/// which must be [`record::HEADER_LEN`] bytes.
-pub fn encode_record_header(out: &mut [u8], kind: u8, seq: u64, id: u64, payload: &[u8]) {
-    out[..record::HEADER_LEN].fill(0);
-    put(out, record::LEN, &(payload.len() as u32).to_le_bytes());
-    out[record::STATE] = STATE_LIVE;
-    out[record::TYPE] = kind;
-    put(out, record::SEQ, &seq.to_le_bytes());
-    put(out, record::ID, &id.to_le_bytes());
-    let crc = record_crc(out, payload);
-    put(out, record::CRC, &crc.to_le_bytes());
-}
-
-/// CRC of a record: header bytes 0..4 and 5..24 (everything but the state
-/// byte and the CRC itself), then the payload.
-pub fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[..record::STATE]);
-    h.update(&header[record::STATE + 1..record::CRC]);
-    h.update(payload);
-    h.finalize()
+/// Writes the header of a record whose payload (`payload_len` bytes) is
+/// already in place after it in `rec`, computing the CRC over the covered
+/// run. The state is live.
+pub fn seal_record(rec: &mut [u8], kind: u8, seq: u64, id: u64, payload_len: usize) {
+    rec[..record::HEADER_LEN].fill(0);
+    put(rec, record::LEN, &(payload_len as u32).to_le_bytes());
+    rec[record::STATE] = STATE_LIVE;
+    rec[record::TYPE] = kind;
+    put(rec, record::SEQ, &seq.to_le_bytes());
+    put(rec, record::ID, &id.to_le_bytes());
+    let crc = crc32fast::hash(&rec[record::COVERED..record::HEADER_LEN + payload_len]);
+    put(rec, record::CRC, &crc.to_le_bytes());
 }
 
 /// Decodes the record at `pos` of the data region `data` whose ring size is
@@ -297,9 +291,8 @@ pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHea
         id: get_u64(head, record::ID)?,
         crc: get_u32(head, record::CRC)?,
     };
-    let reserved_zero = head[record::RESERVED16] == 0
-        && head[record::RESERVED16 + 1] == 0
-        && get_u32(head, record::RESERVED32) == Some(0);
+    let reserved_zero = head[record::RESERVED_A..record::RESERVED_A + 3] == [0; 3]
+        && head[record::RESERVED_B..record::RESERVED_B + 3] == [0; 3];
     let kind_ok = match header.kind {
         TYPE_DATA => header.len as usize <= MAX_PAYLOAD_LEN && header.id <= header.seq,
         TYPE_WRAP => header.len == 0 && header.id == 0,
@@ -308,12 +301,12 @@ pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHea
     if !reserved_zero || !kind_ok || pos + header.record_len() > ring_size {
         return None;
     }
-    let body = start + record::HEADER_LEN;
-    let payload = data.get(body..body + header.len as usize)?;
-    if record_crc(head, payload) != header.crc {
+    let end = start + record::HEADER_LEN + header.len as usize;
+    let covered = data.get(start + record::COVERED..end)?;
+    if crc32fast::hash(covered) != header.crc {
         return None;
     }
-    Some((header, payload))
+    Some((header, &data[start + record::HEADER_LEN..end]))
 }
 
 #[cfg(test)]
@@ -357,8 +350,8 @@ mod tests {
 
     fn record_image(seq: u64, payload: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; record_len(payload.len()) as usize];
-        encode_record_header(&mut b, TYPE_DATA, seq, seq, payload);
         b[record::HEADER_LEN..record::HEADER_LEN + payload.len()].copy_from_slice(payload);
+        seal_record(&mut b, TYPE_DATA, seq, seq, payload.len());
         b
     }
 

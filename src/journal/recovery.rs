@@ -67,6 +67,9 @@ impl Recovered {
 /// `ring_size` if the file was truncated) from `(tail_pos, tail_seq)`.
 pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64) -> Recovered {
     let mut ring = Ring::new(ring_size, tail_pos, tail_seq);
+    // At most one record per 40 bytes of ring (the smallest record): a
+    // virtual reservation; only the slots filled are touched.
+    ring.reserve((data.len() / 40).min(1 << 24));
     let mut pos = ring.head();
     let mut walked = 0u64;
     let mut unknown_states = 0u64;
@@ -75,7 +78,13 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
             break;
         }
         let (slot, next) = if h.kind == TYPE_WRAP {
-            let len = ring_size - pos;
+            // A marker fills what a record did not fit into.
+            let Ok(len) = u32::try_from(ring_size - pos) else {
+                break;
+            };
+            if u64::from(len) >= format::MAX_RECORD_LEN {
+                break;
+            }
             let slot = Slot {
                 pos,
                 len,
@@ -90,16 +99,16 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
             }
             let slot = Slot {
                 pos,
-                len: h.record_len(),
+                len: h.record_len() as u32,
                 id: h.id,
                 // An unknown state keeps the record: it is intact and ours,
                 // and a repeat is better than a loss (the broker drops
                 // repeats by uid).
                 live: h.state == STATE_LIVE || !known,
             };
-            (slot, pos + slot.len)
+            (slot, pos + h.record_len())
         };
-        walked += slot.len;
+        walked += u64::from(slot.len);
         if walked >= ring_size {
             // A chain longer than the ring can only come from damage that
             // happens to validate; never loop around it.
@@ -175,19 +184,19 @@ fn classify_end(data: &[u8], ring_size: u64, ring: &Ring, tail_pos: u64) -> End 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::format::{encode_record_header, record_len, TYPE_DATA};
+    use crate::journal::format::{record_len, seal_record, TYPE_DATA};
 
     const SIZE: u64 = 4096;
 
     fn write(data: &mut [u8], pos: u64, seq: u64, payload: &[u8]) -> u64 {
         let p = pos as usize;
-        encode_record_header(&mut data[p..], TYPE_DATA, seq, seq, payload);
         data[p + 32..p + 32 + payload.len()].copy_from_slice(payload);
+        seal_record(&mut data[p..], TYPE_DATA, seq, seq, payload.len());
         pos + record_len(payload.len())
     }
 
     fn ids(r: &Recovered) -> Vec<u64> {
-        r.ring.live_in_id_order().iter().map(|e| e.0).collect()
+        r.ring.live_in_id_order().iter().map(|s| s.id).collect()
     }
 
     #[test]

@@ -28,10 +28,10 @@ const HEADER: u64 = HEADER_LEN as u64;
 pub(crate) struct Slot {
     /// Position in the data region.
     pub pos: u64,
-    /// Bytes occupied (record length; for a marker, up to the region end).
-    pub len: u64,
     /// Record id (0 for a marker).
     pub id: u64,
+    /// Bytes occupied (record length; for a marker, up to the region end).
+    pub len: u32,
     /// True while the record holds a live event.
     pub live: bool,
 }
@@ -76,6 +76,13 @@ impl Ring {
             live_bytes: 0,
             live_count: 0,
         }
+    }
+
+    /// Makes room for `additional` more slots at once (recovery knows
+    /// roughly how many are coming; growing by doubling would copy and
+    /// touch the memory several times).
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
     }
 
     pub fn size(&self) -> u64 {
@@ -141,7 +148,8 @@ impl Ring {
         if let Some(at) = p.marker {
             self.push_slot(Slot {
                 pos: at,
-                len: self.size - at,
+                // Less than one record: the record did not fit there.
+                len: (self.size - at) as u32,
                 id: 0,
                 live: false,
             });
@@ -149,7 +157,7 @@ impl Ring {
         let seq = self.next_seq;
         let slot = Slot {
             pos: p.pos,
-            len,
+            len: len as u32,
             id: id.unwrap_or(seq),
             live: true,
         };
@@ -181,7 +189,7 @@ impl Ring {
             }
         }
         if slot.live {
-            self.live_bytes += slot.len;
+            self.live_bytes += u64::from(slot.len);
             self.live_count += 1;
         }
     }
@@ -209,7 +217,7 @@ impl Ring {
             return false;
         }
         slot.live = false;
-        self.live_bytes -= slot.len;
+        self.live_bytes -= u64::from(slot.len);
         self.live_count -= 1;
         true
     }
@@ -257,18 +265,24 @@ impl Ring {
         self.live_count = 0;
     }
 
-    /// Ids and positions of the live records, in id order.
-    pub fn live_in_id_order(&self) -> Vec<(u64, Slot)> {
-        let mut out: Vec<(u64, Slot)> = self
-            .slots
-            .iter()
-            .filter(|s| s.live)
-            .map(|s| (s.id, *s))
-            .collect();
-        if !out.is_sorted_by_key(|e| e.0) {
-            out.sort_unstable_by_key(|e| e.0);
-        }
+    /// The live records, in id order.
+    pub fn live_in_id_order(&self) -> Vec<Slot> {
+        let mut out = Vec::with_capacity(self.live_count as usize);
+        self.for_each_live(|slot| out.push(slot));
         out
+    }
+
+    /// Visits the live records in id order (raise order) without
+    /// allocating when no record was moved: then chain order is id order.
+    pub fn for_each_live(&self, mut visit: impl FnMut(Slot)) {
+        let live = self.slots.iter().filter(|s| s.live).copied();
+        if self.moved.is_empty() {
+            live.for_each(visit);
+        } else {
+            let mut sorted: Vec<Slot> = live.collect();
+            sorted.sort_unstable_by_key(|s| s.id);
+            sorted.into_iter().for_each(&mut visit);
+        }
     }
 
     /// Number of slots (records and markers) between tail and head.
@@ -378,7 +392,10 @@ mod tests {
         r.drop_dead_front();
         assert_eq!(r.tail(), (64, 2));
         assert_eq!(
-            r.live_in_id_order().iter().map(|e| e.0).collect::<Vec<_>>(),
+            r.live_in_id_order()
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
         assert!(r.remove(1));
