@@ -4,6 +4,9 @@
 //! - [`ServiceStore`] keeps raised events until the broker acknowledges
 //!   them: in memory (SPL-1), in a crash-safe memory-mapped journal file
 //!   (SPL-2), or in a [`RecordLog`] you supply.
+//! - [`ClientStore`] keeps the id of the last event handled per
+//!   subscription, so duplicates are dropped after reconnects and restarts:
+//!   in memory (CPL-1), in a file (CPL-2), or in an [`IdStore`] you supply.
 //!
 //! ```
 //! use softnet_persistence::{Durability, EventKind, ServiceOptions, ServiceStore};
@@ -21,12 +24,15 @@
 //! # Ok::<(), softnet_persistence::Error>(())
 //! ```
 
+pub mod client;
 pub mod error;
 pub mod event;
 pub mod journal;
 pub mod report;
 pub mod service;
 
+pub use client::backend::IdStore;
+pub use client::{ClientOptions, ClientStats, ClientStore, Delivery, HandleError, HandlerOrder};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 pub use journal::{Durability, Journal};
