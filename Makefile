@@ -1,19 +1,48 @@
 # softnet-persistence: the README's commands.
-#   make demo    run the demo (a service raises offline, restarts, drains)
-#   make test    everything CI checks
-#   make bench   benchmarks (not part of the tests)
+#   make demo      run the demo (a gateway raises offline, restarts, drains; a
+#                  client drops a duplicate)
+#   make test      everything CI checks
+#   make bench     benchmarks (not part of the tests)
+#   make install PREFIX=/usr/local
+#                  the C/C++ library, headers and pkg-config file
 
 CARGO ?= cargo
-DEMO_DIR ?= $(CURDIR)/target/demo
+CC ?= cc
+CXX ?= c++
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all build demo test lint unit bench clean
+LIBDIR := target/release
+BUILD := target/c
+DEMO_DIR ?= $(CURDIR)/target/demo
+C_STRICT := -std=c11 -Wall -Wextra -Wpedantic -Werror
+CXX_STRICT := -std=c++17 -Wall -Wextra -Wpedantic -Werror
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+INCLUDES := -Iinclude -Ibindings/cpp/include
+SHARED_LINK := -L$(LIBDIR) -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lsoftnet_persistence -pthread
+STATIC_LINK := $(LIBDIR)/libsoftnet_persistence.a -lpthread -ldl -lm
+
+C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/%,$(wildcard tests/c/test_*.c))
+CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
+
+.PHONY: all build lib header header-check abi-check demo test lint unit c-test cpp-test \
+	static-test install bench clean
 
 all: build
 
-build:
-	$(CARGO) build --release
+build lib:
+	$(CARGO) build --release --lib
 
-demo:
+header:
+	$(CARGO) run -q -p gen-header
+
+header-check:
+	$(CARGO) run -q -p gen-header -- --check
+
+abi-check: lib
+	abi/check_symbols.sh $(LIBDIR)/libsoftnet_persistence.so
+
+demo: lib
 	rm -rf $(DEMO_DIR)
 	$(CARGO) run -q --release --example service_restart -- raise $(DEMO_DIR)
 	@echo "--- the process exited; a new one starts ---"
@@ -26,10 +55,58 @@ lint:
 unit:
 	$(CARGO) test --release --all-features
 
-test: lint unit
+# C tests: strict flags, AddressSanitizer + UBSan, then once more under
+# valgrind memcheck (uninstrumented build), then linked statically.
+$(BUILD)/%: tests/c/%.c include/softnet_persistence.h tests/c/check.h lib
+	@mkdir -p $(BUILD)
+	$(CC) $(C_STRICT) $(SANITIZE) $(INCLUDES) $< -o $@ $(SHARED_LINK)
+	$(CC) $(C_STRICT) -g $(INCLUDES) $< -o $@.plain $(SHARED_LINK)
+
+c-test: $(C_TESTS)
+	@for t in $(C_TESTS); do \
+		echo "== $$t (ASan+UBSan)"; \
+		ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; \
+	done
+	@for t in $(C_TESTS); do \
+		echo "== $$t (valgrind)"; \
+		valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			$$t.plain || exit 1; \
+	done
+
+static-test: lib
+	@mkdir -p $(BUILD)
+	$(CC) $(C_STRICT) $(INCLUDES) tests/c/test_static_link.c -o $(BUILD)/static_link $(STATIC_LINK)
+	@if ldd $(BUILD)/static_link | grep -q softnet_persistence; then \
+		echo "static_link is linked dynamically"; exit 1; fi
+	$(BUILD)/static_link
+
+$(BUILD)/cpp_%: bindings/cpp/tests/%.cpp bindings/cpp/include/softnet/persistence.hpp include/softnet_persistence.h lib
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXX_STRICT) $(SANITIZE) $(INCLUDES) $< -o $@ $(SHARED_LINK)
+
+cpp-test: $(CPP_TESTS)
+	@echo "== each header on its own, and included twice"
+	echo '#include <softnet/persistence.hpp>' | $(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
+	printf '#include <softnet/persistence.hpp>\n#include <softnet/persistence.hpp>\n' | \
+		$(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
+	echo '#include <softnet_persistence.h>' | $(CC) $(C_STRICT) $(INCLUDES) -x c -fsyntax-only -
+	echo '#include <softnet_persistence.h>' | $(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
+	@for t in $(CPP_TESTS); do echo "== $$t"; $$t || exit 1; done
+
+test: lint unit header-check abi-check c-test static-test
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet
+	install -m 0644 $(LIBDIR)/libsoftnet_persistence.so $(LIBDIR)/libsoftnet_persistence.a \
+		$(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/softnet_persistence.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 bindings/cpp/include/softnet/persistence.hpp $(DESTDIR)$(PREFIX)/include/softnet/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)|' \
+		softnet-persistence.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/softnet-persistence.pc
 
 bench:
 	$(CARGO) bench --bench service
+	$(CARGO) bench --bench client
 
 clean:
 	$(CARGO) clean

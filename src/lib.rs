@@ -27,6 +27,7 @@
 pub mod client;
 pub mod error;
 pub mod event;
+pub mod ffi;
 pub mod journal;
 pub mod report;
 pub mod service;
