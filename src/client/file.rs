@@ -5,8 +5,9 @@
 //! forgotten in memory. Recovery keeps, per name, the record with the
 //! highest record id, so a put is atomic: a crash leaves the old record or
 //! the new one. The ring reclaims forgotten records and relocates long-lived
-//! ones, so the file stays bounded however many puts happen; it grows (an
-//! atomic rewrite) only when the subscriptions themselves need more room.
+//! ones, so the file stays bounded however many puts happen; it doubles (an
+//! atomic rewrite) when the subscriptions fill half of it, so that copying
+//! long-lived records forward stays rare.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -194,9 +195,11 @@ impl IdStore for ClientFile {
         encode(&mut buf, name, id);
         let len = Journal::record_len(buf.len());
         let capacity = self.journal.capacity();
-        if self.journal.live_bytes() + len > capacity {
-            // More subscriptions than the file holds: double it.
-            let wanted = (capacity * 2).max(self.journal.live_bytes() + len);
+        if 2 * (self.journal.live_bytes() + len) > capacity {
+            // Keep the subscriptions under half the capacity: a ring nearly
+            // full of long-lived records would copy them forward on most
+            // puts (and sync its header often) to reuse the space between.
+            let wanted = (capacity * 2).max(4 * (self.journal.live_bytes() + len));
             self.journal.resize(wanted)?;
         }
         let appended = self.journal.append(&buf);
