@@ -25,6 +25,7 @@
 //! ```
 
 pub mod client;
+pub mod controller;
 pub mod error;
 pub mod event;
 pub mod ffi;

@@ -1,0 +1,495 @@
+//! The service side of the delivery protocol (SPEC section 7), sans I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::event::{Event, EventKind};
+use crate::service::{Mode, ServiceStore};
+
+/// How long an event waits for its ack before it is sent again.
+pub const DEFAULT_RESEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the controller asks its caller to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceOutput {
+    /// Send this event to the broker (again, with the same uid, on a
+    /// resend).
+    SendEvent(Event),
+    /// Tell the broker our storage uid (its duplicate detection is tied to
+    /// it).
+    SendStorageUid(Uuid),
+    /// The broker refused this event's name; the event was dropped from the
+    /// store. For the application's log.
+    Rejected(Event),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No transport.
+    Offline,
+    /// Transport up, waiting for the broker's "online" with its uid.
+    Connected,
+    /// Handshake done: delivering.
+    Online,
+}
+
+#[derive(Debug, Clone)]
+struct Flight {
+    event: Event,
+    deadline: Duration,
+}
+
+/// Drives a [`ServiceStore`] through the delivery protocol: the storage-uid
+/// handshake, the strict in-order drain of the backlog with one event in
+/// flight, then one event in flight per name, resends after a timeout with
+/// the same uid, acks only for the event in flight, and back to storage
+/// mode on disconnect.
+///
+/// It does no I/O and reads no clock: feed it what happened
+/// ([`raise`](Self::raise), [`connected`](Self::connected),
+/// [`online`](Self::online), [`ack`](Self::ack),
+/// [`rejected`](Self::rejected), [`disconnected`](Self::disconnected)) and
+/// the time ([`tick`](Self::tick): the time of every later input is the
+/// last one ticked), then send what [`drain_outputs`](Self::drain_outputs)
+/// returns and call `tick` again by [`next_deadline`](Self::next_deadline).
+///
+/// After a disconnect the drain starts again from the oldest pending event,
+/// in raise order; every event that was in flight is sent again with its
+/// uid, and the broker drops the repeats it already has.
+#[derive(Debug)]
+pub struct ServiceController {
+    store: Arc<ServiceStore>,
+    link: Link,
+    now: Duration,
+    timeout: Duration,
+    /// In flight, keyed by pipeline: in storage mode only the key of the
+    /// one event in flight is used.
+    flights: HashMap<(EventKind, String), Flight>,
+    outputs: Vec<ServiceOutput>,
+    /// The storage uid the broker was last told about in this session.
+    announced: Option<Uuid>,
+    stale_acks: u64,
+    rejected: u64,
+}
+
+fn key(e: &Event) -> (EventKind, String) {
+    (e.kind.pipeline(), e.name.clone())
+}
+
+impl ServiceController {
+    /// A controller over `store`, offline, with the default resend timeout.
+    pub fn new(store: Arc<ServiceStore>) -> ServiceController {
+        ServiceController::with_timeout(store, DEFAULT_RESEND_TIMEOUT)
+    }
+
+    /// A controller with a resend timeout of its own.
+    pub fn with_timeout(store: Arc<ServiceStore>, timeout: Duration) -> ServiceController {
+        ServiceController {
+            store,
+            link: Link::Offline,
+            now: Duration::ZERO,
+            timeout,
+            flights: HashMap::new(),
+            outputs: Vec::new(),
+            announced: None,
+            stale_acks: 0,
+            rejected: 0,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<ServiceStore> {
+        &self.store
+    }
+
+    /// True between `online` and `disconnected`.
+    pub fn is_online(&self) -> bool {
+        self.link == Link::Online
+    }
+
+    /// Events in flight (sent, not yet acknowledged).
+    pub fn in_flight(&self) -> Vec<Uuid> {
+        self.flights.values().map(|f| f.event.uid).collect()
+    }
+
+    /// Acks ignored because their uid was not in flight (late, repeated).
+    pub fn stale_acks(&self) -> u64 {
+        self.stale_acks
+    }
+
+    /// Events dropped because the broker refused their name.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected
+    }
+
+    /// What to send (and report), in order; empties the queue.
+    pub fn drain_outputs(&mut self) -> Vec<ServiceOutput> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// When `tick` must be called next (the earliest resend), if anything is
+    /// in flight.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.flights.values().map(|f| f.deadline).min()
+    }
+
+    fn send(&mut self, event: Event) {
+        self.outputs.push(ServiceOutput::SendEvent(event.clone()));
+        let deadline = self.now + self.timeout;
+        self.flights.insert(key(&event), Flight { event, deadline });
+    }
+
+    /// Storage mode with nothing in flight: send the oldest pending event;
+    /// if there is none the store is now in cache mode.
+    fn pump(&mut self) -> Result<()> {
+        if self.link != Link::Online {
+            return Ok(());
+        }
+        let ours = self.store.storage_uid();
+        if self.announced != Some(ours) {
+            // A level-2 failure gave the store a new storage uid: the
+            // broker's duplicate detection must follow it.
+            self.announced = Some(ours);
+            self.outputs.push(ServiceOutput::SendStorageUid(ours));
+        }
+        if self.store.mode() != Mode::Storage || !self.flights.is_empty() {
+            return Ok(());
+        }
+        if let Some(event) = self.store.peek()? {
+            self.send(event);
+        }
+        Ok(())
+    }
+
+    /// Cache mode: send the name's next event if the name has none in
+    /// flight.
+    fn pump_name(&mut self, kind: EventKind, name: &str) -> Result<()> {
+        if self.link != Link::Online
+            || self.store.mode() != Mode::Cache
+            || self
+                .flights
+                .contains_key(&(kind.pipeline(), name.to_string()))
+        {
+            return Ok(());
+        }
+        if let Some(event) = self.store.peek_name(kind, name)? {
+            self.send(event);
+        }
+        Ok(())
+    }
+
+    /// The application raised an event: store it, and send it now if the
+    /// protocol allows. Returns its uid.
+    pub fn raise(&mut self, kind: EventKind, name: &str, args: &[u8]) -> Result<Uuid> {
+        let uid = self.store.raise(kind, name, args)?;
+        self.after_raise(kind, name)?;
+        Ok(uid)
+    }
+
+    /// As [`raise`](Self::raise) for a prepared event (its own uid, or a
+    /// Private event's client id).
+    pub fn raise_event(&mut self, event: &Event) -> Result<Uuid> {
+        let uid = self.store.raise_event(event)?;
+        self.after_raise(event.kind, &event.name)?;
+        Ok(uid)
+    }
+
+    fn after_raise(&mut self, kind: EventKind, name: &str) -> Result<()> {
+        match self.store.mode() {
+            Mode::Storage => self.pump(),
+            Mode::Cache => self.pump_name(kind, name),
+        }
+    }
+
+    /// The transport is up; the broker's `online` (with the storage uid it
+    /// remembers) comes next.
+    pub fn connected(&mut self) {
+        if self.link == Link::Offline {
+            self.link = Link::Connected;
+        }
+    }
+
+    /// The broker is ready and remembers `broker_storage_uid` for us (None:
+    /// nothing). Performs the storage-uid handshake (invalidating ancient
+    /// data when the broker remembers another uid) and starts the drain.
+    pub fn online(&mut self, broker_storage_uid: Option<Uuid>) -> Result<()> {
+        self.link = Link::Online;
+        let ours = self.store.storage_uid();
+        match broker_storage_uid {
+            Some(theirs) if theirs == ours => {}
+            Some(_) => {
+                self.store.invalidate_ancient()?;
+                self.outputs.push(ServiceOutput::SendStorageUid(ours));
+            }
+            None => self.outputs.push(ServiceOutput::SendStorageUid(ours)),
+        }
+        self.announced = Some(ours);
+        self.pump()
+    }
+
+    /// The broker acknowledged `uid`. Counts only if it is in flight;
+    /// anything else (late, repeated) is ignored.
+    pub fn ack(&mut self, uid: Uuid) -> Result<()> {
+        self.settle(uid, false)
+    }
+
+    /// The broker refused the event name of `uid`: the event is dropped and
+    /// reported as [`ServiceOutput::Rejected`].
+    pub fn rejected(&mut self, uid: Uuid) -> Result<()> {
+        self.settle(uid, true)
+    }
+
+    fn settle(&mut self, uid: Uuid, rejected: bool) -> Result<()> {
+        let Some(k) = self
+            .flights
+            .iter()
+            .find(|(_, f)| f.event.uid == uid)
+            .map(|(k, _)| k.clone())
+        else {
+            self.stale_acks += 1;
+            return Ok(());
+        };
+        let Some(flight) = self.flights.remove(&k) else {
+            return Ok(());
+        };
+        let settled = match self.store.mode() {
+            Mode::Storage => self.store.ack(uid).map(|()| None),
+            Mode::Cache => self
+                .store
+                .ack_name(flight.event.kind, &flight.event.name, uid),
+        };
+        match settled {
+            Ok(Some(next)) => self.send(next),
+            Ok(None) => {}
+            // The store no longer holds it (dropped for capacity while in
+            // flight): nothing to remove.
+            Err(e) if e.kind() == crate::ErrorKind::State => self.stale_acks += 1,
+            Err(e) => return Err(e),
+        }
+        if self.store.mode() == Mode::Cache {
+            // The name's next event, if the store holds one that was raised
+            // while this one was in flight but is not in flight yet.
+            self.pump_name(flight.event.kind, &flight.event.name)?;
+        }
+        if rejected {
+            self.rejected += 1;
+            self.outputs.push(ServiceOutput::Rejected(flight.event));
+        }
+        self.pump()
+    }
+
+    /// The transport is gone: back to storage mode; what was in flight is
+    /// sent again after the next `online`.
+    pub fn disconnected(&mut self) -> Result<()> {
+        self.link = Link::Offline;
+        self.announced = None;
+        self.flights.clear();
+        self.store.set_storage_mode()
+    }
+
+    /// The time is `now` (monotonic, from any epoch the caller likes):
+    /// events whose ack is overdue are sent again, with the same uid.
+    pub fn tick(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if self.link != Link::Online {
+            return;
+        }
+        let mut due: Vec<&mut Flight> = self
+            .flights
+            .values_mut()
+            .filter(|f| f.deadline <= now)
+            .collect();
+        // Oldest first, so resends keep raise order within the batch.
+        due.sort_by_key(|f| f.deadline);
+        for f in due {
+            f.deadline = now + self.timeout;
+            self.outputs.push(ServiceOutput::SendEvent(f.event.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ServiceOptions;
+
+    fn controller() -> ServiceController {
+        let store = ServiceStore::open_memory(&ServiceOptions::default()).unwrap();
+        ServiceController::with_timeout(Arc::new(store), Duration::from_secs(30))
+    }
+
+    fn sent(outputs: &[ServiceOutput]) -> Vec<Uuid> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                ServiceOutput::SendEvent(e) => Some(e.uid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn handshake_sends_our_uid_unless_the_broker_has_it() {
+        let mut c = controller();
+        let ours = c.store().storage_uid();
+        c.connected();
+        c.online(None).unwrap();
+        assert_eq!(c.drain_outputs(), vec![ServiceOutput::SendStorageUid(ours)]);
+        c.disconnected().unwrap();
+        c.connected();
+        c.online(Some(ours)).unwrap();
+        assert_eq!(c.drain_outputs(), vec![]);
+    }
+
+    #[test]
+    fn another_broker_uid_invalidates_ancient_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Uuid::from_u128(9);
+        let options = ServiceOptions::default();
+        let old = {
+            let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
+            store.raise(EventKind::Queueing, "A", b"ancient").unwrap()
+        };
+        let store = Arc::new(ServiceStore::open_file(dir.path(), service, &options).unwrap());
+        let mut c = ServiceController::new(store.clone());
+        let fresh = c.raise(EventKind::Queueing, "A", b"new").unwrap();
+        c.connected();
+        c.online(Some(Uuid::from_u128(1))).unwrap();
+        let out = c.drain_outputs();
+        assert_eq!(out[0], ServiceOutput::SendStorageUid(store.storage_uid()));
+        assert_eq!(sent(&out), vec![fresh], "the ancient event {old} is gone");
+        assert_eq!(store.stats().invalidated_events, 1);
+    }
+
+    #[test]
+    fn drain_is_strictly_in_order_with_one_in_flight() {
+        let mut c = controller();
+        let a = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b = c.raise(EventKind::Queueing, "B", b"2").unwrap();
+        assert!(c.drain_outputs().is_empty(), "offline: nothing sent");
+        c.connected();
+        c.online(Some(c.store().storage_uid())).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a]);
+        let d = c.raise(EventKind::Queueing, "D", b"3").unwrap();
+        assert!(
+            sent(&c.drain_outputs()).is_empty(),
+            "queued behind the backlog"
+        );
+        c.ack(a).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![b]);
+        c.ack(b).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![d]);
+        c.ack(d).unwrap();
+        assert_eq!(c.store().mode(), Mode::Cache);
+    }
+
+    #[test]
+    fn cache_mode_one_in_flight_per_name_in_parallel() {
+        let mut c = controller();
+        c.connected();
+        c.online(None).unwrap();
+        c.drain_outputs();
+        assert_eq!(c.store().mode(), Mode::Cache);
+        let a1 = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b1 = c.raise(EventKind::Queueing, "B", b"1").unwrap();
+        let a2 = c.raise(EventKind::Queueing, "A", b"2").unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a1, b1], "A2 waits for A1");
+        c.ack(b1).unwrap();
+        assert!(sent(&c.drain_outputs()).is_empty());
+        c.ack(a1).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a2]);
+    }
+
+    #[test]
+    fn stale_and_repeated_acks_are_ignored() {
+        let mut c = controller();
+        let a = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b = c.raise(EventKind::Queueing, "A", b"2").unwrap();
+        c.connected();
+        c.online(None).unwrap();
+        c.drain_outputs();
+        c.ack(b).unwrap();
+        assert_eq!(c.stale_acks(), 1);
+        assert_eq!(c.store().stats().pending_events, 2);
+        c.ack(a).unwrap();
+        c.ack(a).unwrap();
+        assert_eq!(c.stale_acks(), 2);
+        assert_eq!(sent(&c.drain_outputs()), vec![b]);
+    }
+
+    #[test]
+    fn resend_after_timeout_with_the_same_uid() {
+        let mut c = controller();
+        let a = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        c.tick(Duration::from_secs(100));
+        c.connected();
+        c.online(None).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a]);
+        assert_eq!(c.next_deadline(), Some(Duration::from_secs(130)));
+        c.tick(Duration::from_secs(129));
+        assert!(c.drain_outputs().is_empty());
+        c.tick(Duration::from_secs(130));
+        assert_eq!(sent(&c.drain_outputs()), vec![a]);
+        assert_eq!(c.next_deadline(), Some(Duration::from_secs(160)));
+    }
+
+    #[test]
+    fn disconnect_during_the_drain_resends_from_the_oldest() {
+        let mut c = controller();
+        let a = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b = c.raise(EventKind::Queueing, "B", b"2").unwrap();
+        c.connected();
+        c.online(None).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a]);
+        c.disconnected().unwrap();
+        assert!(c.in_flight().is_empty());
+        c.tick(Duration::from_secs(1000));
+        assert!(c.drain_outputs().is_empty(), "no resend while offline");
+        c.connected();
+        c.online(Some(c.store().storage_uid())).unwrap();
+        assert_eq!(
+            sent(&c.drain_outputs()),
+            vec![a],
+            "the event in flight goes first, same uid"
+        );
+        c.ack(a).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![b]);
+    }
+
+    #[test]
+    fn disconnect_in_cache_mode_returns_to_storage_mode() {
+        let mut c = controller();
+        c.connected();
+        c.online(None).unwrap();
+        let a1 = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b1 = c.raise(EventKind::Queueing, "B", b"1").unwrap();
+        c.drain_outputs();
+        c.disconnected().unwrap();
+        assert_eq!(c.store().mode(), Mode::Storage);
+        c.connected();
+        c.online(Some(c.store().storage_uid())).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a1]);
+        c.ack(a1).unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![b1]);
+    }
+
+    #[test]
+    fn a_rejected_name_drops_the_event_and_reports_it() {
+        let mut c = controller();
+        let a = c.raise(EventKind::Queueing, "Unknown", b"1").unwrap();
+        let b = c.raise(EventKind::Queueing, "B", b"2").unwrap();
+        c.connected();
+        c.online(None).unwrap();
+        c.drain_outputs();
+        c.rejected(a).unwrap();
+        let out = c.drain_outputs();
+        assert!(matches!(&out[0], ServiceOutput::Rejected(e) if e.uid == a));
+        assert_eq!(sent(&out), vec![b]);
+        assert_eq!(c.rejected_count(), 1);
+        assert_eq!(c.store().stats().pending_events, 1);
+    }
+}
