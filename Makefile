@@ -93,7 +93,7 @@ cpp-test: $(CPP_TESTS)
 	echo '#include <softnet_persistence.h>' | $(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
 	@for t in $(CPP_TESTS); do echo "== $$t"; $$t || exit 1; done
 
-test: lint unit header-check abi-check c-test static-test
+test: lint unit header-check abi-check c-test static-test cpp-test
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet

@@ -660,8 +660,10 @@ snp_status snp_client_open(const struct snp_client_options *options,
 
 /**
  * Opens a level-2 client store kept by user code (see
- * `snp_id_store_vtable`); the vtable is copied. A backend error makes the
- * store continue in memory with every id it knows (reported).
+ * `snp_id_store_vtable`); the vtable is copied. When this call fails,
+ * `destroy` is not called and `ctx` is still yours. A backend error makes
+ * the store continue in memory with every id it knows (reported); the
+ * store then calls `destroy` as it lets go of the backend.
  * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
  *
  * # Safety
@@ -802,7 +804,9 @@ snp_status snp_service_open(const struct snp_service_options *options,
  * Opens a level-2 service store kept by user code (see
  * `snp_record_log_vtable`). The vtable is copied; its `ctx` must stay
  * valid until the store calls `destroy` (or is closed, if `destroy` is
- * NULL). A backend error makes the store continue at level 1 (reported).
+ * NULL). When this call fails, `destroy` is not called and `ctx` is still
+ * yours. A backend error makes the store continue at level 1 (reported);
+ * the store then calls `destroy` as it lets go of the backend.
  * `options->level`, `directory`, `service_uid` and `durability` are
  * ignored.
  * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.

@@ -151,8 +151,10 @@ pub unsafe extern "C" fn snp_client_open(
 }
 
 /// Opens a level-2 client store kept by user code (see
-/// `snp_id_store_vtable`); the vtable is copied. A backend error makes the
-/// store continue in memory with every id it knows (reported).
+/// `snp_id_store_vtable`); the vtable is copied. When this call fails,
+/// `destroy` is not called and `ctx` is still yours. A backend error makes
+/// the store continue in memory with every id it knows (reported); the
+/// store then calls `destroy` as it lets go of the backend.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
 ///
 /// # Safety
@@ -168,10 +170,12 @@ pub unsafe extern "C" fn snp_client_open_custom(
         // SAFETY: per the function's contract.
         let o = unsafe { versioned(options, snp_client_options::default(), "options") }?;
         // SAFETY: per the function's contract.
-        let ids = unsafe { CIdStore::from_vtable(backend) }?;
-        // SAFETY: per the function's contract.
         unsafe { out(out_client, "out_client") }?;
-        let store = ClientStore::open_custom(Box::new(ids), &rust_options(&o)?);
+        let rust = rust_options(&o)?;
+        // Last: from here on the backend is the store's.
+        // SAFETY: per the function's contract.
+        let ids = unsafe { CIdStore::from_vtable(backend) }?;
+        let store = ClientStore::open_custom(Box::new(ids), &rust);
         hand_out(store, out_client)
     })
 }

@@ -209,7 +209,9 @@ pub unsafe extern "C" fn snp_service_open(
 /// Opens a level-2 service store kept by user code (see
 /// `snp_record_log_vtable`). The vtable is copied; its `ctx` must stay
 /// valid until the store calls `destroy` (or is closed, if `destroy` is
-/// NULL). A backend error makes the store continue at level 1 (reported).
+/// NULL). When this call fails, `destroy` is not called and `ctx` is still
+/// yours. A backend error makes the store continue at level 1 (reported);
+/// the store then calls `destroy` as it lets go of the backend.
 /// `options->level`, `directory`, `service_uid` and `durability` are
 /// ignored.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
@@ -228,10 +230,14 @@ pub unsafe extern "C" fn snp_service_open_custom(
         // SAFETY: per the function's contract.
         let o = unsafe { versioned(options, snp_service_options::default(), "options") }?;
         // SAFETY: per the function's contract.
-        let log = unsafe { CRecordLog::from_vtable(backend) }?;
-        // SAFETY: per the function's contract.
         unsafe { out(out_service, "out_service") }?;
-        let store = ServiceStore::open_custom(Box::new(log), &rust_options(&o)?)?;
+        let rust = rust_options(&o)?;
+        rust.validate()?;
+        // Last: from here on the backend is the store's, and its destroy
+        // runs when the store lets go of it.
+        // SAFETY: per the function's contract.
+        let log = unsafe { CRecordLog::from_vtable(backend) }?;
+        let store = ServiceStore::open_custom(Box::new(log), &rust)?;
         hand_out(store, out_service)
     })
 }

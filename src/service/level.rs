@@ -72,6 +72,12 @@ impl Core {
     /// report what was lost. The old file stays on disk.
     pub fn fall_back(&mut self, cause: &crate::Error) {
         let what = self.backend.describe();
+        self.fall_back_from(&what, cause);
+    }
+
+    /// As [`Core::fall_back`], naming the failed level `what` (the journal
+    /// that could not even be opened, say).
+    pub fn fall_back_from(&mut self, what: &str, cause: &crate::Error) {
         let mut old = std::mem::replace(&mut self.backend, Backend::Memory(MemoryLog::new()));
         let mut memory = MemoryLog::numbered_after(self.index.max_id());
         let mut unreadable = Vec::new();

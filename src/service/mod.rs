@@ -124,6 +124,13 @@ fn effective_capacity(given: usize, default: usize, min: usize, what: &str) -> R
 }
 
 impl ServiceOptions {
+    /// Checks the options (capacities in range) without opening anything.
+    pub fn validate(&self) -> Result<()> {
+        self.memory_capacity()?;
+        self.file_capacity()?;
+        Ok(())
+    }
+
     fn memory_capacity(&self) -> Result<u64> {
         effective_capacity(
             self.memory_capacity,
@@ -257,7 +264,7 @@ impl ServiceStore {
                     memory,
                     options.overflow,
                 );
-                core.fall_back(&e);
+                core.fall_back_from(&format!("journal {}", path.display()), &e);
                 core
             }
         };
