@@ -685,8 +685,8 @@ void snp_client_close(struct snp_client *client);
 /**
  * Writes the last handled id of `name` to `*out_id`; `SNP_EMPTY` (and
  * nothing written) if none is stored.
- * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
- * `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name
+ * rules), `SNP_ERR_PANIC`.
  *
  * # Safety
  * `client` must be a live handle, `name` `name_len` readable bytes,
@@ -714,7 +714,8 @@ snp_status snp_client_put(struct snp_client *client,
 /**
  * Writes whether `id` equals the stored id of `name` (a duplicate to
  * acknowledge without handling).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules),
+ * `SNP_ERR_PANIC`.
  *
  * # Safety
  * `client` must be a live handle, `name` `name_len` readable bytes,

@@ -33,10 +33,22 @@ pub fn client_file_path(dir: &Path, server_address: &str, client_key: &str) -> R
     let server = server_address.replace(':', "-");
     check_name_part("server address", server_address, &server)?;
     check_name_part("client key", client_key, client_key)?;
-    Ok(dir.join(format!(
-        "softnet.client.persistence_{server}_{client_key}.scp"
-    )))
+    let name = format!("softnet.client.persistence_{server}_{client_key}.scp");
+    if name.len() > MAX_FILE_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "server address and client key make a file name of {} bytes; with the suffixes \
+             the library adds to temporary and set-aside copies, at most {MAX_FILE_NAME_LEN} \
+             fit in the 255 bytes a file name may have (shorten the key)",
+            name.len()
+        )));
+    }
+    Ok(dir.join(name))
 }
+
+/// Longest client file name: 255 bytes (the usual file-system limit) minus
+/// the longest suffix added to it (`.tmp-<pid>-<n>` while a file is being
+/// written, `.corrupt-<unix-seconds>-<n>` when one is set aside).
+const MAX_FILE_NAME_LEN: usize = 255 - 40;
 
 fn check_name_part(what: &str, given: &str, part: &str) -> Result<()> {
     if part.is_empty() {

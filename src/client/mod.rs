@@ -224,14 +224,26 @@ impl ClientStore {
             core.report(r.kind, r.message, r.events_lost);
         }
         let mut loaded = Vec::new();
+        let mut invalid = Vec::new();
         core.backend_call(|s| {
-            s.load(&mut |name, id| {
-                if validate_name(name).is_ok() {
-                    loaded.push((name.to_owned(), id));
-                }
+            s.load(&mut |name, id| match validate_name(name) {
+                Ok(()) => loaded.push((name.to_owned(), id)),
+                Err(e) => invalid.push(e.to_string()),
             })
         });
         core.ids.extend(loaded);
+        if let Some(first) = invalid.first() {
+            let what = core.backend.describe();
+            core.report(
+                FailureKind::Corruption,
+                format!(
+                    "{what} returned {} subscription(s) whose name breaks the rules (first: \
+                     {first}); they were ignored",
+                    invalid.len()
+                ),
+                invalid.len() as u64,
+            );
+        }
         let store = ClientStore {
             core: Mutex::new(core),
             on_failure: options.on_failure.clone(),
@@ -302,8 +314,10 @@ impl ClientStore {
         result
     }
 
-    /// The last handled id of `name`, if any.
+    /// The last handled id of `name`, if any. An invalid name is an
+    /// [`Error::InvalidArgument`], as for `put`.
     pub fn get(&self, name: &str) -> Result<Option<i64>> {
+        validate_name(name)?;
         let core = self.core.lock();
         core.check_open()?;
         Ok(core.ids.get(name).copied())
@@ -402,10 +416,13 @@ impl ClientStore {
         }
     }
 
-    /// Flushes and releases the file; later calls return [`Error::Closed`].
+    /// Flushes and releases the file; later calls return [`Error::Closed`]
+    /// (closing again is fine).
     pub fn close(&self) -> Result<()> {
         self.with(|c| {
-            c.check_open()?;
+            if c.closed {
+                return Ok(());
+            }
             c.backend_call(|s| s.flush());
             c.closed = true;
             c.backend = IdBackend::Memory;

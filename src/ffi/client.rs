@@ -205,8 +205,8 @@ unsafe fn store<'a>(client: *const snp_client) -> Result<&'a ClientStore, Error>
 
 /// Writes the last handled id of `name` to `*out_id`; `SNP_EMPTY` (and
 /// nothing written) if none is stored.
-/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
-/// `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name
+/// rules), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `client` must be a live handle, `name` `name_len` readable bytes,
@@ -261,7 +261,8 @@ pub unsafe extern "C" fn snp_client_put(
 
 /// Writes whether `id` equals the stored id of `name` (a duplicate to
 /// acknowledge without handling).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules),
+/// `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `client` must be a live handle, `name` `name_len` readable bytes,

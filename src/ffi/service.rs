@@ -228,9 +228,11 @@ pub unsafe extern "C" fn snp_service_open_custom(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let o = unsafe { versioned(options, snp_service_options::default(), "options") }?;
+        let mut o = unsafe { versioned(options, snp_service_options::default(), "options") }?;
         // SAFETY: per the function's contract.
         unsafe { out(out_service, "out_service") }?;
+        // Durability is the backend's own business (its commit and flush).
+        o.durability = SNP_DURABILITY_SYNC;
         let rust = rust_options(&o)?;
         rust.validate()?;
         // Last: from here on the backend is the store's, and its destroy

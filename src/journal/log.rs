@@ -271,7 +271,7 @@ impl Journal {
         }
         if header.owner != config.owner {
             let why = format!(
-                "it belongs to service {}, not {}",
+                "its owner uid is {}, not {} (another service or client wrote it)",
                 header.owner, config.owner
             );
             return Journal::replace_foreign(file, config, &why, len);
@@ -299,7 +299,10 @@ impl Journal {
             });
         }
         let mut config = config.clone();
-        config.capacity = header.capacity.max(recovered.ring.live_bytes());
+        // The file's own capacity. Live bytes may exceed it for a moment
+        // (a crash between writing a record and retiring the one it
+        // replaces); the owner settles that before appending anything.
+        config.capacity = header.capacity;
         let journal = Journal {
             map,
             policy: SyncPolicy::new(config.durability),
@@ -393,7 +396,7 @@ impl Journal {
             kind: FailureKind::Corruption,
             message: format!(
                 "{} could not be used because {why}; it was kept as {} and a new, empty \
-                 journal was started ({lost} record(s) that looked pending are lost)",
+                 journal was started ({lost} live record(s) in it are lost)",
                 path.display(),
                 aside.display()
             ),

@@ -580,10 +580,9 @@ void test_client_memory() {
     CHECK_THROWS(client.put("", 1), SNP_ERR_INVALID_ARGUMENT);
     CHECK_THROWS(client.put("1bad", 1), SNP_ERR_INVALID_ARGUMENT);
     CHECK_THROWS(client.put(std::string(257, 'n'), 1), SNP_ERR_INVALID_ARGUMENT);
-    // get/is_duplicate do not apply the name rules (such a name is never
-    // stored), but names must be UTF-8.
-    CHECK(!client.get("1bad").has_value());
-    CHECK(!client.is_duplicate(std::string(257, 'n'), 1));
+    // get/is_duplicate apply the same name rules as put.
+    CHECK_THROWS(client.get("1bad"), SNP_ERR_INVALID_ARGUMENT);
+    CHECK_THROWS(client.is_duplicate(std::string(257, 'n'), 1), SNP_ERR_INVALID_ARGUMENT);
     CHECK_THROWS(client.get("\xff\xfe"), SNP_ERR_INVALID_ARGUMENT);
     CHECK_THROWS(client.is_duplicate("\xff", 1), SNP_ERR_INVALID_ARGUMENT);
 

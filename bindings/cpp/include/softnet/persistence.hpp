@@ -1079,9 +1079,8 @@ public:
     /// Closes the handle now; the store is empty afterwards.
     void close() noexcept { handle_.reset(); }
 
-    /// The last handled id of `name`, or std::nullopt if none is stored (a
-    /// name breaking the name rules is simply not found). Throws Error:
-    /// `SNP_ERR_INVALID_ARGUMENT` (name not UTF-8).
+    /// The last handled id of `name`, or std::nullopt if none is stored.
+    /// Throws Error: `SNP_ERR_INVALID_ARGUMENT` (name rules, not UTF-8).
     std::optional<std::int64_t> get(std::string_view name) const {
         std::int64_t id = 0;
         if (!check(snp_client_get(handle(), detail::text_ptr(name), name.size(), &id))) {
@@ -1100,7 +1099,7 @@ public:
 
     /// True when `id` equals the stored id of `name`: a duplicate to
     /// acknowledge without handling. Throws Error:
-    /// `SNP_ERR_INVALID_ARGUMENT` (name not UTF-8).
+    /// `SNP_ERR_INVALID_ARGUMENT` (name rules, not UTF-8).
     bool is_duplicate(std::string_view name, std::int64_t id) const {
         bool dup = false;
         check(snp_client_is_duplicate(handle(), detail::text_ptr(name), name.size(), id, &dup));
