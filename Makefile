@@ -43,10 +43,10 @@ abi-check: lib
 	abi/check_symbols.sh $(LIBDIR)/libsoftnet_persistence.so
 
 demo: lib
+	@mkdir -p $(BUILD)
+	$(CC) $(C_STRICT) $(INCLUDES) examples/c/demo.c -o $(BUILD)/demo $(SHARED_LINK)
 	rm -rf $(DEMO_DIR)
-	$(CARGO) run -q --release --example service_restart -- raise $(DEMO_DIR)
-	@echo "--- the process exited; a new one starts ---"
-	$(CARGO) run -q --release --example service_restart -- drain $(DEMO_DIR)
+	$(BUILD)/demo $(DEMO_DIR)
 
 lint:
 	$(CARGO) fmt --all -- --check
