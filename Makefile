@@ -26,7 +26,7 @@ C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/%,$(wildcard tests/c/test_*.c))
 CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
 
 .PHONY: all build lib header header-check abi-check demo test lint unit c-test cpp-test \
-	static-test install bench clean
+	static-test install install-test python-test bench clean
 
 all: build
 
@@ -50,7 +50,7 @@ demo: lib
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 unit:
 	$(CARGO) test --release --all-features
@@ -93,7 +93,20 @@ cpp-test: $(CPP_TESTS)
 	echo '#include <softnet_persistence.h>' | $(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
 	@for t in $(CPP_TESTS); do echo "== $$t"; $$t || exit 1; done
 
-test: lint unit header-check abi-check c-test static-test cpp-test
+# make install into a scratch prefix, then build a program the documented
+# way: cc app.c $(pkg-config --cflags --libs softnet-persistence).
+install-test: lib
+	rm -rf $(BUILD)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
+	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig sh -c '$(CC) $(C_STRICT) \
+		tests/c/test_static_link.c -o $(BUILD)/pkgconfig_app $$(pkg-config --cflags --libs softnet-persistence)'
+	LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/prefix/lib $(BUILD)/pkgconfig_app
+
+# The Python module, built into target/venv-python: pytest, stubtest, mypy.
+python-test:
+	bindings/python/run_tests.sh
+
+test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet

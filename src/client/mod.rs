@@ -281,7 +281,7 @@ impl ClientStore {
                 let store = ClientStore::build(IdBackend::Memory, Vec::new(), options);
                 let reports = {
                     let mut core = store.core.lock();
-                    core.fall_back(&format!("client file {}", path.display()), &e);
+                    core.fall_back(&format!("opening client file {}", path.display()), &e);
                     std::mem::take(&mut core.reports)
                 };
                 store.dispatch(reports);

@@ -101,6 +101,20 @@ impl Journal {
                 config.capacity
             )));
         }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(Error::Io {
+                    context: format!(
+                        "the directory {} does not exist or is not a directory",
+                        dir.display()
+                    ),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "create it, or choose an existing directory",
+                    ),
+                });
+            }
+        }
         file::remove_stale_temps(path);
         for _ in 0..4 {
             if let Some(existing) = file::open_locked(path)? {

@@ -264,7 +264,7 @@ impl ServiceStore {
                     memory,
                     options.overflow,
                 );
-                core.fall_back_from(&format!("journal {}", path.display()), &e);
+                core.fall_back_from(&format!("opening journal {}", path.display()), &e);
                 core
             }
         };

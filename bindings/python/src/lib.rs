@@ -1,0 +1,27 @@
+//! The `softnet_persistence._native` Python extension: pyo3 bindings of the
+//! softnet-persistence Rust API. This file only registers the classes; the
+//! Python package `softnet_persistence` (python/) re-exports them next to
+//! its pure-Python parts (`EventKind`, `FailureKind`, the backend
+//! protocols).
+
+mod backend;
+mod callback;
+mod client;
+mod convert;
+mod errors;
+mod event;
+mod log;
+mod service;
+
+use pyo3::prelude::*;
+
+/// Native part of softnet_persistence; import the package instead.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    service::register(m)?;
+    client::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,534 @@
+//! `ServiceStore`: keeps a service's raised events until the broker
+//! acknowledges them (SPEC section 3), over the core crate's
+//! [`softnet_persistence::ServiceStore`].
+//!
+//! GIL: every call into a file or custom store runs with the GIL released
+//! (journal writes, `msync`, recovery at open, and waiting for the store's
+//! lock while another thread syncs). A memory store does no I/O and its
+//! calls never wait on a thread without the GIL, so it keeps the GIL and
+//! saves the switch.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use softnet_persistence as core;
+use softnet_persistence::{Error, Event, ServiceOptions};
+
+use crate::backend::{check_methods, PyRecordLog, RECORD_LOG_METHODS};
+use crate::callback::failure_callback;
+use crate::convert::{self, event_kind_from_py, uuid_from_py, uuid_to_py};
+use crate::errors::{to_py_err, IntoPyResult};
+use crate::event::StoredEvent;
+
+/// Refuses an `on_failure` that cannot be called.
+pub fn check_callable(on_failure: &Option<Py<PyAny>>, py: Python<'_>) -> PyResult<()> {
+    match on_failure {
+        Some(cb) if !cb.bind(py).is_callable() => Err(PyTypeError::new_err(
+            "on_failure must be a callable (kind, message, events_lost) -> None, or None",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Keeps a service's raised events until the broker acknowledges them.
+///
+/// Open one with :meth:`open_memory` (level 1), :meth:`open_file` (level 2,
+/// a crash-safe journal file) or :meth:`open_custom` (level 2 kept by a
+/// Python object). Drain the backlog in storage mode with :meth:`peek` /
+/// :meth:`ack`; once :meth:`peek` returns None the store is in cache mode,
+/// served per name by :meth:`peek_name` / :meth:`ack_name`.
+///
+/// A store may be shared between threads. Use it as a context manager, or
+/// call :meth:`close`; any later call raises :class:`StoreClosedError`.
+#[pyclass(frozen, module = "softnet_persistence", name = "ServiceStore")]
+pub struct PyServiceStore {
+    store: core::ServiceStore,
+    /// Release the GIL around calls (file and custom stores).
+    detach: bool,
+    closed: AtomicBool,
+}
+
+impl PyServiceStore {
+    fn new(store: core::ServiceStore, detach: bool) -> PyServiceStore {
+        PyServiceStore {
+            store,
+            detach,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs a store call, without the GIL unless this is a memory store.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&core::ServiceStore) -> Result<T, Error> + Send,
+    ) -> PyResult<T> {
+        let store = &self.store;
+        let result = if self.detach {
+            py.detach(|| op(store))
+        } else {
+            op(store)
+        };
+        result.into_py_result(py)
+    }
+
+    /// For the accessors the core answers even when closed.
+    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(to_py_err(py, Error::Closed))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn options(
+        capacity: i64,
+        memory_capacity: i64,
+        overflow: &str,
+        on_failure: Option<Py<PyAny>>,
+    ) -> Result<ServiceOptions, Error> {
+        Ok(ServiceOptions {
+            capacity: convert::capacity(capacity, "capacity")?,
+            memory_capacity: convert::capacity(memory_capacity, "memory_capacity")?,
+            overflow: convert::overflow(overflow)?,
+            on_failure: failure_callback(on_failure),
+            ..ServiceOptions::default()
+        })
+    }
+}
+
+/// A store dropped without `close()` is closed here, still without the GIL
+/// (its last sync, a custom backend's flush); at interpreter shutdown it is
+/// just dropped (the journal still syncs on drop).
+impl Drop for PyServiceStore {
+    fn drop(&mut self) {
+        if self.detach && !*self.closed.get_mut() {
+            let store = &self.store;
+            let _ = Python::try_attach(|py| py.detach(|| store.close()));
+        }
+    }
+}
+
+#[pymethods]
+impl PyServiceStore {
+    /// Opens a level-1 (memory) store: it survives a network outage, not a
+    /// restart. ``capacity`` is in bytes of stored records (0 means 16 KiB;
+    /// smaller values are raised to 4 KiB). ``overflow`` is "drop_oldest"
+    /// (default: the oldest pending events make room, reported) or
+    /// "reject_new" (:class:`StorageFullError`). ``on_failure(kind,
+    /// message, events_lost)`` receives every failure report.
+    #[staticmethod]
+    #[pyo3(
+        signature = (capacity = 16 * 1024, overflow = Cow::Borrowed("drop_oldest"), on_failure = None),
+        text_signature = "(capacity=16384, overflow='drop_oldest', on_failure=None)"
+    )]
+    fn open_memory(
+        py: Python<'_>,
+        capacity: i64,
+        overflow: Cow<'_, str>,
+        on_failure: Option<Py<PyAny>>,
+    ) -> PyResult<PyServiceStore> {
+        check_callable(&on_failure, py)?;
+        let options = Self::options(0, capacity, &overflow, on_failure).into_py_result(py)?;
+        let store = core::ServiceStore::open_memory(&options).into_py_result(py)?;
+        Ok(PyServiceStore::new(store, false))
+    }
+
+    /// Opens a level-2 store in the journal file
+    /// ``softnet.service.persistence_<service_uid>.ssp`` in ``directory``
+    /// (which must exist).
+    ///
+    /// ``capacity``: level-2 bytes (0 means 1 MiB; at least 8 KiB).
+    /// ``memory_capacity``: level-1 bytes used if the file fails (0 means
+    /// 16 KiB). ``durability``: "sync" (every call is on the device when it
+    /// returns; survives power loss), "batch" (sync after
+    /// ``batch_max_ops`` operations or ``batch_max_delay`` seconds, checked
+    /// on each call and by :meth:`flush`) or "none" (survives a process
+    /// crash, not a power cut). ``overflow`` and ``on_failure`` as in
+    /// :meth:`open_memory`.
+    ///
+    /// A damaged or foreign file is set aside and reported, not raised; if
+    /// the file cannot be opened the store runs at level 1 (reported).
+    /// Raises :class:`StoreLockedError` if another store has the file, and
+    /// :class:`InvalidArgumentError` for bad options.
+    #[staticmethod]
+    #[pyo3(signature = (
+        directory,
+        service_uid,
+        capacity = 1 << 20,
+        memory_capacity = 16 * 1024,
+        durability = Cow::Borrowed("sync"),
+        overflow = Cow::Borrowed("drop_oldest"),
+        on_failure = None,
+        *,
+        batch_max_ops = 64,
+        batch_max_delay = 0.1,
+    ),
+    text_signature = "(directory, service_uid, capacity=1048576, memory_capacity=16384, \
+                      durability='sync', overflow='drop_oldest', on_failure=None, *, \
+                      batch_max_ops=64, batch_max_delay=0.1)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn open_file(
+        py: Python<'_>,
+        directory: PathBuf,
+        service_uid: &Bound<'_, PyAny>,
+        capacity: i64,
+        memory_capacity: i64,
+        durability: Cow<'_, str>,
+        overflow: Cow<'_, str>,
+        on_failure: Option<Py<PyAny>>,
+        batch_max_ops: u32,
+        batch_max_delay: f64,
+    ) -> PyResult<PyServiceStore> {
+        check_callable(&on_failure, py)?;
+        let service_uid = uuid_from_py(service_uid)?;
+        let mut options =
+            Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
+        options.durability =
+            convert::durability(&durability, batch_max_ops, batch_max_delay).into_py_result(py)?;
+        let store = py
+            .detach(|| core::ServiceStore::open_file(&directory, service_uid, &options))
+            .into_py_result(py)?;
+        Ok(PyServiceStore::new(store, true))
+    }
+
+    /// Opens a level-2 store kept by ``backend``, any object with the
+    /// methods of :class:`RecordLogBackend` (append, remove, read, scan,
+    /// commit, flush, clear, metadata, set_metadata).
+    ///
+    /// An exception raised by a backend method (or a wrong return type) is
+    /// a failure of level 2: the store moves the events it can still read
+    /// to level 1 (``memory_capacity`` bytes), reports it to ``on_failure``
+    /// and goes on; the caller's call succeeds. ``capacity``, ``overflow``
+    /// and ``on_failure`` as in :meth:`open_file`.
+    #[staticmethod]
+    #[pyo3(signature = (
+        backend,
+        memory_capacity = 16 * 1024,
+        on_failure = None,
+        capacity = 1 << 20,
+        overflow = Cow::Borrowed("drop_oldest"),
+    ),
+    text_signature = "(backend, memory_capacity=16384, on_failure=None, capacity=1048576, \
+                      overflow='drop_oldest')"
+    )]
+    fn open_custom(
+        py: Python<'_>,
+        backend: &Bound<'_, PyAny>,
+        memory_capacity: i64,
+        on_failure: Option<Py<PyAny>>,
+        capacity: i64,
+        overflow: Cow<'_, str>,
+    ) -> PyResult<PyServiceStore> {
+        check_callable(&on_failure, py)?;
+        check_methods(backend, RECORD_LOG_METHODS, "service").into_py_result(py)?;
+        let options =
+            Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
+        let log = Box::new(PyRecordLog::new(backend.clone().unbind()));
+        let store = py
+            .detach(|| core::ServiceStore::open_custom(log, &options))
+            .into_py_result(py)?;
+        Ok(PyServiceStore::new(store, true))
+    }
+
+    /// Stores an event and returns its uid (:class:`uuid.UUID`).
+    ///
+    /// ``kind``: an :class:`EventKind`. ``name``: 1..256 characters,
+    /// starting with an ASCII letter. ``args``: 0..2048 bytes (none for
+    /// REPLACING_NULL). ``client_id``: the target client, required for
+    /// PRIVATE events and refused for the others. ``uid``: the event's uid
+    /// if the caller already made one (default: a new random one).
+    ///
+    /// Raises :class:`InvalidArgumentError` for a broken rule,
+    /// :class:`StorageFullError` when full under "reject_new".
+    #[pyo3(
+        signature = (kind, name, args = b"".as_slice(), client_id = None, *, uid = None),
+        text_signature = "(self, /, kind, name, args=b'', client_id=None, *, uid=None)"
+    )]
+    fn raise_event(
+        &self,
+        py: Python<'_>,
+        kind: &Bound<'_, PyAny>,
+        name: PyBackedStr,
+        args: &[u8],
+        client_id: Option<i64>,
+        uid: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let kind = event_kind_from_py(kind)?;
+        let uid = match uid {
+            Some(u) => Some(uuid_from_py(u)?),
+            None => None,
+        };
+        let name: &str = &name;
+        let raised = match (client_id, uid) {
+            (None, None) => self.run(py, |s| s.raise(kind, name, args))?,
+            (client_id, uid) => {
+                let event = Event {
+                    kind,
+                    name: name.to_owned(),
+                    args: args.to_vec(),
+                    client_id,
+                    uid: uid.unwrap_or_else(core::Uuid::new_v4),
+                };
+                self.run(py, |s| s.raise_event(&event))?
+            }
+        };
+        uuid_to_py(py, raised)
+    }
+
+    /// Storage mode: the oldest pending event (the same one until it is
+    /// acknowledged), or None when nothing is pending; the store is then in
+    /// cache mode. Raises :class:`InvalidStateError` in cache mode.
+    fn peek(&self, py: Python<'_>) -> PyResult<Option<StoredEvent>> {
+        let event = self.run(py, |s| s.peek())?;
+        StoredEvent::from_option(py, event)
+    }
+
+    /// Storage mode: removes the oldest pending event if ``uid`` is its
+    /// uid. Raises :class:`InvalidStateError` for any other uid (a late or
+    /// repeated ack) and in cache mode.
+    fn ack(&self, py: Python<'_>, uid: &Bound<'_, PyAny>) -> PyResult<()> {
+        let uid = uuid_from_py(uid)?;
+        self.run(py, |s| s.ack(uid))
+    }
+
+    /// Cache mode: the oldest pending event of this kind and name (now in
+    /// flight), or None. Raises :class:`InvalidStateError` in storage mode.
+    fn peek_name(
+        &self,
+        py: Python<'_>,
+        kind: &Bound<'_, PyAny>,
+        name: PyBackedStr,
+    ) -> PyResult<Option<StoredEvent>> {
+        let kind = event_kind_from_py(kind)?;
+        let name: &str = &name;
+        let event = self.run(py, |s| s.peek_name(kind, name))?;
+        StoredEvent::from_option(py, event)
+    }
+
+    /// Cache mode: removes this name's event in flight if ``uid`` matches
+    /// and returns the name's next event (now in flight), or None. Raises
+    /// :class:`InvalidStateError` for another uid and in storage mode.
+    fn ack_name(
+        &self,
+        py: Python<'_>,
+        kind: &Bound<'_, PyAny>,
+        name: PyBackedStr,
+        uid: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<StoredEvent>> {
+        let kind = event_kind_from_py(kind)?;
+        let uid = uuid_from_py(uid)?;
+        let name: &str = &name;
+        let event = self.run(py, |s| s.ack_name(kind, name, uid))?;
+        StoredEvent::from_option(py, event)
+    }
+
+    /// Every pending event in raise order, changing nothing (diagnostics;
+    /// it reads every record).
+    fn pending(&self, py: Python<'_>) -> PyResult<Vec<StoredEvent>> {
+        let events = self.run(py, |s| s.pending())?;
+        events
+            .into_iter()
+            .map(|e| StoredEvent::new(py, e))
+            .collect()
+    }
+
+    /// Back to storage mode (call it when the endpoint disconnects);
+    /// nothing is in flight afterwards.
+    fn set_storage_mode(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |s| s.set_storage_mode())
+    }
+
+    /// The delivery mode: "storage" or "cache".
+    #[getter]
+    fn mode(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.check_open(py)?;
+        self.run(py, |s| Ok(convert::mode_name(s.mode())))
+    }
+
+    /// The storage uid (:class:`uuid.UUID`) the broker's duplicate
+    /// detection is tied to.
+    #[getter]
+    fn storage_uid(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.check_open(py)?;
+        let uid = self.run(py, |s| Ok(s.storage_uid()))?;
+        uuid_to_py(py, uid)
+    }
+
+    /// The persistence level: 2 (file or custom backend), or 1 (memory,
+    /// also after a level-2 failure).
+    #[getter]
+    fn level(&self, py: Python<'_>) -> PyResult<u8> {
+        self.check_open(py)?;
+        self.run(py, |s| Ok(s.level().number()))
+    }
+
+    /// The journal file (:class:`pathlib.Path`) while at level 2 on a file,
+    /// else None.
+    #[getter]
+    fn journal_path(&self, py: Python<'_>) -> PyResult<Option<PathBuf>> {
+        self.check_open(py)?;
+        self.run(py, |s| Ok(s.journal_path()))
+    }
+
+    /// True once :meth:`close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Discards the events that were pending when the store was opened
+    /// ("ancient data": the broker remembers another storage uid) and keeps
+    /// those raised since. Returns how many were discarded.
+    fn invalidate_ancient(&self, py: Python<'_>) -> PyResult<u64> {
+        self.run(py, |s| s.invalidate_ancient())
+    }
+
+    /// Discards every pending event; keeps the storage uid.
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |s| s.reset())
+    }
+
+    /// Forces everything written so far to the device, whatever the
+    /// durability.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, |s| s.flush())
+    }
+
+    /// State and counters (:class:`ServiceStats`).
+    fn stats(&self, py: Python<'_>) -> PyResult<ServiceStats> {
+        self.check_open(py)?;
+        let stats = self.run(py, |s| Ok(s.stats()))?;
+        ServiceStats::new(py, &stats)
+    }
+
+    /// Flushes and releases the file; later calls raise
+    /// :class:`StoreClosedError`. Closing again does nothing.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.run(py, |s| s.close())
+    }
+
+    /// Returns the store itself.
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the store; exceptions propagate.
+    #[pyo3(signature = (_exc_type = None, _exc_value = None, _traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc_value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        if self.closed() {
+            return Ok("<ServiceStore closed>".to_owned());
+        }
+        let (stats, path) = self.run(py, |s| Ok((s.stats(), s.journal_path())))?;
+        let at = match path {
+            Some(p) => format!(" journal='{}'", p.display()),
+            None => String::new(),
+        };
+        Ok(format!(
+            "<ServiceStore level={} mode='{}' pending_events={}{at}>",
+            stats.level.number(),
+            convert::mode_name(stats.mode),
+            stats.pending_events,
+        ))
+    }
+}
+
+/// A snapshot of a service store's state and counters (from
+/// :meth:`ServiceStore.stats`).
+#[pyclass(frozen, get_all, module = "softnet_persistence", name = "ServiceStats")]
+pub struct ServiceStats {
+    /// Current level: 2, or 1 (memory, also after a level-2 failure).
+    level: u8,
+    /// "storage" or "cache".
+    mode: &'static str,
+    /// Events stored and not yet acknowledged.
+    pending_events: u64,
+    /// Bytes of stored records.
+    used_bytes: u64,
+    /// Capacity of the current level in bytes.
+    capacity_bytes: u64,
+    /// Events dropped to make room ("drop_oldest").
+    dropped_events: u64,
+    /// Raises refused as storage full ("reject_new").
+    rejected_events: u64,
+    /// REPLACING instances superseded by newer ones (not lost: by design).
+    superseded_events: u64,
+    /// Ancient events discarded by ``invalidate_ancient``.
+    invalidated_events: u64,
+    /// Failure reports other than capacity drops (fallback, corruption,
+    /// interrupted writes).
+    failures: u64,
+    /// Events lost through those failures.
+    events_lost: u64,
+    /// The storage uid (:class:`uuid.UUID`).
+    storage_uid: Py<PyAny>,
+}
+
+impl ServiceStats {
+    fn new(py: Python<'_>, s: &core::ServiceStats) -> PyResult<ServiceStats> {
+        Ok(ServiceStats {
+            level: s.level.number(),
+            mode: convert::mode_name(s.mode),
+            pending_events: s.pending_events,
+            used_bytes: s.used_bytes,
+            capacity_bytes: s.capacity_bytes,
+            dropped_events: s.dropped_events,
+            rejected_events: s.rejected_events,
+            superseded_events: s.superseded_events,
+            invalidated_events: s.invalidated_events,
+            failures: s.failures,
+            events_lost: s.events_lost,
+            storage_uid: uuid_to_py(py, s.storage_uid)?,
+        })
+    }
+}
+
+#[pymethods]
+impl ServiceStats {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "ServiceStats(level={}, mode='{}', pending_events={}, used_bytes={}, \
+             capacity_bytes={}, dropped_events={}, rejected_events={}, superseded_events={}, \
+             invalidated_events={}, failures={}, events_lost={}, storage_uid={})",
+            self.level,
+            self.mode,
+            self.pending_events,
+            self.used_bytes,
+            self.capacity_bytes,
+            self.dropped_events,
+            self.rejected_events,
+            self.superseded_events,
+            self.invalidated_events,
+            self.failures,
+            self.events_lost,
+            self.storage_uid.bind(py).repr()?,
+        ))
+    }
+}
+
+/// Adds the service classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyServiceStore>()?;
+    m.add_class::<ServiceStats>()?;
+    m.add_class::<StoredEvent>()?;
+    Ok(())
+}
