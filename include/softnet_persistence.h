@@ -947,9 +947,23 @@ snp_status snp_service_storage_uid(const struct snp_service *service,
                                    struct snp_uuid *out_uid);
 
 /**
+ * Writes the storage uid the store had before a level-2 failure moved it
+ * to level 1 with a new one; `SNP_EMPTY` (nothing written) if that never
+ * happened. When going online, a broker that remembers this uid knows the
+ * delivery state of the moved events: treat it like the current uid
+ * (invalidate nothing) and send the broker the current one.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle and `out_uid` writable.
+ */
+snp_status snp_service_previous_storage_uid(const struct snp_service *service,
+                                            struct snp_uuid *out_uid);
+
+/**
  * Discards the events stored when the store was opened ("ancient data":
- * call it when the broker remembers another storage uid); keeps events
- * raised since. Writes how many were discarded to `*out_count` unless it
+ * call it when the broker remembers another storage uid than the current
+ * or the previous one); keeps events raised since. Writes how many were discarded to `*out_count` unless it
  * is NULL.
  * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
  *

@@ -215,12 +215,20 @@ impl ServiceController {
 
     /// The broker is ready and remembers `broker_storage_uid` for us (None:
     /// nothing). Performs the storage-uid handshake (invalidating ancient
-    /// data when the broker remembers another uid) and starts the drain.
+    /// data when the broker remembers another uid than ours, or than the one
+    /// we had before a fallback) and starts the drain.
     pub fn online(&mut self, broker_storage_uid: Option<Uuid>) -> Result<()> {
         self.link = Link::Online;
         let ours = self.store.storage_uid();
         match broker_storage_uid {
             Some(theirs) if theirs == ours => {}
+            Some(theirs) if Some(theirs) == self.store.previous_storage_uid() => {
+                // A level-2 failure gave the store a new uid after the
+                // broker last saw it; the events it moved were stored under
+                // the uid the broker remembers, so they are not ancient to
+                // it. Only the new uid is news.
+                self.outputs.push(ServiceOutput::SendStorageUid(ours));
+            }
             Some(_) => {
                 self.store.invalidate_ancient()?;
                 self.outputs.push(ServiceOutput::SendStorageUid(ours));

@@ -515,9 +515,36 @@ pub unsafe extern "C" fn snp_service_storage_uid(
     })
 }
 
+/// Writes the storage uid the store had before a level-2 failure moved it
+/// to level 1 with a new one; `SNP_EMPTY` (nothing written) if that never
+/// happened. When going online, a broker that remembers this uid knows the
+/// delivery state of the moved events: treat it like the current uid
+/// (invalidate nothing) and send the broker the current one.
+/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+///
+/// # Safety
+/// `service` must be a live handle and `out_uid` writable.
+#[no_mangle]
+pub unsafe extern "C" fn snp_service_previous_storage_uid(
+    service: *const snp_service,
+    out_uid: *mut snp_uuid,
+) -> snp_status {
+    guard(|| {
+        // SAFETY: per the function's contract.
+        let (store, o) = unsafe { (store(service)?, out(out_uid, "out_uid")?) };
+        match store.previous_storage_uid() {
+            Some(uid) => {
+                *o = uid.into();
+                Ok(SNP_OK)
+            }
+            None => Ok(SNP_EMPTY),
+        }
+    })
+}
+
 /// Discards the events stored when the store was opened ("ancient data":
-/// call it when the broker remembers another storage uid); keeps events
-/// raised since. Writes how many were discarded to `*out_count` unless it
+/// call it when the broker remembers another storage uid than the current
+/// or the previous one); keeps events raised since. Writes how many were discarded to `*out_count` unless it
 /// is NULL.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
 ///

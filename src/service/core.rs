@@ -27,6 +27,9 @@ pub(crate) struct Counters {
 pub(crate) struct Core {
     pub backend: Backend,
     pub storage_uid: Uuid,
+    /// The storage uid before a fallback to level 1 (see
+    /// `ServiceStore::previous_storage_uid`).
+    pub previous_storage_uid: Option<Uuid>,
     pub capacity: u64,
     pub memory_capacity: u64,
     pub overflow: Overflow,
@@ -36,6 +39,9 @@ pub(crate) struct Core {
     pub reports: Vec<Failure>,
     pub closed: bool,
     pub buf: Vec<u8>,
+    /// Bytes the store may stand over its capacity while a raise is in
+    /// progress (its record is stored, what it displaces not yet removed).
+    pub raise_slack: u64,
 }
 
 /// Metadata blob: version byte, then the storage uid.
@@ -46,6 +52,7 @@ impl Core {
         Core {
             backend,
             storage_uid: Uuid::new_v4(),
+            previous_storage_uid: None,
             capacity,
             memory_capacity,
             overflow,
@@ -55,6 +62,7 @@ impl Core {
             reports: Vec::new(),
             closed: false,
             buf: Vec::new(),
+            raise_slack: 0,
         }
     }
 
@@ -361,6 +369,7 @@ impl Core {
         let mut buf = std::mem::take(&mut self.buf);
         codec::encode(&mut buf, kind, name, args, client_id, uid);
         let result = self.store_encoded(kind, name, &buf);
+        self.raise_slack = 0;
         self.buf = buf;
         result
     }
@@ -390,48 +399,12 @@ impl Core {
             .collect())
     }
 
-    /// The oldest pending events (not among `keep`) that must go for
-    /// `size` more bytes to fit, once `freed` bytes are released.
-    fn drops_for(&self, size: u64, freed: u64, keep: &[Entry]) -> Vec<u64> {
-        let mut left = self.index.used() - freed;
-        let mut drops = Vec::new();
-        for e in self.index.entries() {
-            if left + size <= self.capacity {
-                break;
-            }
-            if keep.iter().any(|c| c.id == e.id) {
-                continue;
-            }
-            left -= u64::from(e.size);
-            drops.push(e.id);
-        }
-        drops
-    }
-
-    /// Drops the oldest pending events (never `newest`, the instance the
-    /// raise supersedes once it is stored) until `size` more bytes fit, and
-    /// reports the drops. Repeats if a fallback shrinks the capacity
-    /// meanwhile.
-    fn make_room(&mut self, size: u64, newest: Option<Entry>, name: &str) -> Result<()> {
-        let mut dropped = 0u64;
-        loop {
-            let keep: Vec<Entry> = newest
-                .and_then(|e| self.index.get(e.id))
-                .into_iter()
-                .collect();
-            let freed = keep.iter().map(|e| u64::from(e.size)).sum();
-            let drops = self.drops_for(size, freed, &keep);
-            if drops.is_empty() {
-                break;
-            }
-            for id in drops {
-                if self.remove(id, Removal::Dropped)? {
-                    dropped += 1;
-                }
-            }
-        }
+    /// Drops the oldest pending events until the store is back within its
+    /// capacity, and reports the drops. Never drops the newest event (one
+    /// record is always smaller than the capacity).
+    fn drop_to_capacity(&mut self, name: &str) -> Result<()> {
+        let dropped = self.drop_oldest_until(0)?;
         if dropped > 0 {
-            self.counters.dropped += dropped;
             self.report(
                 FailureKind::CapacityDrop,
                 format!(
@@ -445,6 +418,12 @@ impl Core {
         Ok(())
     }
 
+    /// Stores one encoded event. The new record is written first and made
+    /// durable before anything it displaces (superseded instances, the
+    /// oldest events when full) is removed, so a crash or power cut in
+    /// between leaves both, never neither: the store is then one record over
+    /// its capacity until the next raise or open settles it (the journal
+    /// keeps room for that record).
     fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> Result<()> {
         let size = record_len(payload.len());
         let candidates = if kind.is_replacing() {
@@ -454,7 +433,8 @@ impl Core {
         };
         let freed: u64 = candidates.iter().map(|e| u64::from(e.size)).sum();
         let used = self.index.used();
-        if used - freed + size > self.capacity && self.overflow == Overflow::RejectNew {
+        let over = used - freed + size > self.capacity;
+        if over && self.overflow == Overflow::RejectNew {
             self.counters.rejected += 1;
             return Err(Error::StorageFull {
                 needed: size,
@@ -462,25 +442,7 @@ impl Core {
                 capacity: self.capacity,
             });
         }
-        // Older superseded instances go first; the newest stays until the
-        // new one is durable (below), so a power cut never loses both.
-        let (newest, older) = match candidates.split_last() {
-            Some((newest, older)) => (Some(*newest), older),
-            None => (None, &[][..]),
-        };
-        for c in older {
-            if self.remove(c.id, Removal::Superseded)? {
-                self.counters.superseded += 1;
-            }
-        }
-        self.make_room(size, newest, name)?;
-        let level = self.level();
         let mut id = self.call(|log| log.append(payload))?;
-        if self.level() != level {
-            // Level 2 failed the append: the event went to level 1, whose
-            // capacity may be smaller.
-            self.make_room(size, newest, name)?;
-        }
         if id <= self.index.max_id() {
             let broken = Error::Backend(format!(
                 "append returned sequence {id}, not above {}",
@@ -494,18 +456,26 @@ impl Core {
         }
         let pipe = self.index.intern(kind, name);
         self.index.push(id, size as u32, pipe);
-        if let Some(newest) = newest {
+        // Stored: from here until what it displaces is gone, a fallback
+        // leaves this much over the capacity for drop_to_capacity below.
+        self.raise_slack = size;
+        if !candidates.is_empty() || self.index.used() > self.capacity {
             self.call(|log| log.barrier())?;
-            if self.remove(newest.id, Removal::Superseded)? {
+        }
+        for c in &candidates {
+            if self.remove(c.id, Removal::Superseded)? {
                 self.counters.superseded += 1;
             }
         }
+        // Also settles a capacity that a fallback above made smaller.
+        self.drop_to_capacity(name)?;
         self.call(|log| log.commit())?;
         if self.index.get(id).is_none() {
             // Level 2 died after taking the event and before it could be read
             // back into level 1: the event is still in hand, store it again.
             let again = self.call(|log| log.append(payload))?;
             self.index.push(again, size as u32, pipe);
+            self.drop_to_capacity(name)?;
         }
         Ok(())
     }

@@ -97,11 +97,16 @@ impl Core {
         }
         self.backend = Backend::Memory(memory);
         self.capacity = self.memory_capacity;
+        // The broker's duplicate detection for the moved events is tied to
+        // the uid they were stored under: remembered for the handshake.
+        self.previous_storage_uid = Some(self.storage_uid);
         self.storage_uid = Uuid::new_v4();
         // Memory operations cannot fail; the results are checked anyway.
         let _ = self.save_storage_uid();
         let mut over = 0u64;
-        while self.index.used() > self.capacity {
+        // A raise in progress may stand one record over the capacity; it
+        // settles that itself, as capacity drops, once it has finished.
+        while self.index.used() > self.capacity + self.raise_slack {
             let Some(front) = self.index.front() else {
                 break;
             };

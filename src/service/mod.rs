@@ -387,6 +387,19 @@ impl ServiceStore {
         self.core.lock().storage_uid
     }
 
+    /// The storage uid the store had before a level-2 failure moved it to
+    /// level 1 with a new one; `None` if that never happened (for a store
+    /// that started at level 1, or opened its journal without trouble).
+    ///
+    /// The events moved from level 2 were stored under this uid. When going
+    /// online, a broker that remembers it knows their delivery state: treat
+    /// it like our own uid (invalidate nothing) and tell the broker the new
+    /// one. [`ServiceController`](crate::controller::ServiceController)
+    /// does this.
+    pub fn previous_storage_uid(&self) -> Option<Uuid> {
+        self.core.lock().previous_storage_uid
+    }
+
     /// The current level.
     pub fn level(&self) -> Level {
         self.core.lock().level()

@@ -400,6 +400,12 @@ static void test_service_failing_append(void) {
     snp_service *s = open_on(log, &f, 0);
     snp_uuid level2_uid;
     CHECK_OK(snp_service_storage_uid(s, &level2_uid));
+    snp_uuid previous;
+    memset(&previous, 0xab, sizeof previous);
+    CHECK_STATUS(snp_service_previous_storage_uid(s, &previous), SNP_EMPTY);
+    CHECK(previous.bytes[0] == 0xab); /* nothing written */
+    CHECK_STATUS(snp_service_previous_storage_uid(NULL, &previous), SNP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(snp_service_previous_storage_uid(s, NULL), SNP_ERR_INVALID_ARGUMENT);
     snp_event e1 = make_event(SNP_EVENT_QUEUEING, "Temp", "one");
     snp_event e2 = make_event(SNP_EVENT_QUEUEING, "Temp", "two");
     snp_event e3 = make_event(SNP_EVENT_QUEUEING, "Temp", "three");
@@ -415,6 +421,8 @@ static void test_service_failing_append(void) {
     CHECK(st.pending_events == 3);
     CHECK(st.capacity_bytes == 16 * 1024); /* the memory capacity */
     CHECK(!uid_eq(&st.storage_uid, &level2_uid)); /* a new storage uid */
+    CHECK_OK(snp_service_previous_storage_uid(s, &previous)); /* and the one before */
+    CHECK(uid_eq(&previous, &level2_uid));
     CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1 && f.lost == 0);
     CHECK(strstr(f.last_message, "append") != NULL);
     CHECK(log->destroys == 1); /* the store no longer needs the backend */

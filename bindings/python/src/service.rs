@@ -360,6 +360,19 @@ impl PyServiceStore {
         uuid_to_py(py, uid)
     }
 
+    /// The storage uid (:class:`uuid.UUID`) the store had before a level-2
+    /// failure moved it to level 1 with a new one, or ``None``. When going
+    /// online, a broker that remembers this uid knows the delivery state of
+    /// the moved events: invalidate nothing, and send it the new uid.
+    #[getter]
+    fn previous_storage_uid(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.check_open(py)?;
+        match self.run(py, |s| Ok(s.previous_storage_uid()))? {
+            Some(uid) => Ok(Some(uuid_to_py(py, uid)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The persistence level: 2 (file or custom backend), or 1 (memory,
     /// also after a level-2 failure).
     #[getter]

@@ -85,6 +85,8 @@ def test_raising_backend_falls_back_and_events_stay_deliverable(reports, caplog)
 
     backend = Breaks()
     store = snp.ServiceStore.open_custom(backend, on_failure=reports, memory_capacity=64 * 1024)
+    assert store.previous_storage_uid is None
+    level2_uid = store.storage_uid
     before = [store.raise_event(Q, "T", bytes([i])) for i in range(3)]
     backend.broken = True
     with caplog.at_level(logging.WARNING, logger="softnet_persistence"):
@@ -98,6 +100,7 @@ def test_raising_backend_falls_back_and_events_stay_deliverable(reports, caplog)
     stats = store.stats()
     assert stats.failures == 1 and stats.events_lost == 0
     assert stats.storage_uid != uuid.UUID(bytes=backend.meta[1:17])
+    assert store.previous_storage_uid == level2_uid
 
 
 def test_backend_failing_at_open_falls_back(reports):
