@@ -7,6 +7,9 @@
 //! - [`ClientStore`] keeps the id of the last event handled per
 //!   subscription, so duplicates are dropped after reconnects and restarts:
 //!   in memory (CPL-1), in a file (CPL-2), or in an [`IdStore`] you supply.
+//! - [`controller`] runs the Softnet delivery protocol over the stores, as
+//!   state machines without I/O.
+//! - [`ffi`] is the C ABI (`include/softnet_persistence.h`).
 //!
 //! ```
 //! use softnet_persistence::{Durability, EventKind, ServiceOptions, ServiceStore};
