@@ -9,7 +9,7 @@
 //!   `*_close(NULL)` is fine;
 //! - options and stats structs begin with `struct_size` and have an `_init`
 //!   function, so fields can be added without breaking callers;
-//! - every body runs inside one panic boundary ([`guard`]): a panic becomes
+//! - every body runs inside one panic boundary (`guard`): a panic becomes
 //!   `SNP_ERR_PANIC`, never an unwind into C;
 //! - `snp_last_error_message` copies the calling thread's last detailed
 //!   message.
