@@ -5,6 +5,7 @@
 //! - `ring`: in-memory bookkeeping of the ring (pure, no I/O).
 //! - `recovery`: rebuilding that bookkeeping from a file's bytes.
 //! - `log`: the [`Journal`] itself ([`RecordLog`](crate::RecordLog)).
+//! - `open`: opening, recovery, salvage of damaged or foreign files.
 //! - `file`: locking, atomic creation and replacement, setting aside.
 //! - `mmap`: the map, the only `unsafe` code here.
 //! - `durability`: when writes are forced to the device.
@@ -14,6 +15,7 @@ pub(crate) mod file;
 pub mod format;
 mod log;
 mod mmap;
+mod open;
 mod recovery;
 mod ring;
 

@@ -10,7 +10,7 @@ use crate::journal::format::record_len;
 use crate::report::{Failure, FailureKind};
 use crate::service::backend::{RecordLog, Removal};
 use crate::service::codec;
-use crate::service::index::{Entry, Index, NO_PIPE};
+use crate::service::index::{Entry, Index};
 use crate::service::level::Backend;
 use crate::service::{Level, Mode, Overflow, ServiceStats};
 
@@ -45,7 +45,7 @@ pub(crate) struct Core {
 }
 
 /// Metadata blob: version byte, then the storage uid.
-const META_VERSION: u8 = 1;
+pub(super) const META_VERSION: u8 = 1;
 
 impl Core {
     pub fn new(backend: Backend, capacity: u64, memory_capacity: u64, overflow: Overflow) -> Core {
@@ -99,7 +99,7 @@ impl Core {
     /// Makes one backend call. If level 2 fails it, the store falls back to
     /// level 1 (moving what it can read) and makes the same call there, so
     /// an operation never runs twice: it continues where it was, at level 1.
-    fn call<T>(&mut self, f: impl Fn(&mut dyn RecordLog) -> Result<T>) -> Result<T> {
+    pub(super) fn call<T>(&mut self, f: impl Fn(&mut dyn RecordLog) -> Result<T>) -> Result<T> {
         match f(self.log()) {
             Err(e) if self.level() == Level::Persistent => {
                 self.fall_back(&e);
@@ -109,118 +109,11 @@ impl Core {
         }
     }
 
-    // ----- opening ------------------------------------------------------
-
-    /// Loads the index from the backend, settles the storage uid, marks
-    /// everything loaded as ancient and enforces the capacity.
-    pub fn load(&mut self) -> Result<()> {
-        self.index = Index::default();
-        let mut bad = Vec::new();
-        let mut last = 0u64;
-        let mut order_error = None;
-        let scanned = {
-            let Core { backend, index, .. } = self;
-            backend.log().scan(&mut |id, payload| {
-                if id <= last {
-                    order_error.get_or_insert((last, id));
-                    return Ok(());
-                }
-                last = id;
-                if payload.len() < codec::FIXED_LEN || payload.len() > codec::MAX_PAYLOAD_LEN {
-                    bad.push(id);
-                }
-                index.push(id, record_len(payload.len()) as u32, NO_PIPE);
-                Ok(())
-            })
-        };
-        let scanned = scanned.and_then(|()| match order_error {
-            None => Ok(()),
-            Some((before, id)) => Err(Error::Backend(format!(
-                "scan returned record {id} after {before}: records must come in increasing \
-                 sequence order"
-            ))),
-        });
-        if let Err(e) = scanned {
-            // The stored events cannot be listed, so none can be moved.
-            self.index = Index::default();
-            self.fall_back(&Error::Backend(format!(
-                "{e}; the events it held could not be read and are lost (how many is unknown)"
-            )));
-            return Ok(());
-        }
-        // Everything loaded is ancient, whatever happens next.
-        self.index.ancient_max = last;
-        for id in bad {
-            self.discard_corrupt(id, "its length is impossible for an event")?;
-        }
-        let meta = self.call(|log| log.metadata())?;
-        match meta.as_slice() {
-            [META_VERSION, uid @ ..] if uid.len() == 16 => {
-                self.storage_uid = Uuid::from_slice(uid).unwrap_or_else(|_| Uuid::new_v4());
-            }
-            _ => {
-                self.storage_uid = Uuid::new_v4();
-                if self.index.live() > 0 {
-                    let at = self.backend.describe();
-                    self.report(
-                        FailureKind::Corruption,
-                        format!(
-                            "{at} holds {} pending event(s) but no readable storage uid; a new \
-                             one ({}) was made, so the broker will treat those events as \
-                             ancient data and they will be invalidated when it remembers another \
-                             uid",
-                            self.index.live(),
-                            self.storage_uid
-                        ),
-                        0,
-                    );
-                }
-                self.save_storage_uid()?;
-            }
-        }
-        if self.index.used() > self.capacity {
-            // Over capacity at open: a crash between writing a Replacing
-            // instance and removing the one it supersedes leaves both (one
-            // record over), or the capacity was lowered. Nothing is in
-            // flight after a restart, so older instances go first, as the
-            // next raise of their name would do; then the oldest events.
-            self.ensure_names()?;
-            for id in self.index.older_replacing_instances() {
-                if self.remove(id, Removal::Superseded)? {
-                    self.counters.superseded += 1;
-                }
-            }
-        }
-        let over = self.drop_oldest_until(0)?;
-        if over > 0 {
-            self.report(
-                FailureKind::CapacityDrop,
-                format!(
-                    "the stored events exceeded the configured capacity of {} bytes at open: \
-                     dropped the {over} oldest",
-                    self.capacity
-                ),
-                over,
-            );
-        }
-        let capacity = self.capacity;
-        if let Err(e) = self.backend.fit_capacity(capacity) {
-            self.fall_back(&e);
-        }
-        self.call(|log| log.commit())
-    }
-
-    pub fn save_storage_uid(&mut self) -> Result<()> {
-        let mut meta = vec![META_VERSION];
-        meta.extend_from_slice(self.storage_uid.as_bytes());
-        self.call(|log| log.set_metadata(&meta))
-    }
-
     // ----- helpers ---------------------------------------------------
 
     /// Removes a pending event. `false` if it was no longer pending (a
     /// fallback in between found it unreadable and reported it lost).
-    fn remove(&mut self, id: u64, why: Removal) -> Result<bool> {
+    pub(super) fn remove(&mut self, id: u64, why: Removal) -> Result<bool> {
         if self.index.get(id).is_none() {
             return Ok(false);
         }
@@ -234,7 +127,7 @@ impl Core {
 
     /// Drops the oldest pending events until `extra` more bytes fit.
     /// Returns how many were dropped.
-    fn drop_oldest_until(&mut self, extra: u64) -> Result<u64> {
+    pub(super) fn drop_oldest_until(&mut self, extra: u64) -> Result<u64> {
         let mut dropped = 0;
         while self.index.used() + extra > self.capacity {
             let Some(front) = self.index.front() else {
@@ -249,7 +142,7 @@ impl Core {
     }
 
     /// Removes a record that cannot be decoded, and reports it.
-    fn discard_corrupt(&mut self, id: u64, why: &str) -> Result<()> {
+    pub(super) fn discard_corrupt(&mut self, id: u64, why: &str) -> Result<()> {
         if !self.remove(id, Removal::Dropped)? {
             return Ok(());
         }
@@ -294,7 +187,7 @@ impl Core {
 
     /// Builds the name index on first need (it is not needed to open the
     /// store and drain it in storage mode).
-    fn ensure_names(&mut self) -> Result<()> {
+    pub(super) fn ensure_names(&mut self) -> Result<()> {
         if self.index.names_built() {
             return Ok(());
         }

@@ -6,6 +6,7 @@ mod codec;
 mod core;
 mod index;
 mod level;
+mod load;
 pub mod memory;
 
 use std::fmt;
