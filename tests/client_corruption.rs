@@ -7,7 +7,7 @@
 //! The files under test are real: written through `open_file` with
 //! `Durability::Sync`, then copied, damaged and opened again. In the first
 //! fixture every put's record lies one after another from data offset 0
-//! (the ring never wrapped): a 4096-byte header page, then per put a 32-byte
+//! (the ring never wrapped): 8192 bytes of header pages, then per put a 32-byte
 //! record header and the payload `[id: i64 LE][name]` padded to 8 bytes.
 //! Old records of a name stay on disk (only the newest counts), so a cut or
 //! a flip can bring back an older id of a name: allowed, but reported.
@@ -27,8 +27,8 @@ use tempfile::TempDir;
 
 const SERVER: &str = "fe80::9";
 const KEY: &str = "corruption";
-const DATA_OFFSET: usize = 4096;
-const SLOT_OFFSETS: [usize; 2] = [0, 512];
+const DATA_OFFSET: usize = 8192;
+const SLOT_OFFSETS: [usize; 2] = [0, 4096];
 const SLOT_LEN: usize = 256;
 const RECORD_HEADER: usize = 32;
 const STATE: usize = 4;

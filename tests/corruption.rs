@@ -8,7 +8,7 @@
 //! The journal under test is real: written through `open_file` with
 //! `Durability::Sync`, then copied, damaged and opened again. Its records
 //! lie one after another from data offset 0 (nothing is acknowledged), so
-//! each record's place follows from the payload sizes: a 4096-byte header
+//! each record's place follows from the payload sizes: 8192 bytes of header
 //! page, then per record a 32-byte header and the payload (32 fixed bytes,
 //! the name, the arguments) padded to 8 bytes.
 
@@ -25,11 +25,11 @@ use softnet_persistence::{
 use tempfile::TempDir;
 
 const CAPACITY: usize = 8192;
-/// Where the data region starts (after the header page).
-const DATA_OFFSET: usize = 4096;
-/// Header slots: two of 256 bytes at 0 and 512.
+/// Where the data region starts (after the two header pages).
+const DATA_OFFSET: usize = 8192;
+/// Header slots: two of 256 bytes at 0 and 4096.
 const SLOT_LEN: usize = 256;
-const SLOT_OFFSETS: [usize; 2] = [0, 512];
+const SLOT_OFFSETS: [usize; 2] = [0, 4096];
 /// Record header length and the offset of its state byte.
 const RECORD_HEADER: usize = 32;
 const STATE: usize = 4;

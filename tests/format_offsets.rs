@@ -60,10 +60,10 @@ fn journal_bytes_match_the_documented_layout() {
 
     // data_size = roundup(capacity + 4 * 2432 + 128, 4096)
     let data_size = (8192u64 + 4 * 2432 + 128).next_multiple_of(4096);
-    assert_eq!(file.len() as u64, 4096 + data_size);
+    assert_eq!(file.len() as u64, 8192 + data_size);
 
-    // Header: the valid slot (0 or 512) with the higher generation.
-    let valid: Vec<(usize, &[u8])> = [0usize, 512]
+    // Header: the valid slot (0 or 4096) with the higher generation.
+    let valid: Vec<(usize, &[u8])> = [0usize, 4096]
         .iter()
         .map(|&at| (at, &file[at..at + 256]))
         .filter(|(_, s)| u32_at(s, 252) == crc32fast::hash(&s[..252]))
@@ -85,11 +85,11 @@ fn journal_bytes_match_the_documented_layout() {
     assert_eq!(u32_at(h, 12), 256, "slot_len");
     assert_eq!(
         at as u64,
-        512 * (u64_at(h, 16) % 2),
+        4096 * (u64_at(h, 16) % 2),
         "generation g lives in slot g mod 2"
     );
     assert_eq!(&h[24..40], service.as_bytes(), "owner uid");
-    assert_eq!(u64_at(h, 40), 4096, "data_offset");
+    assert_eq!(u64_at(h, 40), 8192, "data_offset");
     assert_eq!(u64_at(h, 48), data_size, "data_size");
     assert_eq!(u64_at(h, 56), 8192, "capacity");
     assert_eq!(u64_at(h, 64) % 8, 0, "tail_pos");
@@ -99,7 +99,7 @@ fn journal_bytes_match_the_documented_layout() {
     assert!(h[148..252].iter().all(|&b| b == 0), "reserved");
 
     // First record at data offset 0: the acknowledged Queueing event.
-    let r1 = &file[4096..];
+    let r1 = &file[8192..];
     let len1 = 32 + 4 + 4;
     assert_eq!(u32_at(r1, 0), crc_of_record(r1, len1), "crc");
     assert_eq!(r1[4], b'A', "state: acknowledged");
@@ -121,7 +121,7 @@ fn journal_bytes_match_the_documented_layout() {
     assert_eq!(&p1[36..40], b"21.5");
 
     // Second record right after the first, padded to 8: 32 + 40 = 72.
-    let r2 = &file[4096 + 72..];
+    let r2 = &file[8192 + 72..];
     let len2 = 32 + 4 + 5;
     assert_eq!(u32_at(r2, 8) as usize, len2);
     assert_eq!(r2[4], b'L', "state: live");
@@ -145,8 +145,8 @@ fn journal_bytes_match_the_documented_layout() {
 #[test]
 fn crate_constants_are_the_documented_numbers() {
     use softnet_persistence::journal::format::{self, record, slot};
-    assert_eq!(format::DATA_OFFSET, 4096);
-    assert_eq!(format::SLOT_OFFSETS, [0, 512]);
+    assert_eq!(format::DATA_OFFSET, 8192);
+    assert_eq!(format::SLOT_OFFSETS, [0, 4096]);
     assert_eq!(format::SLOT_LEN, 256);
     assert_eq!(
         [

@@ -8,10 +8,12 @@
 
 use uuid::Uuid;
 
-/// Bytes of the header page; the data region starts here.
-pub const DATA_OFFSET: u64 = 4096;
-/// File offsets of the two header slots (separate 512-byte sectors).
-pub const SLOT_OFFSETS: [usize; 2] = [0, 512];
+/// Bytes of the two header pages; the data region starts here.
+pub const DATA_OFFSET: u64 = 8192;
+/// File offsets of the two header slots: separate 4 KiB pages, so that the
+/// write of one (a whole page, on flash a whole program unit) never touches
+/// the other.
+pub const SLOT_OFFSETS: [usize; 2] = [0, 4096];
 /// Bytes of one header slot, CRC included.
 pub const SLOT_LEN: usize = 256;
 
@@ -230,7 +232,8 @@ impl Header {
             && header.data_size.is_multiple_of(8)
             && header.data_size <= (1 << 40)
             && header.tail_pos.is_multiple_of(8)
-            && header.tail_pos + record::HEADER_LEN as u64 <= header.data_size;
+            && header.tail_pos < header.data_size
+            && header.data_size - header.tail_pos >= record::HEADER_LEN as u64;
         if !geometry_ok {
             return Err(SlotError::Damaged);
         }
@@ -332,6 +335,22 @@ mod tests {
     fn header_round_trips() {
         let h = sample_header();
         assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn header_rejects_impossible_geometry_with_a_valid_crc() {
+        for tail_pos in [u64::MAX - 7, 16384, 16384 - 24] {
+            let mut h = sample_header();
+            h.tail_pos = tail_pos;
+            assert_eq!(
+                Header::decode(&h.encode()),
+                Err(SlotError::Damaged),
+                "{tail_pos}"
+            );
+        }
+        let mut h = sample_header();
+        h.data_size = u64::MAX - 7;
+        assert_eq!(Header::decode(&h.encode()), Err(SlotError::Damaged));
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct Journal {
     pub(super) persisted_tail: (u64, u64),
     pub(super) ring: Ring,
     pub(super) dirty: Dirty,
+    /// A chain record (record or wrap marker) was written since the last
+    /// sync.
+    pub(super) chain_unsynced: bool,
     pub(super) policy: SyncPolicy,
     pub(super) scratch: Vec<u8>,
 }
@@ -218,6 +221,7 @@ impl Journal {
                 .map_err(|e| Error::io("sync", self.file.path(), e))?;
         }
         self.policy.synced();
+        self.chain_unsynced = false;
         Ok(())
     }
 
@@ -252,6 +256,15 @@ impl Journal {
             let bytes = self.map.bytes_mut();
             seal_record(&mut bytes[start..], TYPE_WRAP, seq, 0, 0);
             self.dirty.add(start, record::HEADER_LEN);
+            self.chain_unsynced = true;
+        }
+        if self.chain_unsynced && self.policy.durability() == Durability::Sync {
+            // One operation writing two chain records (a wrap marker and its
+            // record, a relocated copy and the next record): the device may
+            // complete the writes of one msync in any order, and a later
+            // record on disk without the earlier one reads as damage in the
+            // middle of the log. With Sync, each goes out on its own.
+            self.sync_dirty()?;
         }
         let seq = self.ring.next_seq() + u64::from(p.marker.is_some());
         let id = id.unwrap_or(seq);
@@ -264,6 +277,7 @@ impl Journal {
         self.dirty.add(start, len as usize);
         let pushed = self.ring.push(p, len, Some(id));
         debug_assert_eq!(pushed, seq);
+        self.chain_unsynced = true;
         // Zero the header-sized stretch at the new head (placement kept it
         // free): a clean end of the log reads as zeroes, so recovery can
         // tell stale or damaged bytes from the end of the log.

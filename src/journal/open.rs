@@ -83,9 +83,13 @@ impl Journal {
             persisted_tail: (0, first_seq),
             ring: Ring::new(data_size, 0, first_seq),
             dirty: Dirty::default(),
+            chain_unsynced: false,
             scratch: Vec::new(),
             file,
         };
+        // Both slots, before the file is published: a file never exists
+        // with one slot valid and the other blank.
+        journal.write_header();
         journal.write_header();
         Ok(journal)
     }
@@ -176,6 +180,7 @@ impl Journal {
             persisted_tail: (header.tail_pos, header.tail_seq),
             ring: recovered.ring,
             dirty: Dirty::default(),
+            chain_unsynced: false,
             scratch: Vec::new(),
             file,
         };
