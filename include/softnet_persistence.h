@@ -179,7 +179,9 @@ typedef void (*snp_failure_fn)(void *user_data,
  */
 typedef struct snp_client_options {
     /**
-     * `sizeof(snp_client_options)`, set by `_init`.
+     * `sizeof(snp_client_options)`, set by `_init`. A smaller value is
+     * refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
+     * struct) is fine, and only the fields of this header are read.
      */
     uint32_t struct_size;
     /**
@@ -229,6 +231,9 @@ typedef int32_t snp_status;
 
 /**
  * Visitor given to an id store's `load`: call it once per stored pair.
+ * `name` must be UTF-8 and `name_len` at most `SNP_MAX_NAME_LEN` (checked
+ * before `name` is read); a pair it cannot read makes the load fail (the
+ * store continues in memory with the pairs it could read, and reports it).
  */
 typedef void (*snp_id_visit_fn)(void *visit_ctx,
                                 const char *name,
@@ -241,7 +246,9 @@ typedef void (*snp_id_visit_fn)(void *visit_ctx,
  */
 typedef struct snp_id_store_vtable {
     /**
-     * `sizeof(snp_id_store_vtable)`.
+     * `sizeof(snp_id_store_vtable)`. A smaller value is refused
+     * (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's struct) is
+     * fine, and only the fields of this header are read.
      */
     uint32_t struct_size;
     /**
@@ -315,7 +322,9 @@ typedef struct snp_uuid {
  */
 typedef struct snp_service_options {
     /**
-     * `sizeof(snp_service_options)`, set by `_init`.
+     * `sizeof(snp_service_options)`, set by `_init`. A smaller value is
+     * refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
+     * struct) is fine, and only the fields of this header are read.
      */
     uint32_t struct_size;
     /**
@@ -369,7 +378,10 @@ typedef struct snp_service_options {
 
 /**
  * Visitor given to `scan`: call it for every live record in increasing
- * `seq` order; stop and return its status if it is not `SNP_OK`.
+ * `seq` order; stop and return its status if it is not `SNP_OK`. `len` must
+ * be at most `SNP_MAX_RECORD_LEN` (checked before `payload` is read); a
+ * record it refuses makes the scan fail (the store falls back to level 1
+ * and reports it) even if `scan` goes on and returns `SNP_OK`.
  */
 typedef snp_status (*snp_record_visit_fn)(void *visit_ctx,
                                           uint64_t seq,
@@ -383,7 +395,9 @@ typedef snp_status (*snp_record_visit_fn)(void *visit_ctx,
  */
 typedef struct snp_record_log_vtable {
     /**
-     * `sizeof(snp_record_log_vtable)`.
+     * `sizeof(snp_record_log_vtable)`. A smaller value is refused
+     * (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's struct) is
+     * fine, and only the fields of this header are read.
      */
     uint32_t struct_size;
     /**
@@ -464,7 +478,8 @@ typedef struct snp_event {
      */
     const char *name;
     /**
-     * Bytes of `name`, 1..=256.
+     * Bytes of `name`, 1..=256 (`SNP_MAX_NAME_LEN`); checked before `name`
+     * is read.
      */
     size_t name_len;
     /**
@@ -472,7 +487,8 @@ typedef struct snp_event {
      */
     const uint8_t *args;
     /**
-     * Bytes of `args`, 0..=2048.
+     * Bytes of `args`, 0..=2048 (`SNP_MAX_ARGS_LEN`); checked before
+     * `args` is read.
      */
     size_t args_len;
     /**
@@ -647,9 +663,10 @@ void snp_client_options_init(struct snp_client_options *options);
  * Opens a client store as `options` say and writes its handle to
  * `*out_client`. A damaged file is salvaged and reported, an I/O error
  * starts the store at level 1 (reported).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a directory, server
- * address or key missing at level 2, characters that cannot be in a file
- * name), `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, `struct_size` less
+ * than `sizeof(snp_client_options)`, a directory, server address or key
+ * missing at level 2, characters that cannot be in a file name),
+ * `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
  *
  * # Safety
  * `options` must point to an initialised `snp_client_options` whose
@@ -664,7 +681,9 @@ snp_status snp_client_open(const struct snp_client_options *options,
  * `destroy` is not called and `ctx` is still yours. A backend error makes
  * the store continue in memory with every id it knows (reported); the
  * store then calls `destroy` as it lets go of the backend.
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a `struct_size`
+ * less than the struct's `sizeof`, a required function missing, bad option
+ * value), `SNP_ERR_PANIC`.
  *
  * # Safety
  * `backend` and `options` must point to initialised structs; the vtable's
@@ -686,11 +705,12 @@ void snp_client_close(struct snp_client *client);
  * Writes the last handled id of `name` to `*out_id`; `SNP_EMPTY` (and
  * nothing written) if none is stored.
  * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name
- * rules), `SNP_ERR_PANIC`.
+ * rules, `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is
+ * read), `SNP_ERR_PANIC`.
  *
  * # Safety
- * `client` must be a live handle, `name` `name_len` readable bytes,
- * `out_id` writable.
+ * `client` must be a live handle, `name` `name_len` readable bytes (when
+ * within the limit), `out_id` writable.
  */
 snp_status snp_client_get(const struct snp_client *client,
                           const char *name,
@@ -700,11 +720,14 @@ snp_status snp_client_get(const struct snp_client *client,
 /**
  * Records `id` as the last handled id of `name` (durably at level 2, as
  * the durability setting says).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (name rules), `SNP_ERR_PANIC`
- * (a level-2 failure falls back to memory and is reported, not returned).
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (name rules, `name_len` 0
+ * or over `SNP_MAX_NAME_LEN`, checked before `name` is read),
+ * `SNP_ERR_PANIC` (a level-2 failure falls back to memory and is reported,
+ * not returned).
  *
  * # Safety
- * `client` must be a live handle and `name` `name_len` readable bytes.
+ * `client` must be a live handle and `name` `name_len` readable bytes
+ * (when within the limit).
  */
 snp_status snp_client_put(struct snp_client *client,
                           const char *name,
@@ -714,12 +737,13 @@ snp_status snp_client_put(struct snp_client *client,
 /**
  * Writes whether `id` equals the stored id of `name` (a duplicate to
  * acknowledge without handling).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules),
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules,
+ * `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is read),
  * `SNP_ERR_PANIC`.
  *
  * # Safety
- * `client` must be a live handle, `name` `name_len` readable bytes,
- * `out_duplicate` writable.
+ * `client` must be a live handle, `name` `name_len` readable bytes (when
+ * within the limit), `out_duplicate` writable.
  */
 snp_status snp_client_is_duplicate(const struct snp_client *client,
                                    const char *name,
@@ -789,9 +813,10 @@ void snp_service_options_init(struct snp_service_options *options);
  * A damaged or foreign journal is set aside and reported through
  * `on_failure`, not an error; an I/O error opening the journal starts the
  * store at level 1 (reported).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size 0, no
- * directory at level 2, bad enum value), `SNP_ERR_LOCKED` (another handle
- * has the journal), `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, `struct_size` less
+ * than `sizeof(snp_service_options)`, no directory at level 2, bad enum
+ * value), `SNP_ERR_LOCKED` (another handle has the journal),
+ * `SNP_ERR_PANIC`.
  *
  * # Safety
  * `options` must point to an initialised `snp_service_options`; its
@@ -810,7 +835,9 @@ snp_status snp_service_open(const struct snp_service_options *options,
  * the store then calls `destroy` as it lets go of the backend.
  * `options->level`, `directory`, `service_uid` and `durability` are
  * ignored.
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a `struct_size`
+ * less than the struct's `sizeof`, a required function missing, bad option
+ * value), `SNP_ERR_PANIC`.
  *
  * # Safety
  * `backend` and `options` must point to initialised structs; the vtable's
@@ -835,13 +862,14 @@ void snp_service_close(struct snp_service *service);
  * Stores an event with a new random uid, written to `*out_uid` unless
  * `out_uid` is NULL.
  * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad kind, name
- * rules, more than 2048 bytes of arguments), `SNP_ERR_STORAGE_FULL`
- * (reject-new policy), `SNP_ERR_PANIC`.
+ * rules, `name_len` 0 or over `SNP_MAX_NAME_LEN`, `args_len` over
+ * `SNP_MAX_ARGS_LEN`: lengths are checked before the buffers are read),
+ * `SNP_ERR_STORAGE_FULL` (reject-new policy), `SNP_ERR_PANIC`.
  *
  * # Safety
  * `service` must be a live handle, `event` an initialised `snp_event`
- * whose `name`/`args` point to `name_len`/`args_len` readable bytes, and
- * `out_uid` NULL or writable.
+ * whose `name`/`args` point to `name_len`/`args_len` readable bytes (when
+ * those are within the limits), and `out_uid` NULL or writable.
  */
 snp_status snp_service_raise(struct snp_service *service,
                              const struct snp_event *event,
@@ -886,12 +914,15 @@ snp_status snp_service_ack(struct snp_service *service,
 /**
  * Cache mode: copies the oldest pending event of (`kind`, `name`) to
  * `*out_event`; it is now in flight. `SNP_EMPTY` if the name has none.
- * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
- * `SNP_ERR_STATE` (storage mode), `SNP_ERR_PANIC`.
+ * `name` is copied before anything is written, so it may be a stored
+ * event's own `name` with that event as `out_event`.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad
+ * kind, `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is
+ * read), `SNP_ERR_STATE` (storage mode), `SNP_ERR_PANIC`.
  *
  * # Safety
- * `service` must be a live handle, `name` `name_len` readable bytes, and
- * `out_event` writable.
+ * `service` must be a live handle, `name` `name_len` readable bytes (when
+ * within the limit), and `out_event` writable.
  */
 snp_status snp_service_peek_name(struct snp_service *service,
                                  int32_t kind,
@@ -903,9 +934,12 @@ snp_status snp_service_peek_name(struct snp_service *service,
  * Cache mode: removes the event in flight of (`kind`, `name`) if `*uid`
  * is its uid, and copies the name's next event (now in flight) to
  * `*out_next`: `SNP_OK` with the next one, `SNP_EMPTY` if there is none.
- * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
- * `SNP_ERR_STATE` (storage mode, or `uid` is not the event in flight),
- * `SNP_ERR_PANIC`.
+ * `name` and `*uid` are copied before anything is written, so they may
+ * point into `*out_next`: `snp_service_ack_name(s, ev.kind, ev.name,
+ * ev.name_len, &ev.uid, &ev)` acknowledges `ev` and fetches the next one.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (as
+ * `snp_service_peek_name`), `SNP_ERR_STATE` (storage mode, or `uid` is not
+ * the event in flight), `SNP_ERR_PANIC`.
  *
  * # Safety
  * As `snp_service_peek_name`; `uid` must be readable.

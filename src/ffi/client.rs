@@ -11,7 +11,7 @@ use crate::ffi::types::{
     durability_of, failure_callback, snp_failure_fn, SNP_DURABILITY_SYNC, SNP_LEVEL_FILE,
     SNP_LEVEL_MEMORY,
 };
-use crate::ffi::{arg, c_str, guard, out, text, versioned};
+use crate::ffi::{arg, c_str, guard, owned_name, versioned, Out};
 use crate::service::Level;
 
 /// A client store. Opaque; safe to use from several threads at once.
@@ -23,7 +23,9 @@ pub struct snp_client {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_client_options {
-    /// `sizeof(snp_client_options)`, set by `_init`.
+    /// `sizeof(snp_client_options)`, set by `_init`. A smaller value is
+    /// refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
+    /// struct) is fine, and only the fields of this header are read.
     pub struct_size: u32,
     /// `SNP_LEVEL_MEMORY` (default: CPL-1) or `SNP_LEVEL_FILE` (CPL-2).
     pub level: i32,
@@ -100,18 +102,44 @@ fn rust_options(o: &snp_client_options) -> Result<ClientOptions, Error> {
     })
 }
 
-fn hand_out(store: ClientStore, out_client: *mut *mut snp_client) -> Result<snp_status, Error> {
-    // SAFETY: checked non-null by the caller of this helper.
-    unsafe { *out_client = Box::into_raw(Box::new(snp_client { store })) };
+/// Copies the caller's options (see `versioned`).
+///
+/// # Safety
+/// `options` must be NULL or readable for its own `struct_size` bytes.
+unsafe fn read_options(options: *const snp_client_options) -> Result<snp_client_options, Error> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        versioned(
+            options,
+            "options",
+            "snp_client_options",
+            "call snp_client_options_init first (or set struct_size = \
+             sizeof(snp_client_options))",
+        )
+    }
+}
+
+/// Writes a new handle for `store` to the caller's `*out_client`.
+///
+/// # Safety
+/// `out_client` must be writable (checked non-null by `Out::new`).
+unsafe fn hand_out(
+    store: ClientStore,
+    out_client: Out<*mut snp_client>,
+) -> Result<snp_status, Error> {
+    let handle = Box::into_raw(Box::new(snp_client { store }));
+    // SAFETY: forwarded contract.
+    unsafe { out_client.write(handle) };
     Ok(SNP_OK)
 }
 
 /// Opens a client store as `options` say and writes its handle to
 /// `*out_client`. A damaged file is salvaged and reported, an I/O error
 /// starts the store at level 1 (reported).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a directory, server
-/// address or key missing at level 2, characters that cannot be in a file
-/// name), `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, `struct_size` less
+/// than `sizeof(snp_client_options)`, a directory, server address or key
+/// missing at level 2, characters that cannot be in a file name),
+/// `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `options` must point to an initialised `snp_client_options` whose
@@ -123,9 +151,8 @@ pub unsafe extern "C" fn snp_client_open(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let o = unsafe { versioned(options, snp_client_options::default(), "options") }?;
-        // SAFETY: per the function's contract.
-        unsafe { out(out_client, "out_client") }?;
+        let o = unsafe { read_options(options) }?;
+        let out_client = Out::new(out_client, "out_client")?;
         let rust = rust_options(&o)?;
         let store = match o.level {
             SNP_LEVEL_MEMORY => ClientStore::open_memory(&rust),
@@ -146,7 +173,8 @@ pub unsafe extern "C" fn snp_client_open(
                 )))
             }
         };
-        hand_out(store, out_client)
+        // SAFETY: per the function's contract.
+        unsafe { hand_out(store, out_client) }
     })
 }
 
@@ -155,7 +183,9 @@ pub unsafe extern "C" fn snp_client_open(
 /// `destroy` is not called and `ctx` is still yours. A backend error makes
 /// the store continue in memory with every id it knows (reported); the
 /// store then calls `destroy` as it lets go of the backend.
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a `struct_size`
+/// less than the struct's `sizeof`, a required function missing, bad option
+/// value), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `backend` and `options` must point to initialised structs; the vtable's
@@ -168,15 +198,15 @@ pub unsafe extern "C" fn snp_client_open_custom(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let o = unsafe { versioned(options, snp_client_options::default(), "options") }?;
-        // SAFETY: per the function's contract.
-        unsafe { out(out_client, "out_client") }?;
+        let o = unsafe { read_options(options) }?;
+        let out_client = Out::new(out_client, "out_client")?;
         let rust = rust_options(&o)?;
         // Last: from here on the backend is the store's.
         // SAFETY: per the function's contract.
         let ids = unsafe { CIdStore::from_vtable(backend) }?;
         let store = ClientStore::open_custom(Box::new(ids), &rust);
-        hand_out(store, out_client)
+        // SAFETY: per the function's contract.
+        unsafe { hand_out(store, out_client) }
     })
 }
 
@@ -206,11 +236,12 @@ unsafe fn store<'a>(client: *const snp_client) -> Result<&'a ClientStore, Error>
 /// Writes the last handled id of `name` to `*out_id`; `SNP_EMPTY` (and
 /// nothing written) if none is stored.
 /// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name
-/// rules), `SNP_ERR_PANIC`.
+/// rules, `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is
+/// read), `SNP_ERR_PANIC`.
 ///
 /// # Safety
-/// `client` must be a live handle, `name` `name_len` readable bytes,
-/// `out_id` writable.
+/// `client` must be a live handle, `name` `name_len` readable bytes (when
+/// within the limit), `out_id` writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_client_get(
     client: *const snp_client,
@@ -220,16 +251,12 @@ pub unsafe extern "C" fn snp_client_get(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, name, o) = unsafe {
-            (
-                store(client)?,
-                text(name, name_len, "name")?,
-                out(out_id, "out_id")?,
-            )
-        };
-        match store.get(name)? {
+        let (store, name) = unsafe { (store(client)?, owned_name(name, name_len, "name")?) };
+        let o = Out::new(out_id, "out_id")?;
+        match store.get(&name)? {
             Some(id) => {
-                *o = id;
+                // SAFETY: per the function's contract; the name is a copy.
+                unsafe { o.write(id) };
                 Ok(SNP_OK)
             }
             None => Ok(SNP_EMPTY),
@@ -239,11 +266,14 @@ pub unsafe extern "C" fn snp_client_get(
 
 /// Records `id` as the last handled id of `name` (durably at level 2, as
 /// the durability setting says).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (name rules), `SNP_ERR_PANIC`
-/// (a level-2 failure falls back to memory and is reported, not returned).
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (name rules, `name_len` 0
+/// or over `SNP_MAX_NAME_LEN`, checked before `name` is read),
+/// `SNP_ERR_PANIC` (a level-2 failure falls back to memory and is reported,
+/// not returned).
 ///
 /// # Safety
-/// `client` must be a live handle and `name` `name_len` readable bytes.
+/// `client` must be a live handle and `name` `name_len` readable bytes
+/// (when within the limit).
 #[no_mangle]
 pub unsafe extern "C" fn snp_client_put(
     client: *mut snp_client,
@@ -253,20 +283,21 @@ pub unsafe extern "C" fn snp_client_put(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, name) = unsafe { (store(client)?, text(name, name_len, "name")?) };
-        store.put(name, id)?;
+        let (store, name) = unsafe { (store(client)?, owned_name(name, name_len, "name")?) };
+        store.put(&name, id)?;
         Ok(SNP_OK)
     })
 }
 
 /// Writes whether `id` equals the stored id of `name` (a duplicate to
 /// acknowledge without handling).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules),
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules,
+/// `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is read),
 /// `SNP_ERR_PANIC`.
 ///
 /// # Safety
-/// `client` must be a live handle, `name` `name_len` readable bytes,
-/// `out_duplicate` writable.
+/// `client` must be a live handle, `name` `name_len` readable bytes (when
+/// within the limit), `out_duplicate` writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_client_is_duplicate(
     client: *const snp_client,
@@ -277,14 +308,11 @@ pub unsafe extern "C" fn snp_client_is_duplicate(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, name, o) = unsafe {
-            (
-                store(client)?,
-                text(name, name_len, "name")?,
-                out(out_duplicate, "out_duplicate")?,
-            )
-        };
-        *o = store.is_duplicate(name, id)?;
+        let (store, name) = unsafe { (store(client)?, owned_name(name, name_len, "name")?) };
+        let o = Out::new(out_duplicate, "out_duplicate")?;
+        let duplicate = store.is_duplicate(&name, id)?;
+        // SAFETY: per the function's contract; the name is a copy.
+        unsafe { o.write(duplicate) };
         Ok(SNP_OK)
     })
 }

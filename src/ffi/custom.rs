@@ -4,13 +4,20 @@
 //! The stores call a backend's functions one at a time (under the store's
 //! lock), possibly from different threads. A non-`SNP_OK` status from any of
 //! them is a failure of level 2: the store moves to level 1 and reports it.
+//! So is a record or pair that `scan` or `load` hands over and that cannot
+//! be read (a length over its limit, a NULL buffer, a name that is not
+//! UTF-8), even if the C code then ignores the visitor's status: the
+//! trampolines keep the first such error and `scan`/`load` return it.
 
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::client::backend::IdStore;
 use crate::error::{Error, Result};
-use crate::ffi::status::{error_of, snp_status, SNP_ERR_CALLBACK, SNP_ERR_PANIC, SNP_OK};
+use crate::ffi::status::{
+    error_of, snp_status, SNP_ERR_CALLBACK, SNP_ERR_INVALID_ARGUMENT, SNP_ERR_PANIC, SNP_OK,
+};
+use crate::ffi::types::SNP_MAX_NAME_LEN;
 use crate::service::backend::{RecordLog, Removal, MAX_METADATA_LEN};
 
 /// Removal reasons passed to `snp_record_log_vtable.remove`.
@@ -25,7 +32,10 @@ pub const SNP_REMOVED_INVALIDATED: i32 = 4;
 pub const SNP_MAX_RECORD_LEN: usize = 32 + 256 + 2048;
 
 /// Visitor given to `scan`: call it for every live record in increasing
-/// `seq` order; stop and return its status if it is not `SNP_OK`.
+/// `seq` order; stop and return its status if it is not `SNP_OK`. `len` must
+/// be at most `SNP_MAX_RECORD_LEN` (checked before `payload` is read); a
+/// record it refuses makes the scan fail (the store falls back to level 1
+/// and reports it) even if `scan` goes on and returns `SNP_OK`.
 pub type snp_record_visit_fn = Option<
     unsafe extern "C" fn(
         visit_ctx: *mut c_void,
@@ -41,7 +51,9 @@ pub type snp_record_visit_fn = Option<
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_record_log_vtable {
-    /// `sizeof(snp_record_log_vtable)`.
+    /// `sizeof(snp_record_log_vtable)`. A smaller value is refused
+    /// (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's struct) is
+    /// fine, and only the fields of this header are read.
     pub struct_size: u32,
     /// Passed to every function.
     pub ctx: *mut c_void,
@@ -131,7 +143,14 @@ impl CRecordLog {
     /// `vt` must be NULL or point to an initialised vtable.
     pub(crate) unsafe fn from_vtable(vt: *const snp_record_log_vtable) -> Result<CRecordLog> {
         // SAFETY: forwarded contract.
-        let vt = unsafe { crate::ffi::versioned(vt, empty_record_vtable(), "backend") }?;
+        let vt = unsafe {
+            crate::ffi::versioned(
+                vt,
+                "backend",
+                "snp_record_log_vtable",
+                "set struct_size = sizeof(snp_record_log_vtable)",
+            )
+        }?;
         for (present, name) in [
             (vt.append.is_some(), "append"),
             (vt.remove.is_some(), "remove"),
@@ -149,23 +168,6 @@ impl CRecordLog {
     }
 }
 
-fn empty_record_vtable() -> snp_record_log_vtable {
-    snp_record_log_vtable {
-        struct_size: std::mem::size_of::<snp_record_log_vtable>() as u32,
-        ctx: std::ptr::null_mut(),
-        append: None,
-        remove: None,
-        read: None,
-        scan: None,
-        commit: None,
-        flush: None,
-        clear: None,
-        get_metadata: None,
-        set_metadata: None,
-        destroy: None,
-    }
-}
-
 impl Drop for CRecordLog {
     fn drop(&mut self) {
         if let Some(destroy) = self.vt.destroy {
@@ -175,11 +177,48 @@ impl Drop for CRecordLog {
     }
 }
 
-/// What the scan trampoline needs: the Rust visitor and the first error it
-/// returned (a C frame cannot carry it).
+/// What the scan trampoline needs: the Rust visitor and the first error
+/// (the visitor's, a record that cannot be read, a panic); a C frame cannot
+/// carry it, and a C scan may ignore the status it is given.
 struct ScanState<'a> {
     visit: &'a mut dyn FnMut(u64, &[u8]) -> Result<()>,
     error: Option<Error>,
+}
+
+/// One record handed to the scan visitor: its length checked before the
+/// payload is read, then the store's visitor.
+///
+/// # Safety
+/// `payload` must be NULL or readable for `len` bytes when `len` is within
+/// `SNP_MAX_RECORD_LEN`.
+unsafe fn visit_record(
+    state: &mut ScanState<'_>,
+    seq: u64,
+    payload: *const u8,
+    len: usize,
+) -> snp_status {
+    if len > SNP_MAX_RECORD_LEN {
+        state.error = Some(Error::Backend(format!(
+            "scan handed record {seq} with len {len}, more than SNP_MAX_RECORD_LEN \
+             ({SNP_MAX_RECORD_LEN})"
+        )));
+        return SNP_ERR_INVALID_ARGUMENT;
+    }
+    // SAFETY: forwarded contract; the length is within the limit.
+    let bytes = match unsafe { crate::ffi::bytes(payload, len, "payload") } {
+        Ok(b) => b,
+        Err(e) => {
+            state.error = Some(Error::Backend(format!("scan handed record {seq}: {e}")));
+            return SNP_ERR_INVALID_ARGUMENT;
+        }
+    };
+    match (state.visit)(seq, bytes) {
+        Ok(()) => SNP_OK,
+        Err(e) => {
+            state.error = Some(e);
+            SNP_ERR_CALLBACK
+        }
+    }
 }
 
 unsafe extern "C" fn scan_trampoline(
@@ -188,28 +227,32 @@ unsafe extern "C" fn scan_trampoline(
     payload: *const u8,
     len: usize,
 ) -> snp_status {
+    let state = visit_ctx.cast::<ScanState<'_>>();
+    if state.is_null() {
+        return SNP_ERR_INVALID_ARGUMENT;
+    }
     // Never unwind into the C caller.
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: visit_ctx is the ScanState we passed to scan, alive for
-        // the call.
-        let state = unsafe { &mut *visit_ctx.cast::<ScanState<'_>>() };
-        // SAFETY: the C scan passes a payload of `len` readable bytes.
-        let bytes = match unsafe { crate::ffi::bytes(payload, len, "payload") } {
-            Ok(b) => b,
-            Err(e) => {
-                state.error = Some(e);
-                return SNP_ERR_CALLBACK;
-            }
-        };
-        match (state.visit)(seq, bytes) {
-            Ok(()) => SNP_OK,
-            Err(e) => {
-                state.error = Some(e);
-                SNP_ERR_CALLBACK
-            }
+        // the call; no other reference to it exists during this one.
+        let state = unsafe { &mut *state };
+        if state.error.is_some() {
+            // An earlier record failed and the scan should have stopped:
+            // visit nothing more; `scan` returns that error.
+            return SNP_ERR_CALLBACK;
         }
+        // SAFETY: the C scan passes `len` readable bytes at `payload`.
+        unsafe { visit_record(state, seq, payload, len) }
     }));
-    result.unwrap_or(SNP_ERR_PANIC)
+    result.unwrap_or_else(|panic| {
+        // SAFETY: as above; the reference made in the closure is gone.
+        let state = unsafe { &mut *state };
+        state.error = Some(Error::Backend(format!(
+            "visiting record {seq} of the scan failed: {}",
+            crate::ffi::panic_message(panic.as_ref())
+        )));
+        SNP_ERR_PANIC
+    })
 }
 
 impl RecordLog for CRecordLog {
@@ -268,6 +311,8 @@ impl RecordLog for CRecordLog {
                 (&mut state as *mut ScanState<'_>).cast(),
             )
         };
+        // A record refused by the trampoline fails the scan whatever the C
+        // scan returned (it may have ignored the visitor's status).
         if let Some(e) = state.error {
             return Err(e);
         }
@@ -336,6 +381,9 @@ impl RecordLog for CRecordLog {
 }
 
 /// Visitor given to an id store's `load`: call it once per stored pair.
+/// `name` must be UTF-8 and `name_len` at most `SNP_MAX_NAME_LEN` (checked
+/// before `name` is read); a pair it cannot read makes the load fail (the
+/// store continues in memory with the pairs it could read, and reports it).
 pub type snp_id_visit_fn = Option<
     unsafe extern "C" fn(visit_ctx: *mut c_void, name: *const c_char, name_len: usize, id: i64),
 >;
@@ -345,7 +393,9 @@ pub type snp_id_visit_fn = Option<
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_id_store_vtable {
-    /// `sizeof(snp_id_store_vtable)`.
+    /// `sizeof(snp_id_store_vtable)`. A smaller value is refused
+    /// (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's struct) is
+    /// fine, and only the fields of this header are read.
     pub struct_size: u32,
     /// Passed to every function.
     pub ctx: *mut c_void,
@@ -388,17 +438,15 @@ impl CIdStore {
     /// # Safety
     /// `vt` must be NULL or point to an initialised vtable.
     pub(crate) unsafe fn from_vtable(vt: *const snp_id_store_vtable) -> Result<CIdStore> {
-        let empty = snp_id_store_vtable {
-            struct_size: std::mem::size_of::<snp_id_store_vtable>() as u32,
-            ctx: std::ptr::null_mut(),
-            load: None,
-            put: None,
-            clear: None,
-            flush: None,
-            destroy: None,
-        };
         // SAFETY: forwarded contract.
-        let vt = unsafe { crate::ffi::versioned(vt, empty, "backend") }?;
+        let vt = unsafe {
+            crate::ffi::versioned(
+                vt,
+                "backend",
+                "snp_id_store_vtable",
+                "set struct_size = sizeof(snp_id_store_vtable)",
+            )
+        }?;
         for (present, name) in [
             (vt.load.is_some(), "load"),
             (vt.put.is_some(), "put"),
@@ -421,36 +469,108 @@ impl Drop for CIdStore {
     }
 }
 
+/// What the load trampoline needs: the Rust visitor, the first error (a
+/// pair that cannot be read, a panic) and how many pairs were refused.
+struct LoadState<'a> {
+    visit: &'a mut dyn FnMut(&str, i64),
+    error: Option<Error>,
+    refused: u64,
+    panicked: bool,
+}
+
+/// The name of a pair handed to the load visitor: its length checked
+/// before it is read, then UTF-8.
+///
+/// # Safety
+/// `name` must be NULL or readable for `name_len` bytes when `name_len` is
+/// within `SNP_MAX_NAME_LEN`.
+unsafe fn pair_name<'a>(name: *const c_char, name_len: usize, id: i64) -> Result<&'a str> {
+    let refuse = |why: String| Error::Backend(format!("load handed a pair (id {id}) {why}"));
+    if name.is_null() {
+        return Err(refuse(format!("with a NULL name (name_len {name_len})")));
+    }
+    if name_len > SNP_MAX_NAME_LEN {
+        return Err(refuse(format!(
+            "with name_len {name_len}, more than SNP_MAX_NAME_LEN ({SNP_MAX_NAME_LEN})"
+        )));
+    }
+    // SAFETY: non-null, and the C load passes `name_len` readable bytes.
+    let raw = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), name_len) };
+    std::str::from_utf8(raw).map_err(|_| {
+        refuse(format!(
+            "whose name is not valid UTF-8 ({:?})",
+            String::from_utf8_lossy(raw)
+        ))
+    })
+}
+
 unsafe extern "C" fn load_trampoline(
     visit_ctx: *mut c_void,
     name: *const c_char,
     name_len: usize,
     id: i64,
 ) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: visit_ctx is the closure we passed to load, alive for the
-        // call.
-        let visit = unsafe { &mut *visit_ctx.cast::<&mut dyn FnMut(&str, i64)>() };
-        // SAFETY: the C load passes `name_len` readable bytes.
-        if let Ok(name) = unsafe { crate::ffi::text(name, name_len, "name") } {
-            visit(name, id);
+    let state = visit_ctx.cast::<LoadState<'_>>();
+    if state.is_null() {
+        return;
+    }
+    // Never unwind into the C caller.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: visit_ctx is the LoadState we passed to load, alive for
+        // the call; no other reference to it exists during this one.
+        let state = unsafe { &mut *state };
+        if state.panicked {
+            return;
+        }
+        // SAFETY: the C load passes `name_len` readable bytes at `name`.
+        match unsafe { pair_name(name, name_len, id) } {
+            // Pairs after a refused one are still loaded: the store keeps
+            // every id it can read when it falls back to memory.
+            Ok(name) => (state.visit)(name, id),
+            Err(e) => {
+                state.refused += 1;
+                state.error.get_or_insert(e);
+            }
         }
     }));
+    if let Err(panic) = result {
+        // SAFETY: as above; the reference made in the closure is gone.
+        let state = unsafe { &mut *state };
+        state.panicked = true;
+        state.refused += 1;
+        state.error.get_or_insert(Error::Backend(format!(
+            "loading the pair with id {id} failed: {}",
+            crate::ffi::panic_message(panic.as_ref())
+        )));
+    }
 }
 
 impl IdStore for CIdStore {
     fn load(&mut self, visit: &mut dyn FnMut(&str, i64)) -> Result<()> {
         let f = self.vt.load.ok_or_else(|| missing("load"))?;
-        let mut visit: &mut dyn FnMut(&str, i64) = visit;
-        // SAFETY: the user's function with its ctx; the trampoline and the
-        // visitor outlive the call.
+        let mut state = LoadState {
+            visit,
+            error: None,
+            refused: 0,
+            panicked: false,
+        };
+        // SAFETY: the user's function with its ctx; the trampoline and its
+        // state outlive the call.
         let status = unsafe {
             f(
                 self.vt.ctx,
                 Some(load_trampoline),
-                (&mut visit as *mut &mut dyn FnMut(&str, i64)).cast(),
+                (&mut state as *mut LoadState<'_>).cast(),
             )
         };
+        // A refused pair fails the load whatever the C load returned: no
+        // pair is dropped without a report.
+        if let Some(e) = state.error {
+            return Err(match state.refused {
+                1 => e,
+                n => Error::Backend(format!("{e}, and {} more pair(s) it could not read", n - 1)),
+            });
+        }
         check(status, "load")
     }
 

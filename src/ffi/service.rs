@@ -7,11 +7,12 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::ffi::custom::{snp_record_log_vtable, CRecordLog};
 use crate::ffi::status::{snp_status, SNP_EMPTY, SNP_OK};
+use crate::ffi::types::SNP_MAX_ARGS_LEN;
 use crate::ffi::types::{
     durability_of, failure_callback, kind_of, snp_event, snp_failure_fn, snp_stored_event,
     snp_uuid, SNP_DURABILITY_SYNC, SNP_LEVEL_FILE, SNP_LEVEL_MEMORY,
 };
-use crate::ffi::{arg, bytes, c_str, guard, out, text, versioned};
+use crate::ffi::{arg, c_str, guard, owned_bytes, owned_name, read_arg, versioned, Out};
 use crate::service::{Level, Mode, Overflow, ServiceOptions, ServiceStore};
 
 /// A service store. Opaque; safe to use from several threads at once.
@@ -34,7 +35,9 @@ pub const SNP_MODE_CACHE: i32 = 1;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_service_options {
-    /// `sizeof(snp_service_options)`, set by `_init`.
+    /// `sizeof(snp_service_options)`, set by `_init`. A smaller value is
+    /// refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
+    /// struct) is fine, and only the fields of this header are read.
     pub struct_size: u32,
     /// `SNP_LEVEL_FILE` (default) or `SNP_LEVEL_MEMORY`.
     pub level: i32,
@@ -152,9 +155,34 @@ fn rust_options(o: &snp_service_options) -> Result<ServiceOptions, Error> {
     })
 }
 
-fn hand_out(store: ServiceStore, out_service: *mut *mut snp_service) -> Result<snp_status, Error> {
-    // SAFETY: checked non-null by the caller of this helper.
-    unsafe { *out_service = Box::into_raw(Box::new(snp_service { store })) };
+/// Copies the caller's options (see `versioned`).
+///
+/// # Safety
+/// `options` must be NULL or readable for its own `struct_size` bytes.
+unsafe fn read_options(options: *const snp_service_options) -> Result<snp_service_options, Error> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        versioned(
+            options,
+            "options",
+            "snp_service_options",
+            "call snp_service_options_init first (or set struct_size = \
+             sizeof(snp_service_options))",
+        )
+    }
+}
+
+/// Writes a new handle for `store` to the caller's `*out_service`.
+///
+/// # Safety
+/// `out_service` must be writable (checked non-null by `Out::new`).
+unsafe fn hand_out(
+    store: ServiceStore,
+    out_service: Out<*mut snp_service>,
+) -> Result<snp_status, Error> {
+    let handle = Box::into_raw(Box::new(snp_service { store }));
+    // SAFETY: forwarded contract.
+    unsafe { out_service.write(handle) };
     Ok(SNP_OK)
 }
 
@@ -164,9 +192,10 @@ fn hand_out(store: ServiceStore, out_service: *mut *mut snp_service) -> Result<s
 /// A damaged or foreign journal is set aside and reported through
 /// `on_failure`, not an error; an I/O error opening the journal starts the
 /// store at level 1 (reported).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size 0, no
-/// directory at level 2, bad enum value), `SNP_ERR_LOCKED` (another handle
-/// has the journal), `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, `struct_size` less
+/// than `sizeof(snp_service_options)`, no directory at level 2, bad enum
+/// value), `SNP_ERR_LOCKED` (another handle has the journal),
+/// `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `options` must point to an initialised `snp_service_options`; its
@@ -179,9 +208,8 @@ pub unsafe extern "C" fn snp_service_open(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let o = unsafe { versioned(options, snp_service_options::default(), "options") }?;
-        // SAFETY: per the function's contract.
-        unsafe { out(out_service, "out_service") }?;
+        let o = unsafe { read_options(options) }?;
+        let out_service = Out::new(out_service, "out_service")?;
         let rust = rust_options(&o)?;
         let store = match o.level {
             SNP_LEVEL_MEMORY => ServiceStore::open_memory(&rust)?,
@@ -202,7 +230,8 @@ pub unsafe extern "C" fn snp_service_open(
                 )))
             }
         };
-        hand_out(store, out_service)
+        // SAFETY: per the function's contract.
+        unsafe { hand_out(store, out_service) }
     })
 }
 
@@ -214,7 +243,9 @@ pub unsafe extern "C" fn snp_service_open(
 /// the store then calls `destroy` as it lets go of the backend.
 /// `options->level`, `directory`, `service_uid` and `durability` are
 /// ignored.
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, a `struct_size`
+/// less than the struct's `sizeof`, a required function missing, bad option
+/// value), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `backend` and `options` must point to initialised structs; the vtable's
@@ -228,9 +259,8 @@ pub unsafe extern "C" fn snp_service_open_custom(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let mut o = unsafe { versioned(options, snp_service_options::default(), "options") }?;
-        // SAFETY: per the function's contract.
-        unsafe { out(out_service, "out_service") }?;
+        let mut o = unsafe { read_options(options) }?;
+        let out_service = Out::new(out_service, "out_service")?;
         // Durability is the backend's own business (its commit and flush).
         o.durability = SNP_DURABILITY_SYNC;
         let rust = rust_options(&o)?;
@@ -240,7 +270,8 @@ pub unsafe extern "C" fn snp_service_open_custom(
         // SAFETY: per the function's contract.
         let log = unsafe { CRecordLog::from_vtable(backend) }?;
         let store = ServiceStore::open_custom(Box::new(log), &rust)?;
-        hand_out(store, out_service)
+        // SAFETY: per the function's contract.
+        unsafe { hand_out(store, out_service) }
     })
 }
 
@@ -271,40 +302,56 @@ unsafe fn store<'a>(service: *const snp_service) -> Result<&'a ServiceStore, Err
     Ok(&unsafe { arg(service, "service") }?.store)
 }
 
-/// Converts a C event; validation of name and arguments happens in the
-/// store, which names the rule broken.
+/// Copies a C event into an owned one: the struct first, then its name and
+/// arguments, their lengths checked against `SNP_MAX_NAME_LEN` and
+/// `SNP_MAX_ARGS_LEN` before anything is read. The store checks the rest
+/// (name characters, arguments on ReplacingNull) and names the rule broken.
 ///
 /// # Safety
-/// `event` must be NULL or point to an `snp_event` whose buffers are valid.
-unsafe fn event_parts<'a>(event: *const snp_event) -> Result<(Event, &'a snp_event), Error> {
+/// `event` must be NULL or point to an `snp_event` whose buffers hold
+/// their lengths in readable bytes (when within the limits).
+unsafe fn event_of(event: *const snp_event) -> Result<Event, Error> {
     // SAFETY: forwarded contract.
-    let e = unsafe { arg(event, "event") }?;
+    let e = unsafe { read_arg(event, "event") }?;
     let kind = kind_of(e.kind)?;
     // SAFETY: forwarded contract.
-    let name = unsafe { text(e.name, e.name_len, "event->name") }?;
+    let name = unsafe { owned_name(e.name, e.name_len, "event->name") }?;
     // SAFETY: forwarded contract.
-    let args = unsafe { bytes(e.args, e.args_len, "event->args") }?;
+    let args = unsafe {
+        owned_bytes(
+            e.args,
+            e.args_len,
+            SNP_MAX_ARGS_LEN,
+            "event->args",
+            "SNP_MAX_ARGS_LEN",
+        )
+    }
+    .map_err(|e| match e {
+        // Name the event, as the store's own checks do.
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("event '{name}': {m}")),
+        other => other,
+    })?;
     let client_id = (kind == crate::EventKind::Private).then_some(e.client_id);
-    let event = Event {
+    Ok(Event {
         kind,
-        name: name.to_owned(),
-        args: args.to_vec(),
+        name,
+        args,
         client_id,
         uid: uuid::Uuid::new_v4(),
-    };
-    Ok((event, e))
+    })
 }
 
 /// Stores an event with a new random uid, written to `*out_uid` unless
 /// `out_uid` is NULL.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad kind, name
-/// rules, more than 2048 bytes of arguments), `SNP_ERR_STORAGE_FULL`
-/// (reject-new policy), `SNP_ERR_PANIC`.
+/// rules, `name_len` 0 or over `SNP_MAX_NAME_LEN`, `args_len` over
+/// `SNP_MAX_ARGS_LEN`: lengths are checked before the buffers are read),
+/// `SNP_ERR_STORAGE_FULL` (reject-new policy), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `service` must be a live handle, `event` an initialised `snp_event`
-/// whose `name`/`args` point to `name_len`/`args_len` readable bytes, and
-/// `out_uid` NULL or writable.
+/// whose `name`/`args` point to `name_len`/`args_len` readable bytes (when
+/// those are within the limits), and `out_uid` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_service_raise(
     service: *mut snp_service,
@@ -315,11 +362,11 @@ pub unsafe extern "C" fn snp_service_raise(
         // SAFETY: per the function's contract.
         let store = unsafe { store(service) }?;
         // SAFETY: per the function's contract.
-        let (event, _) = unsafe { event_parts(event) }?;
+        let event = unsafe { event_of(event) }?;
         let uid = store.raise_event(&event)?;
-        // SAFETY: NULL or writable, per the contract.
-        if let Some(o) = unsafe { out_uid.as_mut() } {
-            *o = uid.into();
+        if let Some(o) = Out::optional(out_uid) {
+            // SAFETY: NULL or writable, per the contract.
+            unsafe { o.write(uid.into()) };
         }
         Ok(SNP_OK)
     })
@@ -340,18 +387,25 @@ pub unsafe extern "C" fn snp_service_raise_with_uid(
         // SAFETY: per the function's contract.
         let store = unsafe { store(service) }?;
         // SAFETY: per the function's contract.
-        let (mut event, _) = unsafe { event_parts(event) }?;
+        let mut event = unsafe { event_of(event) }?;
         // SAFETY: per the function's contract.
-        event.uid = (*unsafe { arg(uid, "uid") }?).into();
+        event.uid = unsafe { read_arg(uid, "uid") }?.into();
         store.raise_event(&event)?;
         Ok(SNP_OK)
     })
 }
 
-fn copy_out(event: Option<Event>, out_event: &mut snp_stored_event) -> snp_status {
+/// Writes an event to the caller's output (`SNP_OK`), or nothing
+/// (`SNP_EMPTY`).
+///
+/// # Safety
+/// `out_event` must be writable; no input may be borrowed from caller
+/// memory any more (copy inputs first: the output may overlap them).
+unsafe fn copy_out(event: Option<Event>, out_event: Out<snp_stored_event>) -> snp_status {
     match event {
         Some(e) => {
-            out_event.fill(&e);
+            // SAFETY: forwarded contract.
+            unsafe { out_event.write(snp_stored_event::of(&e)) };
             SNP_OK
         }
         None => SNP_EMPTY,
@@ -373,8 +427,11 @@ pub unsafe extern "C" fn snp_service_peek(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, o) = unsafe { (store(service)?, out(out_event, "out_event")?) };
-        Ok(copy_out(store.peek()?, o))
+        let store = unsafe { store(service) }?;
+        let o = Out::new(out_event, "out_event")?;
+        let event = store.peek()?;
+        // SAFETY: per the function's contract.
+        Ok(unsafe { copy_out(event, o) })
     })
 }
 
@@ -392,7 +449,7 @@ pub unsafe extern "C" fn snp_service_ack(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, uid) = unsafe { (store(service)?, *arg(uid, "uid")?) };
+        let (store, uid) = unsafe { (store(service)?, read_arg(uid, "uid")?) };
         store.ack(uid.into())?;
         Ok(SNP_OK)
     })
@@ -400,12 +457,15 @@ pub unsafe extern "C" fn snp_service_ack(
 
 /// Cache mode: copies the oldest pending event of (`kind`, `name`) to
 /// `*out_event`; it is now in flight. `SNP_EMPTY` if the name has none.
-/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
-/// `SNP_ERR_STATE` (storage mode), `SNP_ERR_PANIC`.
+/// `name` is copied before anything is written, so it may be a stored
+/// event's own `name` with that event as `out_event`.
+/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad
+/// kind, `name_len` 0 or over `SNP_MAX_NAME_LEN`, checked before `name` is
+/// read), `SNP_ERR_STATE` (storage mode), `SNP_ERR_PANIC`.
 ///
 /// # Safety
-/// `service` must be a live handle, `name` `name_len` readable bytes, and
-/// `out_event` writable.
+/// `service` must be a live handle, `name` `name_len` readable bytes (when
+/// within the limit), and `out_event` writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_service_peek_name(
     service: *mut snp_service,
@@ -416,23 +476,23 @@ pub unsafe extern "C" fn snp_service_peek_name(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, name, o) = unsafe {
-            (
-                store(service)?,
-                text(name, name_len, "name")?,
-                out(out_event, "out_event")?,
-            )
-        };
-        Ok(copy_out(store.peek_name(kind_of(kind)?, name)?, o))
+        let (store, name) = unsafe { (store(service)?, owned_name(name, name_len, "name")?) };
+        let o = Out::new(out_event, "out_event")?;
+        let event = store.peek_name(kind_of(kind)?, &name)?;
+        // SAFETY: per the function's contract; the inputs are copies.
+        Ok(unsafe { copy_out(event, o) })
     })
 }
 
 /// Cache mode: removes the event in flight of (`kind`, `name`) if `*uid`
 /// is its uid, and copies the name's next event (now in flight) to
 /// `*out_next`: `SNP_OK` with the next one, `SNP_EMPTY` if there is none.
-/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
-/// `SNP_ERR_STATE` (storage mode, or `uid` is not the event in flight),
-/// `SNP_ERR_PANIC`.
+/// `name` and `*uid` are copied before anything is written, so they may
+/// point into `*out_next`: `snp_service_ack_name(s, ev.kind, ev.name,
+/// ev.name_len, &ev.uid, &ev)` acknowledges `ev` and fetches the next one.
+/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (as
+/// `snp_service_peek_name`), `SNP_ERR_STATE` (storage mode, or `uid` is not
+/// the event in flight), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// As `snp_service_peek_name`; `uid` must be readable.
@@ -447,18 +507,17 @@ pub unsafe extern "C" fn snp_service_ack_name(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, name, uid, o) = unsafe {
+        let (store, name, uid) = unsafe {
             (
                 store(service)?,
-                text(name, name_len, "name")?,
-                *arg(uid, "uid")?,
-                out(out_next, "out_next")?,
+                owned_name(name, name_len, "name")?,
+                read_arg(uid, "uid")?,
             )
         };
-        Ok(copy_out(
-            store.ack_name(kind_of(kind)?, name, uid.into())?,
-            o,
-        ))
+        let o = Out::new(out_next, "out_next")?;
+        let next = store.ack_name(kind_of(kind)?, &name, uid.into())?;
+        // SAFETY: per the function's contract; the inputs are copies.
+        Ok(unsafe { copy_out(next, o) })
     })
 }
 
@@ -488,11 +547,14 @@ pub unsafe extern "C" fn snp_service_mode(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, o) = unsafe { (store(service)?, out(out_mode, "out_mode")?) };
-        *o = match store.mode() {
+        let store = unsafe { store(service) }?;
+        let o = Out::new(out_mode, "out_mode")?;
+        let mode = match store.mode() {
             Mode::Storage => SNP_MODE_STORAGE,
             Mode::Cache => SNP_MODE_CACHE,
         };
+        // SAFETY: per the function's contract.
+        unsafe { o.write(mode) };
         Ok(SNP_OK)
     })
 }
@@ -509,8 +571,11 @@ pub unsafe extern "C" fn snp_service_storage_uid(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, o) = unsafe { (store(service)?, out(out_uid, "out_uid")?) };
-        *o = store.storage_uid().into();
+        let store = unsafe { store(service) }?;
+        let o = Out::new(out_uid, "out_uid")?;
+        let uid = store.storage_uid();
+        // SAFETY: per the function's contract.
+        unsafe { o.write(uid.into()) };
         Ok(SNP_OK)
     })
 }
@@ -531,10 +596,12 @@ pub unsafe extern "C" fn snp_service_previous_storage_uid(
 ) -> snp_status {
     guard(|| {
         // SAFETY: per the function's contract.
-        let (store, o) = unsafe { (store(service)?, out(out_uid, "out_uid")?) };
+        let store = unsafe { store(service) }?;
+        let o = Out::new(out_uid, "out_uid")?;
         match store.previous_storage_uid() {
             Some(uid) => {
-                *o = uid.into();
+                // SAFETY: per the function's contract.
+                unsafe { o.write(uid.into()) };
                 Ok(SNP_OK)
             }
             None => Ok(SNP_EMPTY),
@@ -558,9 +625,9 @@ pub unsafe extern "C" fn snp_service_invalidate_ancient(
     guard(|| {
         // SAFETY: per the function's contract.
         let n = unsafe { store(service) }?.invalidate_ancient()?;
-        // SAFETY: NULL or writable.
-        if let Some(o) = unsafe { out_count.as_mut() } {
-            *o = n;
+        if let Some(o) = Out::optional(out_count) {
+            // SAFETY: NULL or writable, per the contract.
+            unsafe { o.write(n) };
         }
         Ok(SNP_OK)
     })

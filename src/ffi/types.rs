@@ -80,11 +80,13 @@ pub struct snp_event {
     pub kind: i32,
     /// The name (not NUL-terminated; `name_len` bytes).
     pub name: *const c_char,
-    /// Bytes of `name`, 1..=256.
+    /// Bytes of `name`, 1..=256 (`SNP_MAX_NAME_LEN`); checked before `name`
+    /// is read.
     pub name_len: usize,
     /// The arguments (may be NULL when `args_len` is 0).
     pub args: *const u8,
-    /// Bytes of `args`, 0..=2048.
+    /// Bytes of `args`, 0..=2048 (`SNP_MAX_ARGS_LEN`); checked before
+    /// `args` is read.
     pub args_len: usize,
     /// Target client of a Private event; ignored for other kinds.
     pub client_id: i64,
@@ -111,21 +113,29 @@ pub struct snp_stored_event {
 }
 
 impl snp_stored_event {
-    /// Fills `self` from an event (validated on the way in, so it fits).
-    pub(crate) fn fill(&mut self, e: &Event) {
-        self.kind = i32::from(e.kind.code());
+    /// The C copy of an event (validated on the way in, so it fits); every
+    /// byte past the name's NUL and the arguments is zero. Built whole, then
+    /// written to the caller's struct in one go.
+    pub(crate) fn of(e: &Event) -> snp_stored_event {
+        let mut out = snp_stored_event {
+            kind: i32::from(e.kind.code()),
+            name: [0; SNP_NAME_BUF_LEN],
+            name_len: 0,
+            args: [0; SNP_MAX_ARGS_LEN],
+            args_len: 0,
+            client_id: e.client_id.unwrap_or(0),
+            uid: e.uid.into(),
+        };
         let name = e.name.as_bytes();
         let n = name.len().min(SNP_MAX_NAME_LEN);
-        for (dst, src) in self.name.iter_mut().zip(&name[..n]) {
+        for (dst, src) in out.name.iter_mut().zip(&name[..n]) {
             *dst = *src as c_char;
         }
-        self.name[n] = 0;
-        self.name_len = n;
+        out.name_len = n;
         let a = e.args.len().min(SNP_MAX_ARGS_LEN);
-        self.args[..a].copy_from_slice(&e.args[..a]);
-        self.args_len = a;
-        self.client_id = e.client_id.unwrap_or(0);
-        self.uid = e.uid.into();
+        out.args[..a].copy_from_slice(&e.args[..a]);
+        out.args_len = a;
+        out
     }
 }
 

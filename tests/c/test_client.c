@@ -177,6 +177,36 @@ static void test_open_errors(const char *dir) {
     expect_open_fails(&o, SNP_ERR_INVALID_ARGUMENT);
     CHECK(last_error_contains("struct_size"));
 
+    /* ABI version 1 has no older layout: a struct_size below
+     * sizeof(snp_client_options) would cut fields (half a function
+     * pointer), so it is refused, with a message saying how to set it. */
+    const size_t too_small[] = {4, offsetof(snp_client_options, durability),
+                                offsetof(snp_client_options, on_failure) + 4,
+                                offsetof(snp_client_options, user_data),
+                                sizeof(snp_client_options) - 1};
+    for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
+        snp_client_options_init(&o);
+        o.struct_size = (uint32_t)too_small[i];
+        expect_open_fails(&o, SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("sizeof(snp_client_options)"));
+        CHECK(last_error_contains("snp_client_options_init"));
+    }
+
+    /* A newer caller's larger struct: the fields of this header are read,
+     * the later ones (garbage here) are not. */
+    struct {
+        snp_client_options known;
+        unsigned char later_fields[32];
+    } newer;
+    memset(&newer, 0xEE, sizeof newer);
+    snp_client_options_init(&newer.known);
+    newer.known.struct_size = sizeof newer;
+    c = NULL;
+    CHECK_OK(snp_client_open(&newer.known, &c));
+    CHECK(stats_of(c).level == SNP_LEVEL_MEMORY);
+    snp_client_close(c);
+    c = SENTINEL_CLIENT;
+
     const int32_t bad_levels[] = {0, 3, -1};
     for (size_t i = 0; i < sizeof bad_levels / sizeof bad_levels[0]; i++) {
         o = file_options(dir, "broker", "key");
@@ -306,6 +336,67 @@ static void test_get_put(void) {
     CHECK_STATUS(snp_client_is_duplicate(c, "Temp", 4, 1, NULL), SNP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(snp_client_is_duplicate(c, "\xff", 1, 1, &dup), SNP_ERR_INVALID_ARGUMENT);
     CHECK(dup == true); /* untouched */
+    snp_client_close(c);
+}
+
+/* ----- lengths are checked before names are read ------------------------ */
+
+/* Huge lengths with a small heap buffer: refused with a message naming the
+ * field and the limit, before a single byte past the buffer is read (ASan
+ * and valgrind would see it); outputs untouched. */
+static void test_huge_lengths(void) {
+    snp_client *c = open_memory();
+    char *name = malloc(4);
+    CHECK(name != NULL);
+    memcpy(name, "Temp", 4);
+    CHECK_OK(snp_client_put(c, name, 4, 42));
+    const size_t huge[] = {SNP_MAX_NAME_LEN + 1, 4096, (size_t)UINT32_MAX,
+                           (size_t)1 << (sizeof(size_t) > 4 ? 32 : 31), SIZE_MAX / 2,
+                           SIZE_MAX / 2 + 1, SIZE_MAX};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        int64_t id = UNTOUCHED_ID;
+        CHECK_STATUS(snp_client_get(c, name, huge[i], &id), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(id == UNTOUCHED_ID);
+        CHECK(last_error_contains("name_len") && last_error_contains("SNP_MAX_NAME_LEN (256)"));
+        CHECK_STATUS(snp_client_put(c, name, huge[i], 1), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("name_len") && last_error_contains("SNP_MAX_NAME_LEN (256)"));
+        bool dup = true;
+        CHECK_STATUS(snp_client_is_duplicate(c, name, huge[i], 42, &dup),
+                     SNP_ERR_INVALID_ARGUMENT);
+        CHECK(dup == true);
+        CHECK(last_error_contains("name_len") && last_error_contains("SNP_MAX_NAME_LEN (256)"));
+    }
+    int64_t id = UNTOUCHED_ID;
+    CHECK_STATUS(snp_client_get(c, name, 0, &id), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("name_len is 0"));
+    CHECK_STATUS(snp_client_put(c, name, 0, 1), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("name_len is 0"));
+    bool dup = true;
+    CHECK_STATUS(snp_client_is_duplicate(c, name, 0, 42, &dup), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(id == UNTOUCHED_ID && dup == true);
+    CHECK(get_id(c, "Temp") == 42 && stats_of(c).subscriptions == 1);
+    free(name);
+    snp_client_close(c);
+}
+
+/* Inputs and outputs in the same memory: the name is copied before the
+ * output is written. */
+static void test_overlap(void) {
+    snp_client *c = open_memory();
+    union {
+        char name[8];
+        int64_t id;
+        bool dup;
+    } *both = malloc(sizeof *both);
+    CHECK(both != NULL);
+    memcpy(both->name, "Abcdefg", 8);
+    CHECK_OK(snp_client_put(c, both->name, 7, 77));
+    CHECK_OK(snp_client_get(c, both->name, 7, &both->id));
+    CHECK(both->id == 77);
+    memcpy(both->name, "Abcdefg", 8);
+    CHECK_OK(snp_client_is_duplicate(c, both->name, 7, 77, &both->dup));
+    CHECK(both->dup == true);
+    free(both);
     snp_client_close(c);
 }
 
@@ -545,6 +636,8 @@ int main(void) {
     test_options_init();
     test_open_errors(dir);
     test_get_put();
+    test_huge_lengths();
+    test_overlap();
     test_for_each_reset_flush();
     test_stats();
     test_level2(dir);

@@ -4,7 +4,9 @@
  * on top; a backend that fails on command makes the store continue at
  * level 1, report SNP_FAILURE_FALLBACK and keep every pending event. */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -27,6 +29,13 @@ typedef struct mem_log {
     size_t meta_len;
     /* fault injection */
     bool fail_append, fail_remove, fail_scan, fail_read, lie_read_len;
+    /* scan: after record number oversize_after (1-based; 0: never), hand
+     * one more record of oversize_len bytes from a small buffer, and ignore
+     * every status the visitor returns; null_payload: hand NULL instead */
+    size_t oversize_after, oversize_len;
+    bool null_payload;
+    snp_status visit_status[LOG_MAX + 1];
+    size_t visits;
     /* what the store called */
     int appends, removes, reads, scans, commits, flushes, clears, destroys;
     int removed_for[5]; /* by SNP_REMOVED_* reason */
@@ -74,10 +83,30 @@ static snp_status log_read(void *ctx, uint64_t seq, uint8_t *buf, size_t buf_len
     return SNP_OK;
 }
 
+/* A careless scan: hands an oversized record and carries on whatever the
+ * visitor says, then reports success. */
+static snp_status log_scan_careless(mem_log *log, snp_record_visit_fn visit, void *visit_ctx) {
+    uint8_t *small = malloc(8); /* on the heap: ASan sees any read past it */
+    if (small == NULL) return SNP_ERR_IO;
+    memset(small, 0, 8);
+    log->visits = 0;
+    for (size_t i = 0; i < log->count; i++) {
+        log->visit_status[log->visits++] =
+            visit(visit_ctx, log->recs[i].seq, log->recs[i].data, log->recs[i].len);
+        if (i + 1 == log->oversize_after)
+            log->visit_status[log->visits++] =
+                visit(visit_ctx, log->recs[i].seq + 1000, log->null_payload ? NULL : small,
+                      log->oversize_len);
+    }
+    free(small);
+    return SNP_OK;
+}
+
 static snp_status log_scan(void *ctx, snp_record_visit_fn visit, void *visit_ctx) {
     mem_log *log = ctx;
     log->scans++;
     if (log->fail_scan) return SNP_ERR_IO;
+    if (log->oversize_after > 0) return log_scan_careless(log, visit, visit_ctx);
     for (size_t i = 0; i < log->count; i++) {
         snp_status st = visit(visit_ctx, log->recs[i].seq, log->recs[i].data, log->recs[i].len);
         if (st != SNP_OK) return st;
@@ -182,6 +211,12 @@ static snp_event make_event(int32_t kind, const char *name, const char *args) {
     return e;
 }
 
+static int last_error_contains(const char *needle) {
+    char message[2048];
+    snp_last_error_message(message, sizeof message);
+    return strstr(message, needle) != NULL;
+}
+
 static int uid_eq(const snp_uuid *a, const snp_uuid *b) {
     return memcmp(a->bytes, b->bytes, sizeof a->bytes) == 0;
 }
@@ -238,6 +273,25 @@ static void test_service_open_errors(void) {
     bad_options.struct_size = 0;
     CHECK_STATUS(snp_service_open_custom(&vt, &bad_options, &s), SNP_ERR_INVALID_ARGUMENT);
 
+    /* ABI version 1 has no older layout: a struct_size that cuts a field
+     * (here half of destroy, or all of it) is refused, never half-read. */
+    const size_t too_small[] = {4, offsetof(snp_record_log_vtable, destroy),
+                                offsetof(snp_record_log_vtable, destroy) + 4,
+                                sizeof(snp_record_log_vtable) - 1};
+    for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
+        bad = vt;
+        bad.struct_size = (uint32_t)too_small[i];
+        CHECK_STATUS(snp_service_open_custom(&bad, &o, &s), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(s == SENTINEL_SERVICE);
+        CHECK(last_error_contains("backend->struct_size"));
+        CHECK(last_error_contains("sizeof(snp_record_log_vtable)"));
+    }
+    bad_options = o;
+    bad_options.struct_size = (uint32_t)offsetof(snp_service_options, on_failure) + 4;
+    CHECK_STATUS(snp_service_open_custom(&vt, &bad_options, &s), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("snp_service_options_init"));
+    CHECK(s == SENTINEL_SERVICE && scratch_log.destroys == 0);
+
     /* Each required function. */
     for (int which = 0; which < 7; which++) {
         bad = vt;
@@ -254,6 +308,23 @@ static void test_service_open_errors(void) {
         CHECK(s == SENTINEL_SERVICE);
     }
     CHECK(scratch_log.destroys == 0);
+
+    /* A newer caller's larger vtable: the functions of this header are
+     * used, the later fields (garbage here) are not read. */
+    struct {
+        snp_record_log_vtable known;
+        unsigned char later_fields[24];
+    } newer;
+    memset(&newer, 0xEE, sizeof newer);
+    newer.known = vt;
+    newer.known.struct_size = sizeof newer;
+    s = NULL;
+    CHECK_OK(snp_service_open_custom(&newer.known, &o, &s));
+    CHECK(service_stats(s).level == SNP_LEVEL_FILE);
+    snp_service_close(s);
+    CHECK(scratch_log.destroys == 1);
+    log_init(&scratch_log);
+    s = SENTINEL_SERVICE;
 
     /* More refusals: test_refused_open_keeps_backend. */
     CHECK(scratch_log.appends == 0 && scratch_log.scans == 0);
@@ -575,15 +646,47 @@ typedef struct mem_ids {
     } e[IDS_MAX];
     size_t count;
     bool fail_put, fail_load;
+    /* load: after pair number bad_after (1-based; 0: never), hand one pair
+     * (id 666) the store cannot read, as bad_name says */
+    size_t bad_after;
+    enum { BAD_NOT_UTF8 = 1, BAD_NULL, BAD_HUGE_LEN, BAD_TOO_LONG } bad_name;
     int loads, puts, clears, flushes, destroys;
 } mem_ids;
+
+static void ids_visit_bad(mem_ids *s, snp_id_visit_fn visit, void *visit_ctx) {
+    static const char not_utf8[] = {'T', 'e', 'm', 'p', (char)0xC3, (char)0x28};
+    switch (s->bad_name) {
+    case BAD_NOT_UTF8: visit(visit_ctx, not_utf8, sizeof not_utf8, 666); break;
+    case BAD_NULL: visit(visit_ctx, NULL, 4, 666); break;
+    case BAD_HUGE_LEN: {
+        char *small = malloc(4); /* on the heap: ASan sees any read past it */
+        if (small == NULL) return;
+        memcpy(small, "Huge", 4);
+        visit(visit_ctx, small, (size_t)1 << (sizeof(size_t) > 4 ? 32 : 31), 666);
+        visit(visit_ctx, small, SIZE_MAX, 667);
+        free(small);
+        break;
+    }
+    case BAD_TOO_LONG: {
+        char *long_name = malloc(SNP_MAX_NAME_LEN + 1);
+        if (long_name == NULL) return;
+        memset(long_name, 'n', SNP_MAX_NAME_LEN + 1);
+        visit(visit_ctx, long_name, SNP_MAX_NAME_LEN + 1, 666);
+        free(long_name);
+        break;
+    }
+    }
+}
 
 static snp_status ids_load(void *ctx, snp_id_visit_fn visit, void *visit_ctx) {
     mem_ids *s = ctx;
     s->loads++;
     if (s->fail_load) return SNP_ERR_IO;
-    for (size_t i = 0; i < s->count; i++) visit(visit_ctx, s->e[i].name, s->e[i].len, s->e[i].id);
-    return SNP_OK;
+    for (size_t i = 0; i < s->count; i++) {
+        visit(visit_ctx, s->e[i].name, s->e[i].len, s->e[i].id);
+        if (i + 1 == s->bad_after) ids_visit_bad(s, visit, visit_ctx);
+    }
+    return SNP_OK; /* the visitor cannot say anything: its problems are the store's */
 }
 
 static snp_status ids_put(void *ctx, const char *name, size_t name_len, int64_t id) {
@@ -670,6 +773,21 @@ static void test_client_open_errors(void) {
     snp_id_store_vtable bad = vt;
     bad.struct_size = 0;
     CHECK_STATUS(snp_client_open_custom(&bad, &o, &c), SNP_ERR_INVALID_ARGUMENT);
+    /* A struct_size that cuts a field (half of destroy, or all of it). */
+    const size_t too_small[] = {4, offsetof(snp_id_store_vtable, destroy),
+                                offsetof(snp_id_store_vtable, destroy) + 4,
+                                sizeof(snp_id_store_vtable) - 1};
+    for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
+        bad = vt;
+        bad.struct_size = (uint32_t)too_small[i];
+        CHECK_STATUS(snp_client_open_custom(&bad, &o, &c), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("backend->struct_size"));
+        CHECK(last_error_contains("sizeof(snp_id_store_vtable)"));
+    }
+    snp_client_options bad_options = o;
+    bad_options.struct_size = (uint32_t)offsetof(snp_client_options, user_data);
+    CHECK_STATUS(snp_client_open_custom(&vt, &bad_options, &c), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("snp_client_options_init"));
     bad = vt;
     bad.load = NULL;
     CHECK_STATUS(snp_client_open_custom(&bad, &o, &c), SNP_ERR_INVALID_ARGUMENT);
@@ -683,6 +801,22 @@ static void test_client_open_errors(void) {
     CHECK(ids.destroys == 0);
     CHECK(ids.loads == 0);
     /* More refusals: test_refused_open_keeps_backend. */
+
+    /* A newer caller's larger vtable: the later fields are not read. */
+    struct {
+        snp_id_store_vtable known;
+        unsigned char later_fields[24];
+    } newer;
+    memset(&newer, 0xEE, sizeof newer);
+    newer.known = vt;
+    newer.known.struct_size = sizeof newer;
+    c = NULL;
+    CHECK_OK(snp_client_open_custom(&newer.known, &o, &c));
+    CHECK(client_stats(c).level == SNP_LEVEL_FILE && ids.loads == 1);
+    snp_client_close(c);
+    CHECK(ids.destroys == 1);
+    memset(&ids, 0, sizeof ids);
+    vt = ids_vtable(&ids);
 
     /* flush and destroy may be NULL. */
     vt.flush = NULL;
@@ -772,6 +906,107 @@ static void test_client_failing(void) {
     CHECK(ids.destroys == 1);
 }
 
+/* ----- pairs and records the store cannot read --------------------------- */
+
+/* A load handing a pair whose name cannot be read (not UTF-8, NULL, a huge
+ * length with a small buffer, longer than SNP_MAX_NAME_LEN) fails the load:
+ * reported through on_failure (the store continues in memory with every id
+ * it could read), never dropped silently, never read past the buffer. */
+static void test_client_unreadable_names(void) {
+    const char *expect[] = {"", "UTF-8", "NULL", "SNP_MAX_NAME_LEN", "SNP_MAX_NAME_LEN"};
+    for (int bad = BAD_NOT_UTF8; bad <= BAD_TOO_LONG; bad++) {
+        mem_ids ids;
+        memset(&ids, 0, sizeof ids);
+        memcpy(ids.e[0].name, "Alpha", 5);
+        ids.e[0].len = 5;
+        ids.e[0].id = 1;
+        memcpy(ids.e[1].name, "Beta", 4);
+        ids.e[1].len = 4;
+        ids.e[1].id = 2;
+        ids.count = 2;
+        ids.bad_after = 1; /* between the two good pairs */
+        ids.bad_name = bad;
+        failures f;
+        failures_init(&f);
+        snp_client *c = open_ids(&ids, &f);
+        snp_client_stats st = client_stats(c);
+        CHECK(st.level == SNP_LEVEL_MEMORY && st.failures == 1);
+        CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1);
+        CHECK(strstr(f.last_message, "666") != NULL);
+        CHECK(strstr(f.last_message, expect[bad]) != NULL);
+        if (bad == BAD_HUGE_LEN) CHECK(strstr(f.last_message, "1 more") != NULL);
+        CHECK(ids.destroys == 1); /* let go of, as for any failing backend */
+        /* Both good pairs were read, before and after the bad one. */
+        CHECK(st.subscriptions == 2);
+        CHECK(get_id(c, "Alpha") == 1 && get_id(c, "Beta") == 2);
+        CHECK_OK(snp_client_put(c, "Gamma", 5, 3)); /* usable, in memory */
+        CHECK(get_id(c, "Gamma") == 3 && ids.puts == 0);
+        snp_client_close(c);
+        CHECK(ids.destroys == 1);
+    }
+}
+
+/* A scan handing a record longer than SNP_MAX_RECORD_LEN (from a small
+ * buffer) and ignoring the visitor's status afterwards, then returning
+ * SNP_OK: the record is refused before it is read, nothing more is visited,
+ * and the scan fails (level 1, reported) instead of losing records without
+ * a word. */
+static void test_service_careless_scan(void) {
+    const size_t oversize[] = {SNP_MAX_RECORD_LEN + 1,
+                               (size_t)1 << (sizeof(size_t) > 4 ? 32 : 31), SIZE_MAX};
+    for (size_t k = 0; k < sizeof oversize / sizeof oversize[0]; k++) {
+        mem_log *log = &scratch_log;
+        log_init(log);
+        failures f;
+        failures_init(&f);
+        snp_service *s = open_on(log, &f, 0);
+        snp_event e = make_event(SNP_EVENT_QUEUEING, "Temp", "x");
+        for (int i = 0; i < 3; i++) CHECK_OK(snp_service_raise(s, &e, NULL));
+        snp_service_close(s);
+        CHECK(f.calls == 0 && log->count == 3);
+
+        log->destroys = 0;
+        log->oversize_after = 1;
+        log->oversize_len = oversize[k];
+        s = open_on(log, &f, 0);
+        CHECK(log->visits == 4);
+        CHECK(log->visit_status[0] == SNP_OK);
+        CHECK(log->visit_status[1] == SNP_ERR_INVALID_ARGUMENT); /* the oversized one */
+        CHECK(log->visit_status[2] != SNP_OK && log->visit_status[3] != SNP_OK);
+        snp_service_stats st = service_stats(s);
+        CHECK(st.level == SNP_LEVEL_MEMORY && st.failures == 1 && st.pending_events == 0);
+        CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1);
+        CHECK(strstr(f.last_message, "SNP_MAX_RECORD_LEN") != NULL);
+        CHECK(strstr(f.last_message, "lost") != NULL);
+        CHECK(log->destroys == 1);
+        CHECK_OK(snp_service_raise(s, &e, NULL)); /* usable at level 1 */
+        deliver(s, "x");
+        snp_service_close(s);
+        CHECK(log->destroys == 1);
+    }
+
+    /* A NULL payload with a length: refused the same way. */
+    log_init(&scratch_log);
+    failures f;
+    failures_init(&f);
+    snp_service *s = open_on(&scratch_log, &f, 0);
+    snp_event e = make_event(SNP_EVENT_QUEUEING, "Temp", "x");
+    CHECK_OK(snp_service_raise(s, &e, NULL));
+    CHECK_OK(snp_service_raise(s, &e, NULL));
+    snp_service_close(s);
+    scratch_log.oversize_after = 1;
+    scratch_log.oversize_len = 16;
+    scratch_log.null_payload = true;
+    scratch_log.destroys = 0;
+    s = open_on(&scratch_log, &f, 0);
+    CHECK(scratch_log.visits == 3 && scratch_log.visit_status[1] == SNP_ERR_INVALID_ARGUMENT);
+    CHECK(service_stats(s).level == SNP_LEVEL_MEMORY);
+    CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1);
+    CHECK(strstr(f.last_message, "NULL") != NULL);
+    CHECK(scratch_log.destroys == 1);
+    snp_service_close(s);
+}
+
 /* ----- a refused open keeps the backend with the caller ----------------- */
 
 /* "When this call fails, destroy is not called and ctx is still yours":
@@ -857,6 +1092,8 @@ int main(void) {
     test_client_open_errors();
     test_client_roundtrip();
     test_client_failing();
+    test_client_unreadable_names();
+    test_service_careless_scan();
 
     test_refused_open_keeps_backend();
     test_open_custom_ignores_durability(); /* known bug: fails */

@@ -304,15 +304,38 @@ static void test_open_errors(const char *dir) {
     o.file_capacity = UINT64_MAX;
     expect_open_fails(&o, "a huge file capacity");
 
-    /* An older caller's smaller struct: fields past struct_size keep their
-     * defaults (here a bad overflow value that must not be read). */
-    snp_service_options_init(&o);
-    o.level = SNP_LEVEL_MEMORY;
-    o.overflow = 99;
-    o.struct_size = (uint32_t)offsetof(snp_service_options, file_capacity);
+    /* ABI version 1 has no older layout: a struct_size below
+     * sizeof(snp_service_options) would cut fields (half a function
+     * pointer), so it is refused, with a message saying how to set it. */
+    const size_t too_small[] = {offsetof(snp_service_options, file_capacity),
+                                offsetof(snp_service_options, on_failure) + 4,
+                                offsetof(snp_service_options, user_data),
+                                sizeof(snp_service_options) - 1};
+    for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
+        snp_service_options_init(&o);
+        o.level = SNP_LEVEL_MEMORY;
+        o.on_failure = NULL;
+        o.struct_size = (uint32_t)too_small[i];
+        expect_open_fails(&o, "a struct_size below sizeof");
+        CHECK(last_error_contains("struct_size"));
+        CHECK(last_error_contains("sizeof(snp_service_options)"));
+        CHECK(last_error_contains("snp_service_options_init"));
+    }
+
+    /* A newer caller's larger struct: the fields of this header are read,
+     * the later ones (garbage here) are not. */
+    struct {
+        snp_service_options known;
+        unsigned char later_fields[32];
+    } newer;
+    memset(&newer, 0xEE, sizeof newer);
+    snp_service_options_init(&newer.known);
+    newer.known.struct_size = sizeof newer;
+    newer.known.level = SNP_LEVEL_MEMORY;
+    newer.known.memory_capacity = 8 * 1024;
     s = NULL;
-    CHECK_OK(snp_service_open(&o, &s));
-    CHECK(stats_of(s).capacity_bytes == 16 * 1024);
+    CHECK_OK(snp_service_open(&newer.known, &s));
+    CHECK(stats_of(s).capacity_bytes == 8 * 1024);
     snp_service_close(s);
 
     snp_service_close(NULL); /* fine */
@@ -433,6 +456,173 @@ static void test_raise_errors(void) {
     CHECK_OK(snp_service_ack(s, &mine));
     snp_service_close(s);
 #undef EXPECT_RAISE_INVALID
+}
+
+/* ----- lengths are checked before buffers are read ---------------------- */
+
+/* Huge lengths with small heap buffers: refused with a message naming the
+ * field and the limit, before a single byte past the buffers is read (ASan
+ * and valgrind would see it). */
+static void test_huge_lengths(void) {
+    snp_service *s = open_memory(0, SNP_OVERFLOW_DROP_OLDEST, NULL, NULL);
+    char *name = malloc(4);
+    uint8_t *args = malloc(4);
+    CHECK(name != NULL && args != NULL);
+    memcpy(name, "Temp", 4);
+    memcpy(args, "21.5", 4);
+    const size_t huge[] = {SNP_MAX_ARGS_LEN + 1, 1u << 20, (size_t)UINT32_MAX,
+                           (size_t)1 << (sizeof(size_t) > 4 ? 32 : 31), SIZE_MAX / 2,
+                           SIZE_MAX / 2 + 1, SIZE_MAX};
+    snp_uuid uid, untouched;
+    memset(&untouched, 0xAB, sizeof untouched);
+    snp_stored_event out, before;
+    memset(&before, 0x5A, sizeof before);
+
+    snp_event e;
+    e.kind = SNP_EVENT_QUEUEING;
+    e.name = name;
+    e.name_len = 4;
+    e.args = args;
+    e.args_len = 4;
+    e.client_id = 0;
+    CHECK_OK(snp_service_raise(s, &e, NULL)); /* the buffers are fine */
+
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        snp_event bad = e;
+        bad.args_len = huge[i];
+        uid = untouched;
+        CHECK_STATUS(snp_service_raise(s, &bad, &uid), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(uid_eq(&uid, &untouched));
+        CHECK(last_error_contains("event->args_len"));
+        CHECK(last_error_contains("SNP_MAX_ARGS_LEN (2048)"));
+        CHECK_STATUS(snp_service_raise_with_uid(s, &bad, &untouched), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("event->args_len"));
+
+        bad = e;
+        bad.name_len = huge[i];
+        CHECK_STATUS(snp_service_raise(s, &bad, &uid), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(uid_eq(&uid, &untouched));
+        CHECK(last_error_contains("event->name_len"));
+        CHECK(last_error_contains("SNP_MAX_NAME_LEN (256)"));
+        CHECK_STATUS(snp_service_raise_with_uid(s, &bad, &untouched), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("event->name_len"));
+
+        bad.args_len = huge[i]; /* both: the name is reported first */
+        CHECK_STATUS(snp_service_raise(s, &bad, NULL), SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("event->name_len"));
+    }
+    /* Just over the limits. */
+    e.name_len = SNP_MAX_NAME_LEN + 1;
+    CHECK_STATUS(snp_service_raise(s, &e, NULL), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("257") && last_error_contains("SNP_MAX_NAME_LEN"));
+    e.name_len = 0;
+    CHECK_STATUS(snp_service_raise(s, &e, NULL), SNP_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("event->name_len is 0"));
+    e.name_len = 4;
+
+    /* The cache-mode functions taking a name, in both modes. */
+    for (int mode = 0; mode < 2; mode++) {
+        for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+            out = before;
+            CHECK_STATUS(snp_service_peek_name(s, SNP_EVENT_QUEUEING, name, huge[i], &out),
+                         SNP_ERR_INVALID_ARGUMENT);
+            CHECK(last_error_contains("name_len") && last_error_contains("SNP_MAX_NAME_LEN"));
+            CHECK_STATUS(
+                snp_service_ack_name(s, SNP_EVENT_QUEUEING, name, huge[i], &untouched, &out),
+                SNP_ERR_INVALID_ARGUMENT);
+            CHECK(last_error_contains("name_len") && last_error_contains("SNP_MAX_NAME_LEN"));
+            CHECK(all_bytes(&out, sizeof out, 0x5A));
+        }
+        CHECK_STATUS(snp_service_peek_name(s, SNP_EVENT_QUEUEING, name, 0, &out),
+                     SNP_ERR_INVALID_ARGUMENT);
+        CHECK(last_error_contains("name_len is 0"));
+        CHECK_STATUS(snp_service_ack_name(s, SNP_EVENT_QUEUEING, name, 0, &untouched, &out),
+                     SNP_ERR_INVALID_ARGUMENT);
+        CHECK(all_bytes(&out, sizeof out, 0x5A));
+        if (mode == 0) {
+            CHECK_OK(snp_service_peek(s, &out)); /* storage mode: deliver the one event */
+            CHECK_OK(snp_service_ack(s, &out.uid));
+            CHECK_STATUS(snp_service_peek(s, &out), SNP_EMPTY); /* -> cache mode */
+        }
+    }
+    /* Nothing refused was stored. */
+    CHECK(stats_of(s).pending_events == 0);
+    free(name);
+    free(args);
+    snp_service_close(s);
+}
+
+/* ----- inputs that overlap outputs -------------------------------------- */
+
+/* The natural cache-mode loop acknowledges a stored event with its own name
+ * and uid and receives the next one into the same struct:
+ *   snp_service_ack_name(s, ev.kind, ev.name, ev.name_len, &ev.uid, &ev)
+ * The library copies its inputs before writing the output. */
+static void test_ack_name_in_place(void) {
+    snp_service *s = open_memory(0, SNP_OVERFLOW_DROP_OLDEST, NULL, NULL);
+    snp_stored_event *ev = malloc(sizeof *ev); /* on the heap, for ASan */
+    CHECK(ev != NULL);
+    CHECK_STATUS(snp_service_peek(s, ev), SNP_EMPTY); /* -> cache mode */
+
+    static char long_name[SNP_MAX_NAME_LEN + 1];
+    memset(long_name, 'L', SNP_MAX_NAME_LEN);
+    const char *names[] = {"Temperature", long_name};
+    for (size_t n = 0; n < 2; n++) {
+        snp_uuid raised[4];
+        const char *values[] = {"1", "22", "333", "4444"};
+        for (int i = 0; i < 4; i++) {
+            snp_event e = make_event(SNP_EVENT_QUEUEING, names[n], values[i]);
+            CHECK_OK(snp_service_raise(s, &e, &raised[i]));
+        }
+        /* A Replacing name alongside, untouched by the loop. */
+        snp_event door = make_event(SNP_EVENT_REPLACING, "Door", "open");
+        CHECK_OK(snp_service_raise(s, &door, NULL));
+
+        memset(ev, 0x5A, sizeof *ev);
+        CHECK_OK(snp_service_peek_name(s, SNP_EVENT_QUEUEING, names[n], strlen(names[n]), ev));
+        /* peek_name with the event's own name into the event: the same one. */
+        CHECK_OK(snp_service_peek_name(s, ev->kind, ev->name, ev->name_len, ev));
+        CHECK(uid_eq(&ev->uid, &raised[0]));
+        for (int i = 0; i < 4; i++) {
+            CHECK(uid_eq(&ev->uid, &raised[i]));
+            CHECK(ev->kind == SNP_EVENT_QUEUEING);
+            CHECK(ev->name_len == strlen(names[n]) && strcmp(ev->name, names[n]) == 0);
+            CHECK(ev->args_len == strlen(values[i]) &&
+                  memcmp(ev->args, values[i], ev->args_len) == 0);
+            snp_status st = snp_service_ack_name(s, ev->kind, ev->name, ev->name_len, &ev->uid, ev);
+            CHECK_STATUS(st, i < 3 ? SNP_OK : SNP_EMPTY);
+        }
+        /* SNP_EMPTY wrote nothing: the struct still holds the last event. */
+        CHECK(uid_eq(&ev->uid, &raised[3]));
+        /* A stale in-place ack (the same call again) is a state error and
+         * writes nothing either. */
+        CHECK_STATUS(snp_service_ack_name(s, ev->kind, ev->name, ev->name_len, &ev->uid, ev),
+                     SNP_ERR_STATE);
+        CHECK(uid_eq(&ev->uid, &raised[3]));
+
+        CHECK_OK(snp_service_peek_name(s, SNP_EVENT_REPLACING, "Door", 4, ev));
+        CHECK_STATUS(snp_service_ack_name(s, ev->kind, ev->name, ev->name_len, &ev->uid, ev),
+                     SNP_EMPTY);
+        CHECK(stats_of(s).pending_events == 0);
+    }
+
+    /* raise with out_uid pointing into the event's own argument buffer. */
+    uint8_t *buf = malloc(sizeof(snp_uuid) + 8);
+    CHECK(buf != NULL);
+    memset(buf, 'a', sizeof(snp_uuid) + 8);
+    snp_event e = make_event(SNP_EVENT_QUEUEING, "Overlap", NULL);
+    e.args = buf;
+    e.args_len = sizeof(snp_uuid) + 8;
+    snp_uuid *in_args = (snp_uuid *)(void *)buf;
+    CHECK_OK(snp_service_raise(s, &e, in_args));
+    CHECK_OK(snp_service_peek_name(s, SNP_EVENT_QUEUEING, "Overlap", 7, ev));
+    CHECK(all_bytes(ev->args, ev->args_len, 'a')); /* stored before the uid was written */
+    CHECK(memcmp(buf, ev->uid.bytes, sizeof(snp_uuid)) == 0);
+    CHECK_STATUS(snp_service_ack_name(s, ev->kind, ev->name, ev->name_len, &ev->uid, ev),
+                 SNP_EMPTY);
+    free(buf);
+    free(ev);
+    snp_service_close(s);
 }
 
 /* ----- storage mode ---------------------------------------------------- */
@@ -1144,6 +1334,8 @@ int main(void) {
     test_options_init();
     test_open_errors(dir);
     test_raise_errors();
+    test_huge_lengths();
+    test_ack_name_in_place();
     test_storage_mode();
     test_storage_mode_replacing();
     test_cache_mode();

@@ -337,6 +337,28 @@ void test_errors() {
         CHECK(contains(e.what(), "2049"));
     }
     CHECK_THROWS(store.raise(sp::EventKind::ReplacingNull, "cleared", "x"), SNP_ERR_INVALID_ARGUMENT);
+
+    // Private through raise(): refused (it would target client 0), by every
+    // overload, and nothing is stored; raise_private is the way.
+    const std::uint64_t pending = store.stats().pending_events;
+    CHECK_THROWS(store.raise(sp::EventKind::Private, "notice"), SNP_ERR_INVALID_ARGUMENT);
+    CHECK_THROWS(store.raise(sp::EventKind::Private, "notice", bytes_of("hi")),
+                 SNP_ERR_INVALID_ARGUMENT);
+    CHECK_THROWS(store.raise(sp::EventKind::Private, "notice", std::string_view("hi")),
+                 SNP_ERR_INVALID_ARGUMENT);
+    const std::uint8_t hi[2] = {'h', 'i'};
+    CHECK_THROWS(store.raise(sp::EventKind::Private, "notice", hi, sizeof hi),
+                 SNP_ERR_INVALID_ARGUMENT);
+    try {
+        store.raise(sp::EventKind::Private, "notice", "hi");
+        CHECK(false);
+    } catch (const sp::Error &e) {
+        CHECK(e.status() == SNP_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.what(), "raise_private"));
+    }
+    CHECK(store.stats().pending_events == pending);
+    store.raise_private("notice", "hi", 7);
+    CHECK(store.stats().pending_events == pending + 1);
     CHECK_THROWS(store.raise(static_cast<sp::EventKind>(3), "bad.kind"), SNP_ERR_INVALID_ARGUMENT);
     CHECK_THROWS(store.raise(sp::EventKind::Queueing, "n", nullptr, 4), SNP_ERR_INVALID_ARGUMENT);
 

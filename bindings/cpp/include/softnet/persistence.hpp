@@ -810,9 +810,9 @@ public:
     /// Stores an event with a new random uid and returns the uid.
     /// Throws Error: `SNP_ERR_INVALID_ARGUMENT` (name rules: 1..256
     /// characters, an ASCII letter first, ...; more than 2048 bytes of
-    /// arguments; arguments on ReplacingNull), `SNP_ERR_STORAGE_FULL`
-    /// (Overflow::RejectNew). A Private event raised here targets client 0;
-    /// use raise_private.
+    /// arguments; arguments on ReplacingNull; EventKind::Private, which
+    /// needs a target client: use raise_private), `SNP_ERR_STORAGE_FULL`
+    /// (Overflow::RejectNew).
     Uuid raise(EventKind kind, std::string_view name,
                const std::vector<std::uint8_t> &args = std::vector<std::uint8_t>()) {
         return raise(kind, name, args.data(), args.size());
@@ -827,6 +827,12 @@ public:
     /// fine when `args_len` is 0).
     Uuid raise(EventKind kind, std::string_view name, const std::uint8_t *args,
                std::size_t args_len) {
+        if (kind == EventKind::Private) {
+            // It would silently target client 0.
+            throw Error(SNP_ERR_INVALID_ARGUMENT,
+                        "ServiceStore::raise cannot store a Private event (it needs a target "
+                        "client): use raise_private(name, args, client_id)");
+        }
         return raise_raw(kind, name, args, args_len, 0);
     }
 
