@@ -370,3 +370,66 @@ fn without_sync_a_cut_loses_but_never_invents_or_reorders() {
         assert_eq!(sorted, recovered, "seed {seed}: order");
     }
 }
+
+/// With Batch, a Replacing raise must not cost a sync of its own (its
+/// supersede mark waits for the batch boundary), and a cut anywhere still
+/// leaves the name's state: the old instance's removal only becomes durable
+/// after the new instance is on the device.
+#[test]
+fn batch_replacing_raises_keep_a_state_and_do_not_sync_each() {
+    let batch = Durability::Batch {
+        max_ops: 8,
+        max_delay: std::time::Duration::from_secs(3600),
+    };
+    let service = Uuid::from_u128(0xBA7C4);
+    let raises = 400u64;
+    for seed in 1..=40u64 {
+        let dir = scratch_dir();
+        let store = ServiceStore::open_file(dir.path(), service, &options(batch)).unwrap();
+        let file_name = store
+            .journal_path()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_owned();
+        let raise = |n: u64| {
+            let event = Event {
+                kind: EventKind::Replacing,
+                name: "Door".into(),
+                args: vec![n as u8; 40],
+                client_id: None,
+                uid: Uuid::from_u128(u128::from(n) + 1),
+            };
+            store.raise_event(&event).unwrap();
+        };
+        raise(0);
+        store.flush().unwrap();
+        let base = store.with_journal(|j| j.sync_count()).unwrap();
+        let mut rng = Rng(seed);
+        let cut_at = 1 + rng.below(raises / 8);
+        store
+            .with_journal(|j| j.arm_power_cut(base + cut_at, seed))
+            .unwrap();
+        for n in 1..=raises {
+            raise(n);
+        }
+        let syncs = store.with_journal(|j| j.sync_count()).unwrap() - base;
+        assert!(
+            syncs <= raises / 8 + 2,
+            "{syncs} syncs for {raises} Replacing raises with a batch of 8"
+        );
+        let image = store
+            .with_journal(|j| j.take_power_cut_image())
+            .unwrap()
+            .expect("the armed sync happened");
+        drop(store);
+        let (events, _) = reopen_image(&image, &file_name, service);
+        assert!(
+            !events.is_empty(),
+            "seed {seed}, cut at sync {cut_at}: no state of the name survived"
+        );
+        for e in &events {
+            assert!(e.uid.as_u128() >= 1 && e.uid.as_u128() <= u128::from(raises) + 1);
+        }
+    }
+}

@@ -6,7 +6,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
@@ -105,15 +104,22 @@ pub(crate) fn open_locked(path: &Path) -> Result<Option<LockedFile>> {
     })
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 const TEMP_MARK: &str = ".tmp-";
 
+/// `<path>.tmp-<pid>-<random>`: the pid tells a crashed creator's leftover
+/// from a live one's file (see `remove_stale_temps`).
 fn temp_path(path: &Path) -> PathBuf {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let n = uuid::Uuid::new_v4().as_u128() as u32;
     let mut name = path.as_os_str().to_owned();
-    name.push(format!("{TEMP_MARK}{}-{n}", std::process::id()));
+    name.push(format!("{TEMP_MARK}{}-{n:08x}", std::process::id()));
     PathBuf::from(name)
+}
+
+/// The pid in a temporary file name, if it is one of ours.
+fn temp_owner(name: &[u8], prefix: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let pid = rest.split(|&b| b == b'-').next()?;
+    std::str::from_utf8(pid).ok()?.parse().ok()
 }
 
 /// Creates and locks a new empty file under a temporary name next to
@@ -205,9 +211,9 @@ pub(crate) fn set_aside(path: &Path) -> Result<PathBuf> {
     )))
 }
 
-/// Removes temporary files that crashed creators left next to `path`.
-/// Only files nobody holds locked are removed; removing a name never harms
-/// the file it may also link to.
+/// Removes temporary files that crashed creators left next to `path`:
+/// those whose creating process is gone and that nobody holds locked.
+/// Removing a name never harms the file it may also link to.
 pub(crate) fn remove_stale_temps(path: &Path) {
     let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
         return;
@@ -224,7 +230,12 @@ pub(crate) fn remove_stale_temps(path: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if !entry.file_name().as_encoded_bytes().starts_with(&prefix) {
+        let Some(pid) = temp_owner(entry.file_name().as_encoded_bytes(), &prefix) else {
+            continue;
+        };
+        // A live creator may be between creating its file and locking it:
+        // only a dead process's leftovers go.
+        if Path::new("/proc").join(pid.to_string()).exists() {
             continue;
         }
         let temp = entry.path();
@@ -296,11 +307,17 @@ mod tests {
     fn stale_temps_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let stale = dir.path().join("f.tmp-1-1");
+        // No process has pid 4194304 + 1 (above the kernel's pid limit).
+        let stale = dir.path().join("f.tmp-4194305-0000abcd");
         fs::write(&stale, b"x").unwrap();
-        fs::write(dir.path().join("other.tmp-1-1"), b"x").unwrap();
+        let live = dir
+            .path()
+            .join(format!("f.tmp-{}-0000abcd", std::process::id()));
+        fs::write(&live, b"x").unwrap();
+        fs::write(dir.path().join("other.tmp-4194305-1"), b"x").unwrap();
         remove_stale_temps(&path);
-        assert!(!stale.exists());
-        assert!(dir.path().join("other.tmp-1-1").exists());
+        assert!(!stale.exists(), "a dead creator's file goes");
+        assert!(live.exists(), "a live creator's file stays");
+        assert!(dir.path().join("other.tmp-4194305-1").exists());
     }
 }

@@ -85,6 +85,10 @@ pub struct Journal {
     /// A chain record (record or wrap marker) was written since the last
     /// sync.
     pub(super) chain_unsynced: bool,
+    /// Batch: removals wait for the next sync (see `barrier`).
+    pub(super) removals_wait: bool,
+    /// State bytes to write after the next sync: (file offset, state).
+    pub(super) waiting_removals: Vec<(usize, u8)>,
     pub(super) policy: SyncPolicy,
     pub(super) scratch: Vec<u8>,
 }
@@ -222,6 +226,14 @@ impl Journal {
         }
         self.policy.synced();
         self.chain_unsynced = false;
+        // What the waiting removals were ordered after is on the device
+        // now. Their records cannot have been overwritten meanwhile: space
+        // is reused only after the header's tail moves, which syncs first.
+        self.removals_wait = false;
+        for (at, state) in std::mem::take(&mut self.waiting_removals) {
+            self.map.bytes_mut()[at] = state;
+            self.dirty.add(at, 1);
+        }
         Ok(())
     }
 
@@ -377,7 +389,7 @@ impl Drop for Journal {
         // Batch promises a sync within its limits, checked on each call; an
         // idle store that is closed would otherwise never get it.
         if matches!(self.policy.durability(), Durability::Batch { .. }) && !self.dirty.is_empty() {
-            let _ = self.sync_dirty();
+            let _ = RecordLog::flush(self);
         }
     }
 }
@@ -410,8 +422,14 @@ impl RecordLog for Journal {
             Removal::Invalidated => STATE_INVALIDATED,
         };
         let at = (DATA_OFFSET + slot.pos) as usize + record::STATE;
-        self.map.bytes_mut()[at] = state;
-        self.dirty.add(at, 1);
+        if self.removals_wait {
+            // Behind a Batch barrier: written once the records before it are
+            // on the device (see `barrier`).
+            self.waiting_removals.push((at, state));
+        } else {
+            self.map.bytes_mut()[at] = state;
+            self.dirty.add(at, 1);
+        }
         self.ring.remove(id);
         Ok(())
     }
@@ -447,8 +465,20 @@ impl RecordLog for Journal {
         result
     }
 
+    /// Sync: syncs now. Batch: removals from here on wait, in memory, for
+    /// the next sync (at the batch boundary), and are written right after
+    /// it, so a power cut can never keep a removal and lose the record
+    /// written before it, and a Replacing raise or a full store does not
+    /// cost a sync each. None: nothing to order.
     fn barrier(&mut self) -> Result<()> {
-        self.sync_if_ordered()
+        match self.policy.durability() {
+            Durability::Sync => self.sync_if_ordered(),
+            Durability::Batch { .. } => {
+                self.removals_wait |= !self.dirty.is_empty();
+                Ok(())
+            }
+            Durability::None => Ok(()),
+        }
     }
 
     fn commit(&mut self) -> Result<()> {
@@ -459,7 +489,12 @@ impl RecordLog for Journal {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.sync_dirty()
+        self.sync_dirty()?;
+        // Removals that waited for that sync are written now: sync them too.
+        if !self.dirty.is_empty() {
+            self.sync_dirty()?;
+        }
+        Ok(())
     }
 
     fn clear(&mut self) -> Result<()> {

@@ -84,6 +84,8 @@ impl Journal {
             ring: Ring::new(data_size, 0, first_seq),
             dirty: Dirty::default(),
             chain_unsynced: false,
+            removals_wait: false,
+            waiting_removals: Vec::new(),
             scratch: Vec::new(),
             file,
         };
@@ -145,6 +147,11 @@ impl Journal {
             return Journal::replace_foreign(file, config, &why, len);
         }
         let wanted = DATA_OFFSET + header.data_size;
+        if len >= wanted {
+            // Again, for a file copied or restored sparse: a write into a
+            // hole on a full disk must be ENOSPC here, not SIGBUS later.
+            file.preallocate(wanted)?;
+        }
         let map = map_file(&file, wanted.min(len))?;
         let data = map.bytes().get(DATA_OFFSET as usize..).unwrap_or_default();
         let recovered = recover(data, header.data_size, header.tail_pos, header.tail_seq);
@@ -158,9 +165,11 @@ impl Journal {
             reports.push(Failure {
                 kind: FailureKind::InterruptedWrite,
                 message: format!(
-                    "{}: discarded a partial record at data offset {pos}, left by a write \
-                     that was interrupted (crash or power cut) before it completed; no \
-                     stored event was lost",
+                    "{}: discarded an incomplete record at data offset {pos} where the log \
+                     ends: the write a crash or power cut interrupted (its call never \
+                     returned, so nothing stored was lost) or, if the store was closed \
+                     cleanly before this open, a last record damaged on the medium (one \
+                     event lost)",
                     path.display()
                 ),
                 events_lost: 0,
@@ -181,6 +190,8 @@ impl Journal {
             ring: recovered.ring,
             dirty: Dirty::default(),
             chain_unsynced: false,
+            removals_wait: false,
+            waiting_removals: Vec::new(),
             scratch: Vec::new(),
             file,
         };
