@@ -138,6 +138,7 @@ impl ServiceController {
     }
 
     fn send(&mut self, event: Event) {
+        self.announce_uid_change();
         self.outputs.push(ServiceOutput::SendEvent(event.clone()));
         let deadline = self.now + self.timeout;
         self.flights.insert(key(&event), Flight { event, deadline });
@@ -145,17 +146,22 @@ impl ServiceController {
 
     /// Storage mode with nothing in flight: send the oldest pending event;
     /// if there is none the store is now in cache mode.
+    /// Online: tells the broker a storage uid that changed under us (a
+    /// level-2 failure gives the store a new one), before any event
+    /// stored under it goes out.
+    fn announce_uid_change(&mut self) {
+        let ours = self.store.storage_uid();
+        if self.link == Link::Online && self.announced != Some(ours) {
+            self.announced = Some(ours);
+            self.outputs.push(ServiceOutput::SendStorageUid(ours));
+        }
+    }
+
     fn pump(&mut self) -> Result<()> {
         if self.link != Link::Online {
             return Ok(());
         }
-        let ours = self.store.storage_uid();
-        if self.announced != Some(ours) {
-            // A level-2 failure gave the store a new storage uid: the
-            // broker's duplicate detection must follow it.
-            self.announced = Some(ours);
-            self.outputs.push(ServiceOutput::SendStorageUid(ours));
-        }
+        self.announce_uid_change();
         if self.store.mode() != Mode::Storage || !self.flights.is_empty() {
             return Ok(());
         }
@@ -176,6 +182,7 @@ impl ServiceController {
         {
             return Ok(());
         }
+        self.announce_uid_change();
         if let Some(event) = self.store.peek_name(kind, name)? {
             self.send(event);
         }

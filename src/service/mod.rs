@@ -237,6 +237,12 @@ impl ServiceStore {
     ) -> Result<ServiceStore> {
         let capacity = options.file_capacity()?;
         let memory = options.memory_capacity()?;
+        if service_uid.is_nil() {
+            return Err(Error::invalid(
+                "the service uid is nil (all zeros): every service that forgets to set it \
+                 would share one journal; give the service's own uid",
+            ));
+        }
         let path = service_journal_path(dir.as_ref(), service_uid);
         let config = JournalConfig {
             magic: SERVICE_MAGIC,
@@ -261,11 +267,24 @@ impl ServiceStore {
             Err(e) => {
                 let mut core = Core::new(
                     Backend::Memory(MemoryLog::new()),
-                    capacity,
+                    memory,
                     memory,
                     options.overflow,
                 );
-                core.fall_back_from(&format!("opening journal {}", path.display()), &e);
+                core.save_storage_uid()?;
+                core.report(
+                    crate::report::FailureKind::Fallback,
+                    format!(
+                        "opening journal {} failed ({e}); running at level 1 (memory, {} \
+                         bytes) with storage uid {}: events raised now survive an outage but \
+                         not a restart. Events already in that file, if any, stay there and are \
+                         delivered once it opens again (fix the cause, then reopen the store)",
+                        path.display(),
+                        core.capacity,
+                        core.storage_uid
+                    ),
+                    0,
+                );
                 core
             }
         };
