@@ -410,7 +410,7 @@ def test_foreign_file_is_set_aside_and_reported(tmp_path, service_uid, reports):
         path = store.journal_path
     data = bytearray(path.read_bytes())
     data[0:8] = b"NOTOURS!"
-    data[512:520] = b"NOTOURS!"
+    data[4096:4104] = b"NOTOURS!"  # the second header slot, one page on
     path.write_bytes(bytes(data))
     with snp.ServiceStore.open_file(tmp_path, service_uid, on_failure=reports) as store:
         assert store.level == 2
