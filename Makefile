@@ -26,7 +26,7 @@ C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/%,$(wildcard tests/c/test_*.c))
 CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
 
 .PHONY: all build lib header header-check abi-check demo test lint unit c-test cpp-test \
-	static-test install install-test python-test bench clean
+	static-test install install-test python-test bench fuzz clean
 
 all: build
 
@@ -120,6 +120,12 @@ install: lib
 bench:
 	$(CARGO) bench --bench service
 	$(CARGO) bench --bench client
+
+# Fuzz the journal's recovery for FUZZ_SECONDS (needs `cargo install cargo-fuzz`;
+# runs on the stable toolchain without a sanitizer). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && $(CARGO) fuzz run -s none recovery -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean
