@@ -42,6 +42,16 @@ impl LockedFile {
             .map_err(|e| Error::io("preallocate", &self.path, e))
     }
 
+    /// True when the file has disk blocks for its first `len` bytes (no
+    /// holes), judged by its allocated block count.
+    pub(crate) fn fully_allocated(&self, len: u64) -> Result<bool> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        Ok(meta.blocks() * 512 >= len)
+    }
+
     pub(crate) fn len(&self) -> Result<u64> {
         self.file
             .metadata()

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::journal::durability::{Durability, SyncPolicy};
 use crate::journal::file::LockedFile;
 use crate::journal::format::{
-    self, data_size_for, decode_record, record, record_len, seal_record, Header, DATA_OFFSET,
+    data_size_for, decode_record, record, record_len, seal_record, Header, DATA_OFFSET,
     MAX_META_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, SLOT_LEN, SLOT_OFFSETS, STATE_ACKED,
     STATE_DROPPED, STATE_INVALIDATED, STATE_SUPERSEDED, TYPE_DATA, TYPE_WRAP, VERSION,
 };
@@ -107,6 +107,11 @@ impl Journal {
     /// Bytes of live records.
     pub fn live_bytes(&self) -> u64 {
         self.ring.live_bytes()
+    }
+
+    /// Number of live records.
+    pub fn live_count(&self) -> u64 {
+        self.ring.live_count()
     }
 
     /// The durability setting.
@@ -287,7 +292,7 @@ impl Journal {
         bytes[body + payload.len()..start + len as usize].fill(0);
         seal_record(&mut bytes[start..], TYPE_DATA, seq, id, payload.len());
         self.dirty.add(start, len as usize);
-        let pushed = self.ring.push(p, len, Some(id));
+        let pushed = self.ring.push(p, len, payload.len() as u16, Some(id));
         debug_assert_eq!(pushed, seq);
         self.chain_unsynced = true;
         // Zero the header-sized stretch at the new head (placement kept it
@@ -442,22 +447,18 @@ impl RecordLog for Journal {
     fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         // Recovery checked every record's CRC moments ago (and records
         // written since were written by us), so the scan that loads the
-        // store takes the payloads as they are; `read` checks again.
+        // store hands out the payloads as the ring knows them, without
+        // reading the record headers again; `read` checks the CRC.
         let data = self.data();
         let mut result = Ok(());
         self.ring.for_each_live(|slot| {
             if result.is_err() {
                 return;
             }
-            let start = (slot.pos as usize) + record::HEADER_LEN;
-            let len =
-                format::get_u32(data, slot.pos as usize + record::LEN).unwrap_or(u32::MAX) as usize;
-            result = match data.get(start..start.saturating_add(len)) {
-                Some(payload) if len + record::HEADER_LEN <= slot.len as usize => {
-                    visit(slot.id, payload)
-                }
-                // Not even the length checks out: the checked path says why.
-                _ => self
+            let start = slot.pos as usize + record::HEADER_LEN;
+            result = match data.get(start..start + usize::from(slot.payload)) {
+                Some(payload) => visit(slot.id, payload),
+                None => self
                     .payload(slot)
                     .and_then(|payload| visit(slot.id, payload)),
             };

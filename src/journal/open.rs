@@ -147,9 +147,9 @@ impl Journal {
             return Journal::replace_foreign(file, config, &why, len);
         }
         let wanted = DATA_OFFSET + header.data_size;
-        if len >= wanted {
-            // Again, for a file copied or restored sparse: a write into a
-            // hole on a full disk must be ENOSPC here, not SIGBUS later.
+        if len >= wanted && !file.fully_allocated(wanted)? {
+            // A file copied or restored sparse: a write into a hole on a
+            // full disk must be ENOSPC here, not SIGBUS later.
             file.preallocate(wanted)?;
         }
         let map = map_file(&file, wanted.min(len))?;

@@ -88,6 +88,7 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
             let slot = Slot {
                 pos,
                 len,
+                payload: 0,
                 id: 0,
                 live: false,
             };
@@ -100,6 +101,8 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
             let slot = Slot {
                 pos,
                 len: h.record_len() as u32,
+                // Validity checked it is at most MAX_PAYLOAD_LEN.
+                payload: h.len as u16,
                 id: h.id,
                 // An unknown state keeps the record: it is intact and ours,
                 // and a repeat is better than a loss (the broker drops

@@ -32,6 +32,9 @@ pub(crate) struct Slot {
     pub id: u64,
     /// Bytes occupied (record length; for a marker, up to the region end).
     pub len: u32,
+    /// Payload bytes of a record (0 for a marker): lets a scan hand out
+    /// payloads without touching the record headers again.
+    pub payload: u16,
     /// True while the record holds a live event.
     pub live: bool,
 }
@@ -144,12 +147,13 @@ impl Ring {
     /// with their sequence numbers. `id` is given for a copy of an existing
     /// record, whose older copy then stops being live. Returns the record's
     /// sequence.
-    pub fn push(&mut self, p: Placement, len: u64, id: Option<u64>) -> u64 {
+    pub fn push(&mut self, p: Placement, len: u64, payload: u16, id: Option<u64>) -> u64 {
         if let Some(at) = p.marker {
             self.push_slot(Slot {
                 pos: at,
                 // Less than one record: the record did not fit there.
                 len: (self.size - at) as u32,
+                payload: 0,
                 id: 0,
                 live: false,
             });
@@ -158,6 +162,7 @@ impl Ring {
         let slot = Slot {
             pos: p.pos,
             len: len as u32,
+            payload,
             id: id.unwrap_or(seq),
             live: true,
         };
@@ -322,7 +327,7 @@ mod tests {
         loop {
             let (tail, _) = r.tail();
             match r.place(64, tail) {
-                Some(p) => ids.push(r.push(p, 64, None)),
+                Some(p) => ids.push(r.push(p, 64, 0, None)),
                 None => break,
             }
         }
@@ -333,7 +338,7 @@ mod tests {
         assert_eq!((tail, seq), (64, 2));
         let p = r.place(64, tail).unwrap();
         assert_eq!((p.pos, p.marker, p.new_head), (192, None, 0));
-        assert_eq!(r.push(p, 64, None), 4);
+        assert_eq!(r.push(p, 64, 0, None), 4);
         // The head is now 0 with 64 bytes to the tail: a 64-byte record
         // would meet it; a 32-byte one fits with its zeroed stretch.
         assert!(r.place(64, 64).is_none());
@@ -346,14 +351,14 @@ mod tests {
         let mut r = Ring::new(512, 0, 1);
         for len in [160, 160, 64] {
             let p = r.place(len, r.tail().0).unwrap();
-            r.push(p, len, None);
+            r.push(p, len, 0, None);
         }
         assert!(r.remove(1) && r.remove(2));
         assert_eq!(r.tail(), (320, 3));
         // head at 384: 128 left before the end, a 136-byte record wraps.
         let p = r.place(136, r.tail().0).unwrap();
         assert_eq!((p.pos, p.marker, p.new_head), (0, Some(384), 136));
-        assert_eq!(r.push(p, 136, None), 5, "the marker took sequence 4");
+        assert_eq!(r.push(p, 136, 0, None), 5, "the marker took sequence 4");
         assert_eq!(r.slot_count(), 3);
         // 184 bytes to the tail: 152 + 32 fit, 160 + 32 do not.
         assert!(r.place(152, 320).is_some());
@@ -367,13 +372,13 @@ mod tests {
         assert!(r.place(232, 0).is_none());
         for _ in 0..2 {
             let p = r.place(64, r.tail().0).unwrap();
-            r.push(p, 64, None);
+            r.push(p, 64, 0, None);
         }
         assert!(r.remove(1));
         // 128..232 leaves 24 bytes, too few for a header: the head goes to 0.
         let p = r.place(104, r.tail().0).unwrap();
         assert_eq!((p.pos, p.marker, p.new_head), (128, None, 0));
-        r.push(p, 104, None);
+        r.push(p, 104, 0, None);
         assert_eq!(r.room(r.tail().0), 64);
     }
 
@@ -382,11 +387,11 @@ mod tests {
         let mut r = Ring::new(1024, 0, 1);
         for _ in 0..3 {
             let p = r.place(64, r.tail().0).unwrap();
-            r.push(p, 64, None);
+            r.push(p, 64, 0, None);
         }
         // Copy record 1 to the head: the original stops being live.
         let p = r.place(64, r.tail().0).unwrap();
-        assert_eq!(r.push(p, 64, Some(1)), 4);
+        assert_eq!(r.push(p, 64, 0, Some(1)), 4);
         assert_eq!(r.find(1).unwrap().0, 4);
         assert_eq!(r.live_count(), 3);
         r.drop_dead_front();
@@ -410,6 +415,7 @@ mod tests {
         let slot = |pos, id| Slot {
             pos,
             len: 64,
+            payload: 32,
             id,
             live: true,
         };
@@ -427,6 +433,7 @@ mod tests {
         let slot = |pos, id, live| Slot {
             pos,
             len: 64,
+            payload: 32,
             id,
             live,
         };

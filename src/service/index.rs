@@ -91,6 +91,11 @@ impl Index {
         self.max_id
     }
 
+    /// Makes room for `additional` more entries at once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.order.reserve(additional);
+    }
+
     /// Adds an event raised (or loaded) last; ids only grow.
     pub fn push(&mut self, id: u64, size: u32, pipe: u32) {
         debug_assert!(id > self.max_id);

@@ -55,6 +55,15 @@ impl Backend {
         }
     }
 
+    /// How many records a scan will visit, when the backend knows (for
+    /// sizing the index at once).
+    pub fn len_hint(&self) -> usize {
+        match self {
+            Backend::Journal(j) => j.live_count() as usize,
+            _ => 0,
+        }
+    }
+
     /// Makes the journal file match the configured capacity (the live
     /// records already fit).
     pub fn fit_capacity(&mut self, capacity: u64) -> Result<()> {

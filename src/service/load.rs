@@ -17,6 +17,7 @@ impl Core {
     /// everything loaded as ancient and enforces the capacity.
     pub fn load(&mut self) -> Result<()> {
         self.index = Index::default();
+        self.index.reserve(self.backend.len_hint());
         let mut bad = Vec::new();
         let mut last = 0u64;
         let mut order_error = None;
