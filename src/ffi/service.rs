@@ -342,7 +342,10 @@ unsafe fn event_of(event: *const snp_event) -> Result<Event, Error> {
 }
 
 /// Stores an event with a new random uid, written to `*out_uid` unless
-/// `out_uid` is NULL.
+/// `out_uid` is NULL. With `SNP_DURABILITY_SYNC` the event is on the device
+/// when this returns, while the store is at level 2: if level 2 fails during
+/// the call, the event is kept at level 1, `SNP_OK` is still returned, and
+/// the fallback is reported through `on_failure` (and `stats.level`).
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad kind, name
 /// rules, `name_len` 0 or over `SNP_MAX_NAME_LEN`, `args_len` over
 /// `SNP_MAX_ARGS_LEN`: lengths are checked before the buffers are read),
