@@ -57,7 +57,7 @@ unit:
 
 # C tests: strict flags, AddressSanitizer + UBSan, then once more under
 # valgrind memcheck (uninstrumented build), then linked statically.
-$(BUILD)/%: tests/c/%.c include/softnet_persistence.h tests/c/check.h lib
+$(BUILD)/%: tests/c/%.c include/softnet_persistence.h tests/c/check.h tests/c/helpers.h lib
 	@mkdir -p $(BUILD)
 	$(CC) $(C_STRICT) $(SANITIZE) $(INCLUDES) $< -o $@ $(SHARED_LINK)
 	$(CC) $(C_STRICT) -g $(INCLUDES) $< -o $@.plain $(SHARED_LINK)

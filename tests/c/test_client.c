@@ -8,36 +8,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "helpers.h"
 
 /* ----- helpers ------------------------------------------------------- */
-
-static char sentinel_object;
-#define SENTINEL_CLIENT ((snp_client *)(void *)&sentinel_object)
-#define UNTOUCHED_ID ((int64_t)0x5A5A5A5A5A5A5A5A)
-
-static int all_bytes(const void *p, size_t n, unsigned char value) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != value) return 0;
-    return 1;
-}
-
-static int last_error_contains(const char *needle) {
-    char message[2048];
-    snp_last_error_message(message, sizeof message);
-    return strstr(message, needle) != NULL;
-}
-
-static snp_client_stats stats_of(const snp_client *c) {
-    snp_client_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_client_get_stats(c, &st));
-    return st;
-}
 
 static snp_client *open_memory(void) {
     snp_client_options o;
@@ -46,12 +21,6 @@ static snp_client *open_memory(void) {
     CHECK_OK(snp_client_open(&o, &c));
     CHECK(c != NULL);
     return c;
-}
-
-static int64_t get_id(const snp_client *c, const char *name) {
-    int64_t id = UNTOUCHED_ID;
-    CHECK_OK(snp_client_get(c, name, strlen(name), &id));
-    return id;
 }
 
 static void put_id(snp_client *c, const char *name, int64_t id) {
@@ -64,46 +33,11 @@ static bool is_dup(const snp_client *c, const char *name, int64_t id) {
     return dup;
 }
 
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[4096];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    CHECK(rmdir(dir) == 0);
-}
-
 static int file_exists(const char *dir, const char *name) {
     char path[4096];
     struct stat sb;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-typedef struct failures {
-    const struct failures *self;
-    int calls;
-    int by_kind[8];
-    char last_message[1024];
-} failures;
-
-static void record_failure(void *user_data, int32_t kind, const char *message,
-                           uint64_t events_lost) {
-    failures *f = user_data;
-    (void)events_lost;
-    if (f == NULL || f->self != f) {
-        fprintf(stderr, "on_failure: wrong user_data %p\n", user_data);
-        exit(1);
-    }
-    f->calls++;
-    if (kind >= 0 && kind < 8) f->by_kind[kind]++;
-    snprintf(f->last_message, sizeof f->last_message, "%s", message ? message : "");
 }
 
 /* What snp_client_for_each visited. */
@@ -203,7 +137,7 @@ static void test_open_errors(const char *dir) {
     newer.known.struct_size = sizeof newer;
     c = NULL;
     CHECK_OK(snp_client_open(&newer.known, &c));
-    CHECK(stats_of(c).level == SNP_LEVEL_MEMORY);
+    CHECK(client_stats(c).level == SNP_LEVEL_MEMORY);
     snp_client_close(c);
     c = SENTINEL_CLIENT;
 
@@ -328,7 +262,7 @@ static void test_get_put(void) {
     CHECK_STATUS(snp_client_put(c, "Temp", SIZE_MAX, 1), SNP_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(snp_client_get(c, "Temp", SIZE_MAX, &id), SNP_ERR_INVALID_ARGUMENT);
     CHECK(get_id(c, "Temp") == INT64_MIN + 1); /* unchanged by the refusals */
-    CHECK(stats_of(c).subscriptions == 4);
+    CHECK(client_stats(c).subscriptions == 4);
 
     bool dup = true;
     CHECK_STATUS(snp_client_is_duplicate(NULL, "Temp", 4, 1, &dup), SNP_ERR_INVALID_ARGUMENT);
@@ -374,7 +308,7 @@ static void test_huge_lengths(void) {
     bool dup = true;
     CHECK_STATUS(snp_client_is_duplicate(c, name, 0, 42, &dup), SNP_ERR_INVALID_ARGUMENT);
     CHECK(id == UNTOUCHED_ID && dup == true);
-    CHECK(get_id(c, "Temp") == 42 && stats_of(c).subscriptions == 1);
+    CHECK(get_id(c, "Temp") == 42 && client_stats(c).subscriptions == 1);
     free(name);
     snp_client_close(c);
 }
@@ -440,9 +374,9 @@ static void test_for_each_reset_flush(void) {
     CHECK_OK(snp_client_flush(c));
 
     CHECK_STATUS(snp_client_reset(NULL), SNP_ERR_INVALID_ARGUMENT);
-    CHECK(stats_of(c).subscriptions == 5);
+    CHECK(client_stats(c).subscriptions == 5);
     CHECK_OK(snp_client_reset(c));
-    CHECK(stats_of(c).subscriptions == 0);
+    CHECK(client_stats(c).subscriptions == 0);
     int64_t id = UNTOUCHED_ID;
     CHECK_STATUS(snp_client_get(c, "Zeta", 4, &id), SNP_EMPTY);
     CHECK(id == UNTOUCHED_ID);
@@ -506,14 +440,13 @@ static void test_stats(void) {
 
 static void test_level2(const char *dir) {
     failures f;
-    memset(&f, 0, sizeof f);
-    f.self = &f;
+    failures_init(&f);
     snp_client_options o = file_options(dir, "fd00::1", "gateway-7");
     o.on_failure = record_failure;
     o.user_data = &f;
     snp_client *c = NULL;
     CHECK_OK(snp_client_open(&o, &c));
-    CHECK(stats_of(c).level == SNP_LEVEL_FILE);
+    CHECK(client_stats(c).level == SNP_LEVEL_FILE);
     /* ':' in an IPv6 server address becomes '-' in the file name. */
     CHECK(file_exists(dir, "softnet.client.persistence_fd00--1_gateway-7.scp"));
 
@@ -545,7 +478,7 @@ static void test_level2(const char *dir) {
 
     c = NULL;
     CHECK_OK(snp_client_open(&o, &c));
-    CHECK(stats_of(c).level == SNP_LEVEL_FILE && stats_of(c).subscriptions == 5);
+    CHECK(client_stats(c).level == SNP_LEVEL_FILE && client_stats(c).subscriptions == 5);
     CHECK(get_id(c, "Temperature") == INT64_MIN);
     CHECK(get_id(c, "Door") == INT64_MAX);
     CHECK(get_id(c, "Big") == INT64_C(2147483648));
@@ -564,7 +497,7 @@ static void test_level2(const char *dir) {
     snp_client_close(c);
     c = NULL;
     CHECK_OK(snp_client_open(&o, &c));
-    CHECK(stats_of(c).subscriptions == 1 && get_id(c, "After") == 42);
+    CHECK(client_stats(c).subscriptions == 1 && get_id(c, "After") == 42);
     int64_t id = UNTOUCHED_ID;
     CHECK_STATUS(snp_client_get(c, "Door", 4, &id), SNP_EMPTY);
     snp_client_close(c);
@@ -582,23 +515,20 @@ static void test_level2(const char *dir) {
     snp_client_options lo = file_options(dir, server100, key80);
     c = NULL;
     CHECK_OK(snp_client_open(&lo, &c));
-    CHECK(stats_of(c).level == SNP_LEVEL_FILE);
+    CHECK(client_stats(c).level == SNP_LEVEL_FILE);
     put_id(c, "Temp", 1);
     snp_client_close(c);
 
     /* A damaged file: set aside, reported, nothing invented; level 2 goes on. */
     char path[4096];
     snprintf(path, sizeof path, "%s/softnet.client.persistence_broker_damaged.scp", dir);
-    FILE *junk = fopen(path, "wb");
-    CHECK(junk != NULL);
-    for (int i = 0; i < 8192; i++) fputc(0xAB, junk);
-    CHECK(fclose(junk) == 0);
+    write_junk(path, 8192, 0xAB);
     snp_client_options jo = file_options(dir, "broker", "damaged");
     jo.on_failure = record_failure;
     jo.user_data = &f;
     c = NULL;
     CHECK_OK(snp_client_open(&jo, &c));
-    snp_client_stats js = stats_of(c);
+    snp_client_stats js = client_stats(c);
     CHECK(js.level == SNP_LEVEL_FILE && js.subscriptions == 0 && js.failures >= 1);
     CHECK(f.by_kind[SNP_FAILURE_CORRUPTION] >= 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 0);
     put_id(c, "Temp", 11);
@@ -608,8 +538,7 @@ static void test_level2(const char *dir) {
     CHECK_OK(snp_client_open(&jo, &c));
     CHECK(get_id(c, "Temp") == 11 && f.calls == 0);
     snp_client_close(c);
-    memset(&f, 0, sizeof f);
-    f.self = &f;
+    failures_init(&f);
 
     /* A file that cannot be created: the store runs in memory, reported. */
     char missing[4096];
@@ -620,7 +549,7 @@ static void test_level2(const char *dir) {
     mo.user_data = &f;
     c = NULL;
     CHECK_OK(snp_client_open(&mo, &c));
-    snp_client_stats st = stats_of(c);
+    snp_client_stats st = client_stats(c);
     CHECK(st.level == SNP_LEVEL_MEMORY && st.failures == 1);
     CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1);
     CHECK(strstr(f.last_message, "softnet.client.persistence_broker_key.scp") != NULL);

@@ -3,6 +3,8 @@
  * (snp_id_store_vtable), both in fixed arrays. The stores keep their rules
  * on top; a backend that fails on command makes the store continue at
  * level 1, report SNP_FAILURE_FALLBACK and keep every pending event. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "helpers.h"
 
 /* ----- the record log ---------------------------------------------------- */
 
@@ -175,59 +178,6 @@ static snp_record_log_vtable log_vtable(mem_log *log) {
 }
 
 /* ----- helpers ------------------------------------------------------- */
-
-static char sentinel_object;
-#define SENTINEL_SERVICE ((snp_service *)(void *)&sentinel_object)
-#define SENTINEL_CLIENT ((snp_client *)(void *)&sentinel_object)
-
-typedef struct failures {
-    const struct failures *self;
-    int calls;
-    int by_kind[8];
-    uint64_t lost;
-    char last_message[1024];
-} failures;
-
-static void record_failure(void *user_data, int32_t kind, const char *message,
-                           uint64_t events_lost) {
-    failures *f = user_data;
-    if (f == NULL || f->self != f) {
-        fprintf(stderr, "on_failure: wrong user_data %p\n", user_data);
-        exit(1);
-    }
-    f->calls++;
-    if (kind >= 0 && kind < 8) f->by_kind[kind]++;
-    f->lost += events_lost;
-    snprintf(f->last_message, sizeof f->last_message, "%s", message ? message : "");
-}
-
-static void failures_init(failures *f) {
-    memset(f, 0, sizeof *f);
-    f->self = f;
-}
-
-static snp_event make_event(int32_t kind, const char *name, const char *args) {
-    snp_event e = {kind, name, strlen(name), (const uint8_t *)args, args ? strlen(args) : 0, 0};
-    return e;
-}
-
-static int last_error_contains(const char *needle) {
-    char message[2048];
-    snp_last_error_message(message, sizeof message);
-    return strstr(message, needle) != NULL;
-}
-
-static int uid_eq(const snp_uuid *a, const snp_uuid *b) {
-    return memcmp(a->bytes, b->bytes, sizeof a->bytes) == 0;
-}
-
-static snp_service_stats service_stats(const snp_service *s) {
-    snp_service_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_service_get_stats(s, &st));
-    return st;
-}
 
 static snp_service *open_on(mem_log *log, failures *f, uint64_t capacity) {
     snp_record_log_vtable vt = log_vtable(log);
@@ -733,14 +683,6 @@ static snp_id_store_vtable ids_vtable(mem_ids *s) {
     return vt;
 }
 
-static snp_client_stats client_stats(const snp_client *c) {
-    snp_client_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_client_get_stats(c, &st));
-    return st;
-}
-
 static snp_client *open_ids(mem_ids *ids, failures *f) {
     snp_id_store_vtable vt = ids_vtable(ids);
     snp_client_options o;
@@ -751,12 +693,6 @@ static snp_client *open_ids(mem_ids *ids, failures *f) {
     CHECK_OK(snp_client_open_custom(&vt, &o, &c));
     CHECK(c != NULL);
     return c;
-}
-
-static int64_t get_id(const snp_client *c, const char *name) {
-    int64_t id = 0x5A5A;
-    CHECK_OK(snp_client_get(c, name, strlen(name), &id));
-    return id;
 }
 
 static mem_ids shared_ids;

@@ -8,51 +8,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "helpers.h"
 
 /* ----- helpers ------------------------------------------------------- */
-
-/* A value no successful call would write: outputs must keep it on failure. */
-static char sentinel_object;
-#define SENTINEL_SERVICE ((snp_service *)(void *)&sentinel_object)
-
-static snp_event make_event(int32_t kind, const char *name, const char *args) {
-    snp_event e;
-    e.kind = kind;
-    e.name = name;
-    e.name_len = name ? strlen(name) : 0;
-    e.args = (const uint8_t *)args;
-    e.args_len = args ? strlen(args) : 0;
-    e.client_id = 0;
-    return e;
-}
-
-static int uid_eq(const snp_uuid *a, const snp_uuid *b) {
-    return memcmp(a->bytes, b->bytes, sizeof a->bytes) == 0;
-}
-
-static int all_bytes(const void *p, size_t n, unsigned char value) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != value) return 0;
-    return 1;
-}
-
-static int last_error_contains(const char *needle) {
-    char message[2048];
-    snp_last_error_message(message, sizeof message);
-    return strstr(message, needle) != NULL;
-}
-
-static snp_service_stats stats_of(const snp_service *s) {
-    snp_service_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_service_get_stats(s, &st));
-    return st;
-}
 
 static snp_service *open_memory(uint64_t capacity, int32_t overflow, snp_failure_fn cb,
                                 void *user_data) {
@@ -80,31 +40,6 @@ static void uuid_text(const snp_uuid *u, char out[37]) {
     out[j] = 0;
 }
 
-/* Removes the files of a test directory (it holds no subdirectories), then
- * the directory. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[4096];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    CHECK(rmdir(dir) == 0);
-}
-
-/* Writes `n` bytes of `fill` to dir/name (a damaged file). */
-static void write_junk(const char *path, size_t n, unsigned char fill) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    for (size_t i = 0; i < n; i++) fputc(fill, f);
-    CHECK(fclose(f) == 0);
-}
-
 static void copy_file(const char *from, const char *to) {
     FILE *in = fopen(from, "rb");
     FILE *out = fopen(to, "wb");
@@ -124,46 +59,6 @@ static int count_files(const char *dir, const char *prefix) {
         if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
     closedir(d);
     return n;
-}
-
-/* What the failure callback saw. */
-typedef struct failures {
-    const struct failures *self; /* proves user_data came back unchanged */
-    snp_service *service;        /* if set, the callback calls into the store */
-    uint64_t dropped_seen;       /* ...and records what it saw */
-    int calls;
-    int by_kind[8];
-    uint64_t lost_by_kind[8];
-    int bad_message;
-    char last_message[1024];
-} failures;
-
-static void record_failure(void *user_data, int32_t kind, const char *message,
-                           uint64_t events_lost) {
-    failures *f = user_data;
-    if (f == NULL || f->self != f) {
-        fprintf(stderr, "on_failure: wrong user_data %p\n", user_data);
-        exit(1);
-    }
-    f->calls++;
-    if (kind >= 0 && kind < 8) {
-        f->by_kind[kind]++;
-        f->lost_by_kind[kind] += events_lost;
-    }
-    if (message == NULL || message[0] == 0) f->bad_message++;
-    if (f->service) {
-        /* The store's lock is released: calling it from here is fine. */
-        snp_service_stats st;
-        memset(&st, 0, sizeof st);
-        st.struct_size = sizeof st;
-        if (snp_service_get_stats(f->service, &st) == SNP_OK) f->dropped_seen = st.dropped_events;
-    }
-    snprintf(f->last_message, sizeof f->last_message, "%s", message ? message : "");
-}
-
-static void failures_init(failures *f) {
-    memset(f, 0, sizeof *f);
-    f->self = f;
 }
 
 /* ----- versions, status texts, options defaults ------------------------ */
@@ -335,7 +230,7 @@ static void test_open_errors(const char *dir) {
     newer.known.memory_capacity = 8 * 1024;
     s = NULL;
     CHECK_OK(snp_service_open(&newer.known, &s));
-    CHECK(stats_of(s).capacity_bytes == 8 * 1024);
+    CHECK(service_stats(s).capacity_bytes == 8 * 1024);
     snp_service_close(s);
 
     snp_service_close(NULL); /* fine */
@@ -444,7 +339,7 @@ static void test_raise_errors(void) {
     CHECK_STATUS(snp_service_raise_with_uid(s, &e, &mine), SNP_ERR_INVALID_ARGUMENT);
 
     /* None of the refused raises stored anything. */
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.pending_events == 6);
     CHECK(st.rejected_events == 0);
 
@@ -546,7 +441,7 @@ static void test_huge_lengths(void) {
         }
     }
     /* Nothing refused was stored. */
-    CHECK(stats_of(s).pending_events == 0);
+    CHECK(service_stats(s).pending_events == 0);
     free(name);
     free(args);
     snp_service_close(s);
@@ -603,7 +498,7 @@ static void test_ack_name_in_place(void) {
         CHECK_OK(snp_service_peek_name(s, SNP_EVENT_REPLACING, "Door", 4, ev));
         CHECK_STATUS(snp_service_ack_name(s, ev->kind, ev->name, ev->name_len, &ev->uid, ev),
                      SNP_EMPTY);
-        CHECK(stats_of(s).pending_events == 0);
+        CHECK(service_stats(s).pending_events == 0);
     }
 
     /* raise with out_uid pointing into the event's own argument buffer. */
@@ -649,7 +544,7 @@ static void test_storage_mode(void) {
     CHECK(!uid_eq(&u1, &u2) && !uid_eq(&u2, &u3) && !uid_eq(&u3, &u4));
     CHECK((u1.bytes[6] >> 4) == 4);        /* a UUID v4 */
     CHECK((u1.bytes[8] & 0xC0) == 0x80);   /* RFC 4122 variant */
-    CHECK(stats_of(s).pending_events == 4);
+    CHECK(service_stats(s).pending_events == 4);
 
     snp_stored_event out, before;
     memset(&before, 0x5A, sizeof before);
@@ -674,10 +569,10 @@ static void test_storage_mode(void) {
     snp_uuid random_uid;
     memset(&random_uid, 0x11, sizeof random_uid);
     CHECK_STATUS(snp_service_ack(s, &random_uid), SNP_ERR_STATE);
-    CHECK(stats_of(s).pending_events == 4);
+    CHECK(service_stats(s).pending_events == 4);
     CHECK_OK(snp_service_ack(s, &u1));
     CHECK_STATUS(snp_service_ack(s, &u1), SNP_ERR_STATE); /* stale: a repeated ack */
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
 
     CHECK_OK(snp_service_peek(s, &out));
     CHECK(uid_eq(&out.uid, &u2) && memcmp(out.args, "21.9", 4) == 0);
@@ -699,7 +594,7 @@ static void test_storage_mode(void) {
     CHECK(all_bytes(&out, sizeof out, 0x5A));
     CHECK_OK(snp_service_mode(s, &mode));
     CHECK(mode == SNP_MODE_CACHE);
-    CHECK(stats_of(s).mode == SNP_MODE_CACHE);
+    CHECK(service_stats(s).mode == SNP_MODE_CACHE);
 
     /* Storage-mode operations in cache mode are state errors. */
     out = before;
@@ -727,16 +622,16 @@ static void test_storage_mode_replacing(void) {
     snp_event cleared_e = make_event(SNP_EVENT_REPLACING_NULL, "Door", NULL);
     CHECK_OK(snp_service_raise(s, &open_e, &u1));
     CHECK_OK(snp_service_raise(s, &closed_e, &u2));
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.pending_events == 1 && st.superseded_events == 1);
 
     snp_stored_event out;
     CHECK_OK(snp_service_peek(s, &out));
     CHECK(uid_eq(&out.uid, &u2) && out.args_len == 6);
     CHECK_OK(snp_service_raise(s, &ajar_e, &u3)); /* u2 is in flight: kept */
-    CHECK(stats_of(s).pending_events == 2);
+    CHECK(service_stats(s).pending_events == 2);
     CHECK_OK(snp_service_raise(s, &cleared_e, &u4)); /* supersedes u3, not u2 */
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.pending_events == 2 && st.superseded_events == 2 && st.dropped_events == 0);
     CHECK_OK(snp_service_ack(s, &u2));
     CHECK_OK(snp_service_peek(s, &out));
@@ -809,7 +704,7 @@ static void test_cache_mode(void) {
     CHECK_STATUS(snp_service_ack_name(s, SNP_EVENT_QUEUEING, "Temp ", 5, &q1, &out),
                  SNP_ERR_INVALID_ARGUMENT);
     CHECK(all_bytes(&out, sizeof out, 0x5A));
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
 
     /* A Queueing pipeline. */
     CHECK_STATUS(snp_service_peek_name(s, SNP_EVENT_QUEUEING, "Nothing", 7, &out), SNP_EMPTY);
@@ -840,7 +735,7 @@ static void test_cache_mode(void) {
     CHECK(uid_eq(&out.uid, &r1));
     CHECK_OK(snp_service_raise(s, &l2, &r2));
     CHECK_OK(snp_service_raise(s, &l3, &r3)); /* replaces r2, keeps r1 */
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.pending_events == 2 && st.superseded_events == 1);
     CHECK_OK(snp_service_ack_name(s, SNP_EVENT_REPLACING, "Lamp", 4, &r1, &out));
     CHECK(uid_eq(&out.uid, &r3) && out.args_len == 3 && memcmp(out.args, "off", 3) == 0);
@@ -849,7 +744,7 @@ static void test_cache_mode(void) {
     CHECK_OK(snp_service_ack_name(s, SNP_EVENT_REPLACING_NULL, "Lamp", 4, &r3, &out));
     CHECK(uid_eq(&out.uid, &rn) && out.kind == SNP_EVENT_REPLACING_NULL && out.args_len == 0);
     CHECK_STATUS(snp_service_ack_name(s, SNP_EVENT_REPLACING, "Lamp", 4, &rn, &out), SNP_EMPTY);
-    CHECK(stats_of(s).pending_events == 0);
+    CHECK(service_stats(s).pending_events == 0);
 
     /* Back to storage mode: in-flight events are resent first. */
     CHECK_OK(snp_service_raise(s, &t1, &q1));
@@ -879,7 +774,7 @@ static void test_uid_reset_flush(void) {
     CHECK_STATUS(snp_service_storage_uid(s, NULL), SNP_ERR_INVALID_ARGUMENT);
     CHECK_OK(snp_service_storage_uid(s, &uid));
     CHECK(!uid_eq(&uid, &zero) && !uid_eq(&uid, &untouched));
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(uid_eq(&st.storage_uid, &uid));
 
     snp_service *other = open_memory(0, SNP_OVERFLOW_DROP_OLDEST, NULL, NULL);
@@ -897,15 +792,15 @@ static void test_uid_reset_flush(void) {
     CHECK_OK(snp_service_invalidate_ancient(s, &count));
     CHECK(count == 0); /* a memory store has no ancient data */
     CHECK_OK(snp_service_invalidate_ancient(s, NULL));
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
 
     CHECK_STATUS(snp_service_flush(NULL), SNP_ERR_INVALID_ARGUMENT);
     CHECK_OK(snp_service_flush(s));
 
     CHECK_STATUS(snp_service_reset(NULL), SNP_ERR_INVALID_ARGUMENT);
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
     CHECK_OK(snp_service_reset(s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.pending_events == 0 && st.used_bytes == 0);
     snp_uuid after;
     CHECK_OK(snp_service_storage_uid(s, &after));
@@ -991,7 +886,7 @@ static void test_capacity(void) {
     /* 100 bytes is raised to the 4 KiB minimum. */
     snp_service *s = open_memory(100, SNP_OVERFLOW_DROP_OLDEST, record_failure, &f);
     f.service = s;
-    CHECK(stats_of(s).capacity_bytes == 4096);
+    CHECK(service_stats(s).capacity_bytes == 4096);
     static uint8_t args[1000];
     snp_event e = make_event(SNP_EVENT_QUEUEING, "Blob", NULL);
     e.args = args;
@@ -1007,7 +902,7 @@ static void test_capacity(void) {
     CHECK(f.dropped_seen == 3); /* the callback's own call into the store */
     CHECK(f.bad_message == 0);
     CHECK(strstr(f.last_message, "Blob") != NULL);
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.pending_events == 3 && st.dropped_events == 3);
     CHECK(st.failures == 0 && st.events_lost == 0); /* drops are counted apart */
     CHECK(st.used_bytes <= st.capacity_bytes);
@@ -1021,7 +916,7 @@ static void test_capacity(void) {
     CHECK_OK(snp_service_raise(s, &e, NULL));
     CHECK(f.by_kind[SNP_FAILURE_CAPACITY_DROP] == 4);
     CHECK(f.lost_by_kind[SNP_FAILURE_CAPACITY_DROP] == 5); /* 3216 + 2120 > 4096: two go */
-    CHECK(stats_of(s).dropped_events == 5);
+    CHECK(service_stats(s).dropped_events == 5);
     CHECK_STATUS(snp_service_ack(s, &uids[3]), SNP_ERR_STATE); /* in flight, but dropped */
     snp_service_close(s);
 
@@ -1038,7 +933,7 @@ static void test_capacity(void) {
     CHECK(uid_eq(&uid, &untouched));
     CHECK(last_error_contains("4096"));
     CHECK_STATUS(snp_service_raise_with_uid(s, &e, &untouched), SNP_ERR_STORAGE_FULL);
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.pending_events == 3 && st.rejected_events == 2 && st.dropped_events == 0);
     CHECK(f.by_kind[SNP_FAILURE_CAPACITY_DROP] == 0);
     snp_event small = make_event(SNP_EVENT_QUEUEING, "Small", "1");
@@ -1126,7 +1021,7 @@ static void test_level2(const char *dir) {
 
     snp_service *s = NULL;
     CHECK_OK(snp_service_open(&o, &s));
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE && st.capacity_bytes == 1024 * 1024);
     CHECK(st.pending_events == 0);
     snp_uuid storage_uid;
@@ -1168,7 +1063,7 @@ static void test_level2(const char *dir) {
     CHECK_OK(snp_service_raise(s, &e2, &u2));
     CHECK_OK(snp_service_raise(s, &e3, NULL));
     CHECK_OK(snp_service_raise(s, &e4, NULL)); /* supersedes e3 */
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
     CHECK_OK(snp_service_raise(s2, &e1, NULL));
     CHECK_OK(snp_service_flush(s2));
     snp_service_close(s2);
@@ -1177,7 +1072,7 @@ static void test_level2(const char *dir) {
     /* Reopen: the events are there, in order, with their uids. */
     s = NULL;
     CHECK_OK(snp_service_open(&o, &s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE && st.pending_events == 3);
     CHECK(uid_eq(&st.storage_uid, &storage_uid)); /* the file keeps its uid */
     snp_stored_event out;
@@ -1193,7 +1088,7 @@ static void test_level2(const char *dir) {
     /* Ancient data: what was in the file at open, not what was raised since. */
     s = NULL;
     CHECK_OK(snp_service_open(&o, &s));
-    CHECK(stats_of(s).pending_events == 2);
+    CHECK(service_stats(s).pending_events == 2);
     CHECK_OK(snp_service_peek(s, &out)); /* the one in flight is sent again */
     CHECK(uid_eq(&out.uid, &u2));
     CHECK_OK(snp_service_peek(s, &out));
@@ -1204,7 +1099,7 @@ static void test_level2(const char *dir) {
     uint64_t count = 0;
     CHECK_OK(snp_service_invalidate_ancient(s, &count));
     CHECK(count == 2);
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.pending_events == 1 && st.invalidated_events == 2);
     CHECK_OK(snp_service_invalidate_ancient(s, &count));
     CHECK(count == 0);
@@ -1215,12 +1110,12 @@ static void test_level2(const char *dir) {
     /* The other journal reopens with its event too. */
     s2 = NULL;
     CHECK_OK(snp_service_open(&other, &s2));
-    CHECK(stats_of(s2).pending_events == 1);
+    CHECK(service_stats(s2).pending_events == 1);
     CHECK_OK(snp_service_reset(s2));
     snp_service_close(s2);
     s2 = NULL;
     CHECK_OK(snp_service_open(&other, &s2));
-    CHECK(stats_of(s2).pending_events == 0); /* reset reached the file */
+    CHECK(service_stats(s2).pending_events == 0); /* reset reached the file */
     snp_service_close(s2);
 
     CHECK(f.calls == 0); /* nothing went wrong */
@@ -1234,7 +1129,7 @@ static void test_level2(const char *dir) {
     fo.durability = SNP_DURABILITY_NONE;
     s = NULL;
     CHECK_OK(snp_service_open(&fo, &s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE && st.capacity_bytes == 8192);
     snp_event big = make_event(SNP_EVENT_QUEUEING, "Big", NULL);
     big.args = binary;
@@ -1245,12 +1140,12 @@ static void test_level2(const char *dir) {
     uid = untouched;
     CHECK_STATUS(snp_service_raise(s, &big, &uid), SNP_ERR_STORAGE_FULL);
     CHECK(uid_eq(&uid, &untouched));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.pending_events == 3 && st.rejected_events == 1);
     snp_service_close(s);
     s = NULL;
     CHECK_OK(snp_service_open(&fo, &s));
-    CHECK(stats_of(s).pending_events == 3);
+    CHECK(service_stats(s).pending_events == 3);
     snp_service_close(s);
 
     /* A damaged journal: set aside (kept as evidence), reported, never an
@@ -1268,7 +1163,7 @@ static void test_level2(const char *dir) {
     jo.user_data = &f;
     s = NULL;
     CHECK_OK(snp_service_open(&jo, &s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE && st.pending_events == 0);
     CHECK(f.by_kind[SNP_FAILURE_CORRUPTION] >= 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 0);
     CHECK(st.failures == (uint64_t)f.calls);
@@ -1280,7 +1175,7 @@ static void test_level2(const char *dir) {
     failures_init(&f);
     s = NULL;
     CHECK_OK(snp_service_open(&jo, &s));
-    CHECK(stats_of(s).pending_events == 1 && f.calls == 0);
+    CHECK(service_stats(s).pending_events == 1 && f.calls == 0);
     CHECK_OK(snp_service_peek(s, &out));
     CHECK(uid_eq(&out.uid, &u1));
     snp_service_close(s);
@@ -1301,7 +1196,7 @@ static void test_level2(const char *dir) {
     fgo.user_data = &f;
     s = NULL;
     CHECK_OK(snp_service_open(&fgo, &s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE && st.pending_events == 0);
     CHECK(f.by_kind[SNP_FAILURE_CORRUPTION] >= 1);
     snp_service_close(s);
@@ -1316,7 +1211,7 @@ static void test_level2(const char *dir) {
     mo.user_data = &f;
     s = NULL;
     CHECK_OK(snp_service_open(&mo, &s));
-    st = stats_of(s);
+    st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_MEMORY && st.failures == 1);
     CHECK(st.capacity_bytes == 16 * 1024);
     CHECK(f.calls == 1 && f.by_kind[SNP_FAILURE_FALLBACK] == 1);

@@ -4,44 +4,16 @@
  * threads record what they saw; only the main thread runs CHECKs. */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "helpers.h"
 
 #define PER_THREAD 5000
 #define THREADS 2
-
-static int uid_eq(const snp_uuid *a, const snp_uuid *b) {
-    return memcmp(a->bytes, b->bytes, sizeof a->bytes) == 0;
-}
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[4096];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    CHECK(rmdir(dir) == 0);
-}
-
-static snp_service_stats stats_of(const snp_service *s) {
-    snp_service_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_service_get_stats(s, &st));
-    return st;
-}
 
 /* ----- raisers ----------------------------------------------------------- */
 
@@ -157,7 +129,7 @@ static void test_concurrent_raises_level2(const char *dir) {
     CHECK_OK(snp_service_open(&o, &s));
 
     run_raisers(s, raisers);
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.level == SNP_LEVEL_FILE);
     CHECK(st.pending_events == THREADS * PER_THREAD);
     CHECK(st.dropped_events == 0 && st.failures == 0);
@@ -166,7 +138,7 @@ static void test_concurrent_raises_level2(const char *dir) {
     /* Through a restart. */
     s = NULL;
     CHECK_OK(snp_service_open(&o, &s));
-    CHECK(stats_of(s).pending_events == THREADS * PER_THREAD);
+    CHECK(service_stats(s).pending_events == THREADS * PER_THREAD);
     drain_and_check(s, raisers);
     snp_service_close(s);
 }
@@ -244,7 +216,7 @@ static void test_raise_while_draining(void) {
         for (int i = 0; i < PER_THREAD; i++) uids_ok += uid_eq(&d.got[t][i], &raisers[t].uids[i]);
     }
     CHECK(uids_ok == THREADS * PER_THREAD);
-    snp_service_stats st = stats_of(s);
+    snp_service_stats st = service_stats(s);
     CHECK(st.pending_events == 0 && st.dropped_events == 0);
     snp_service_close(s);
 }
@@ -302,11 +274,7 @@ static void test_concurrent_puts(snp_client *c) {
         CHECK_STATUS(p[t].first_error, SNP_OK);
         CHECK(p[t].ok == PUTS);
     }
-    snp_client_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    CHECK_OK(snp_client_get_stats(c, &st));
-    CHECK(st.subscriptions == THREADS * PUTS + 1);
+    CHECK(client_stats(c).subscriptions == THREADS * PUTS + 1);
     int visited = 0;
     CHECK_OK(snp_client_for_each(c, count_visit, &visited));
     CHECK(visited == THREADS * PUTS + 1);

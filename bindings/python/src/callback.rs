@@ -9,19 +9,31 @@
 
 use std::sync::Arc;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use softnet_persistence::{Failure, FailureCallback};
 
 use crate::convert::failure_kind_to_py;
 use crate::log::log_exception;
 
-/// Wraps an optional Python callable.
-pub fn failure_callback(callable: Option<Py<PyAny>>) -> Option<FailureCallback> {
-    let callable = callable?;
-    Some(Arc::new(move |failure: &Failure| {
+/// Wraps an optional Python callable (a store's `on_failure`); refuses one
+/// that cannot be called.
+pub fn failure_callback(
+    py: Python<'_>,
+    callable: Option<Py<PyAny>>,
+) -> PyResult<Option<FailureCallback>> {
+    let Some(callable) = callable else {
+        return Ok(None);
+    };
+    if !callable.bind(py).is_callable() {
+        return Err(PyTypeError::new_err(
+            "on_failure must be a callable (kind, message, events_lost) -> None, or None",
+        ));
+    }
+    Ok(Some(Arc::new(move |failure: &Failure| {
         // At interpreter shutdown there is nobody left to tell.
         let _ = Python::try_attach(|py| deliver(py, callable.bind(py), failure));
-    }))
+    })))
 }
 
 fn deliver(py: Python<'_>, callable: &Bound<'_, PyAny>, failure: &Failure) {

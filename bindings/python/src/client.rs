@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -20,7 +19,7 @@ use crate::backend::{check_methods, PyIdStore, ID_STORE_METHODS};
 use crate::callback::failure_callback;
 use crate::convert;
 use crate::errors::{to_py_err, IntoPyResult};
-use crate::service::check_callable;
+use crate::store::StoreHandle;
 
 /// Keeps the instance id of the last event handled per subscription (event
 /// name), so duplicates are dropped after reconnects and restarts.
@@ -35,40 +34,13 @@ use crate::service::check_callable;
 /// call :meth:`close`; any later call raises :class:`StoreClosedError`.
 #[pyclass(frozen, module = "softnet_persistence", name = "ClientStore")]
 pub struct PyClientStore {
-    store: core::ClientStore,
-    /// Release the GIL around calls (file and custom stores).
-    detach: bool,
-    closed: AtomicBool,
+    store: StoreHandle<core::ClientStore>,
 }
 
 impl PyClientStore {
     fn new(store: core::ClientStore, detach: bool) -> PyClientStore {
         PyClientStore {
-            store,
-            detach,
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    fn run<T: Send>(
-        &self,
-        py: Python<'_>,
-        op: impl FnOnce(&core::ClientStore) -> Result<T, Error> + Send,
-    ) -> PyResult<T> {
-        let store = &self.store;
-        let result = if self.detach {
-            py.detach(|| op(store))
-        } else {
-            op(store)
-        };
-        result.into_py_result(py)
-    }
-
-    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(to_py_err(py, Error::Closed))
-        } else {
-            Ok(())
+            store: StoreHandle::new(store, detach),
         }
     }
 }
@@ -83,18 +55,6 @@ fn handler_order(name: &str) -> Result<HandlerOrder, Error> {
     }
 }
 
-/// A store dropped without `close()` is closed here, still without the GIL
-/// (its last sync, a custom backend's flush); at interpreter shutdown it is
-/// just dropped (the journal still syncs on drop).
-impl Drop for PyClientStore {
-    fn drop(&mut self) {
-        if self.detach && !*self.closed.get_mut() {
-            let store = &self.store;
-            let _ = Python::try_attach(|py| py.detach(|| store.close()));
-        }
-    }
-}
-
 #[pymethods]
 impl PyClientStore {
     /// Opens a level-1 (memory) store: it survives reconnects, not
@@ -103,9 +63,8 @@ impl PyClientStore {
     #[staticmethod]
     #[pyo3(signature = (on_failure = None))]
     fn open_memory(py: Python<'_>, on_failure: Option<Py<PyAny>>) -> PyResult<PyClientStore> {
-        check_callable(&on_failure, py)?;
         let options = ClientOptions {
-            on_failure: failure_callback(on_failure),
+            on_failure: failure_callback(py, on_failure)?,
             ..ClientOptions::default()
         };
         Ok(PyClientStore::new(
@@ -148,11 +107,11 @@ impl PyClientStore {
         batch_max_ops: u32,
         batch_max_delay: f64,
     ) -> PyResult<PyClientStore> {
-        check_callable(&on_failure, py)?;
+        let on_failure = failure_callback(py, on_failure)?;
         let options = ClientOptions {
             durability: convert::durability(&durability, batch_max_ops, batch_max_delay)
                 .into_py_result(py)?,
-            on_failure: failure_callback(on_failure),
+            on_failure,
         };
         let (server, key): (&str, &str) = (&server_address, &client_key);
         let store = py
@@ -173,10 +132,10 @@ impl PyClientStore {
         backend: &Bound<'_, PyAny>,
         on_failure: Option<Py<PyAny>>,
     ) -> PyResult<PyClientStore> {
-        check_callable(&on_failure, py)?;
+        let on_failure = failure_callback(py, on_failure)?;
         check_methods(backend, ID_STORE_METHODS, "client").into_py_result(py)?;
         let options = ClientOptions {
-            on_failure: failure_callback(on_failure),
+            on_failure,
             ..ClientOptions::default()
         };
         let ids = Box::new(PyIdStore::new(backend.clone().unbind()));
@@ -187,7 +146,7 @@ impl PyClientStore {
     /// The last handled instance id of subscription ``name``, or None.
     fn get(&self, py: Python<'_>, name: PyBackedStr) -> PyResult<Option<i64>> {
         let name: &str = &name;
-        self.run(py, |s| s.get(name))
+        self.store.run(py, |s| s.get(name))
     }
 
     /// Records ``instance_id`` as the last handled id of ``name`` (durably
@@ -195,20 +154,20 @@ impl PyClientStore {
     /// :class:`InvalidArgumentError` for an invalid event name.
     fn put(&self, py: Python<'_>, name: PyBackedStr, instance_id: i64) -> PyResult<()> {
         let name: &str = &name;
-        self.run(py, |s| s.put(name, instance_id))
+        self.store.run(py, |s| s.put(name, instance_id))
     }
 
     /// True when ``instance_id`` equals the stored id of ``name``: the event
     /// was handled already; acknowledge it without handling it again.
     fn is_duplicate(&self, py: Python<'_>, name: PyBackedStr, instance_id: i64) -> PyResult<bool> {
         let name: &str = &name;
-        self.run(py, |s| s.is_duplicate(name, instance_id))
+        self.store.run(py, |s| s.is_duplicate(name, instance_id))
     }
 
     /// Every stored id by subscription name (what a stateless client sends
     /// the broker when it connects).
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let entries = self.run(py, |s| s.entries())?;
+        let entries = self.store.run(py, |s| s.entries())?;
         let dict = PyDict::new(py);
         for (name, id) in entries {
             dict.set_item(name, id)?;
@@ -245,12 +204,9 @@ impl PyClientStore {
         }
         let name: &str = &name;
         let call = || Python::attach(|py| handler.bind(py).call0().map(drop));
-        let store = &self.store;
-        let result = if self.detach {
-            py.detach(|| store.handle(name, instance_id, order, call))
-        } else {
-            store.handle(name, instance_id, order, call)
-        };
+        let result = self
+            .store
+            .call(py, |s| s.handle(name, instance_id, order, call));
         match result {
             Ok(Delivery::Duplicate) => Ok(false),
             Ok(Delivery::Handled) => Ok(true),
@@ -261,18 +217,17 @@ impl PyClientStore {
 
     /// Forgets every stored id.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |s| s.reset())
+        self.store.run(py, |s| s.reset())
     }
 
     /// Forces every put so far to the device.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |s| s.flush())
+        self.store.run(py, |s| s.flush())
     }
 
     /// State and counters (:class:`ClientStats`).
     fn stats(&self, py: Python<'_>) -> PyResult<ClientStats> {
-        self.check_open(py)?;
-        let s = self.run(py, |s| Ok(s.stats()))?;
+        let s = self.store.read(py, |s| s.stats())?;
         Ok(ClientStats {
             level: s.level.number(),
             subscriptions: s.subscriptions,
@@ -284,31 +239,26 @@ impl PyClientStore {
     /// also after a level-2 failure).
     #[getter]
     fn level(&self, py: Python<'_>) -> PyResult<u8> {
-        self.check_open(py)?;
-        self.run(py, |s| Ok(s.level().number()))
+        self.store.read(py, |s| s.level().number())
     }
 
     /// The client file (:class:`pathlib.Path`) while at level 2 on a file,
     /// else None.
     #[getter]
     fn file_path(&self, py: Python<'_>) -> PyResult<Option<PathBuf>> {
-        self.check_open(py)?;
-        self.run(py, |s| Ok(s.file_path()))
+        self.store.read(py, |s| s.file_path())
     }
 
     /// True once :meth:`close` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.store.is_closed()
     }
 
     /// Flushes and releases the file; later calls raise
     /// :class:`StoreClosedError`. Closing again does nothing.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        self.run(py, |s| s.close())
+        self.store.close(py)
     }
 
     /// Returns the store itself.
@@ -333,7 +283,7 @@ impl PyClientStore {
         if self.closed() {
             return Ok("<ClientStore closed>".to_owned());
         }
-        let (stats, path) = self.run(py, |s| Ok((s.stats(), s.file_path())))?;
+        let (stats, path) = self.store.run(py, |s| Ok((s.stats(), s.file_path())))?;
         let at = match path {
             Some(p) => format!(" file='{}'", p.display()),
             None => String::new(),

@@ -12,6 +12,7 @@ mod errors;
 mod event;
 mod log;
 mod service;
+mod store;
 
 use pyo3::prelude::*;
 

@@ -10,29 +10,18 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use softnet_persistence as core;
-use softnet_persistence::{Error, Event, ServiceOptions};
+use softnet_persistence::{Error, Event, FailureCallback, ServiceOptions};
 
 use crate::backend::{check_methods, PyRecordLog, RECORD_LOG_METHODS};
 use crate::callback::failure_callback;
 use crate::convert::{self, event_kind_from_py, uuid_from_py, uuid_to_py};
-use crate::errors::{to_py_err, IntoPyResult};
+use crate::errors::IntoPyResult;
 use crate::event::StoredEvent;
-
-/// Refuses an `on_failure` that cannot be called.
-pub fn check_callable(on_failure: &Option<Py<PyAny>>, py: Python<'_>) -> PyResult<()> {
-    match on_failure {
-        Some(cb) if !cb.bind(py).is_callable() => Err(PyTypeError::new_err(
-            "on_failure must be a callable (kind, message, events_lost) -> None, or None",
-        )),
-        _ => Ok(()),
-    }
-}
+use crate::store::StoreHandle;
 
 /// Keeps a service's raised events until the broker acknowledges them.
 ///
@@ -46,42 +35,13 @@ pub fn check_callable(on_failure: &Option<Py<PyAny>>, py: Python<'_>) -> PyResul
 /// call :meth:`close`; any later call raises :class:`StoreClosedError`.
 #[pyclass(frozen, module = "softnet_persistence", name = "ServiceStore")]
 pub struct PyServiceStore {
-    store: core::ServiceStore,
-    /// Release the GIL around calls (file and custom stores).
-    detach: bool,
-    closed: AtomicBool,
+    store: StoreHandle<core::ServiceStore>,
 }
 
 impl PyServiceStore {
     fn new(store: core::ServiceStore, detach: bool) -> PyServiceStore {
         PyServiceStore {
-            store,
-            detach,
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    /// Runs a store call, without the GIL unless this is a memory store.
-    fn run<T: Send>(
-        &self,
-        py: Python<'_>,
-        op: impl FnOnce(&core::ServiceStore) -> Result<T, Error> + Send,
-    ) -> PyResult<T> {
-        let store = &self.store;
-        let result = if self.detach {
-            py.detach(|| op(store))
-        } else {
-            op(store)
-        };
-        result.into_py_result(py)
-    }
-
-    /// For the accessors the core answers even when closed.
-    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
-        if self.closed.load(Ordering::Acquire) {
-            Err(to_py_err(py, Error::Closed))
-        } else {
-            Ok(())
+            store: StoreHandle::new(store, detach),
         }
     }
 
@@ -89,27 +49,15 @@ impl PyServiceStore {
         capacity: i64,
         memory_capacity: i64,
         overflow: &str,
-        on_failure: Option<Py<PyAny>>,
+        on_failure: Option<FailureCallback>,
     ) -> Result<ServiceOptions, Error> {
         Ok(ServiceOptions {
             capacity: convert::capacity(capacity, "capacity")?,
             memory_capacity: convert::capacity(memory_capacity, "memory_capacity")?,
             overflow: convert::overflow(overflow)?,
-            on_failure: failure_callback(on_failure),
+            on_failure,
             ..ServiceOptions::default()
         })
-    }
-}
-
-/// A store dropped without `close()` is closed here, still without the GIL
-/// (its last sync, a custom backend's flush); at interpreter shutdown it is
-/// just dropped (the journal still syncs on drop).
-impl Drop for PyServiceStore {
-    fn drop(&mut self) {
-        if self.detach && !*self.closed.get_mut() {
-            let store = &self.store;
-            let _ = Python::try_attach(|py| py.detach(|| store.close()));
-        }
     }
 }
 
@@ -132,7 +80,7 @@ impl PyServiceStore {
         overflow: Cow<'_, str>,
         on_failure: Option<Py<PyAny>>,
     ) -> PyResult<PyServiceStore> {
-        check_callable(&on_failure, py)?;
+        let on_failure = failure_callback(py, on_failure)?;
         let options = Self::options(0, capacity, &overflow, on_failure).into_py_result(py)?;
         let store = core::ServiceStore::open_memory(&options).into_py_result(py)?;
         Ok(PyServiceStore::new(store, false))
@@ -185,7 +133,7 @@ impl PyServiceStore {
         batch_max_ops: u32,
         batch_max_delay: f64,
     ) -> PyResult<PyServiceStore> {
-        check_callable(&on_failure, py)?;
+        let on_failure = failure_callback(py, on_failure)?;
         let service_uid = uuid_from_py(service_uid)?;
         let mut options =
             Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
@@ -225,7 +173,7 @@ impl PyServiceStore {
         capacity: i64,
         overflow: Cow<'_, str>,
     ) -> PyResult<PyServiceStore> {
-        check_callable(&on_failure, py)?;
+        let on_failure = failure_callback(py, on_failure)?;
         check_methods(backend, RECORD_LOG_METHODS, "service").into_py_result(py)?;
         let options =
             Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
@@ -266,7 +214,7 @@ impl PyServiceStore {
         };
         let name: &str = &name;
         let raised = match (client_id, uid) {
-            (None, None) => self.run(py, |s| s.raise(kind, name, args))?,
+            (None, None) => self.store.run(py, |s| s.raise(kind, name, args))?,
             (client_id, uid) => {
                 let event = Event {
                     kind,
@@ -275,7 +223,7 @@ impl PyServiceStore {
                     client_id,
                     uid: uid.unwrap_or_else(core::Uuid::new_v4),
                 };
-                self.run(py, |s| s.raise_event(&event))?
+                self.store.run(py, |s| s.raise_event(&event))?
             }
         };
         uuid_to_py(py, raised)
@@ -285,7 +233,7 @@ impl PyServiceStore {
     /// acknowledged), or None when nothing is pending; the store is then in
     /// cache mode. Raises :class:`InvalidStateError` in cache mode.
     fn peek(&self, py: Python<'_>) -> PyResult<Option<StoredEvent>> {
-        let event = self.run(py, |s| s.peek())?;
+        let event = self.store.run(py, |s| s.peek())?;
         StoredEvent::from_option(py, event)
     }
 
@@ -294,7 +242,7 @@ impl PyServiceStore {
     /// repeated ack) and in cache mode.
     fn ack(&self, py: Python<'_>, uid: &Bound<'_, PyAny>) -> PyResult<()> {
         let uid = uuid_from_py(uid)?;
-        self.run(py, |s| s.ack(uid))
+        self.store.run(py, |s| s.ack(uid))
     }
 
     /// Cache mode: the oldest pending event of this kind and name (now in
@@ -307,7 +255,7 @@ impl PyServiceStore {
     ) -> PyResult<Option<StoredEvent>> {
         let kind = event_kind_from_py(kind)?;
         let name: &str = &name;
-        let event = self.run(py, |s| s.peek_name(kind, name))?;
+        let event = self.store.run(py, |s| s.peek_name(kind, name))?;
         StoredEvent::from_option(py, event)
     }
 
@@ -324,14 +272,14 @@ impl PyServiceStore {
         let kind = event_kind_from_py(kind)?;
         let uid = uuid_from_py(uid)?;
         let name: &str = &name;
-        let event = self.run(py, |s| s.ack_name(kind, name, uid))?;
+        let event = self.store.run(py, |s| s.ack_name(kind, name, uid))?;
         StoredEvent::from_option(py, event)
     }
 
     /// Every pending event in raise order, changing nothing (diagnostics;
     /// it reads every record).
     fn pending(&self, py: Python<'_>) -> PyResult<Vec<StoredEvent>> {
-        let events = self.run(py, |s| s.pending())?;
+        let events = self.store.run(py, |s| s.pending())?;
         events
             .into_iter()
             .map(|e| StoredEvent::new(py, e))
@@ -341,22 +289,20 @@ impl PyServiceStore {
     /// Back to storage mode (call it when the endpoint disconnects);
     /// nothing is in flight afterwards.
     fn set_storage_mode(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |s| s.set_storage_mode())
+        self.store.run(py, |s| s.set_storage_mode())
     }
 
     /// The delivery mode: "storage" or "cache".
     #[getter]
     fn mode(&self, py: Python<'_>) -> PyResult<&'static str> {
-        self.check_open(py)?;
-        self.run(py, |s| Ok(convert::mode_name(s.mode())))
+        self.store.read(py, |s| convert::mode_name(s.mode()))
     }
 
     /// The storage uid (:class:`uuid.UUID`) the broker's duplicate
     /// detection is tied to.
     #[getter]
     fn storage_uid(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.check_open(py)?;
-        let uid = self.run(py, |s| Ok(s.storage_uid()))?;
+        let uid = self.store.read(py, |s| s.storage_uid())?;
         uuid_to_py(py, uid)
     }
 
@@ -366,8 +312,7 @@ impl PyServiceStore {
     /// the moved events: invalidate nothing, and send it the new uid.
     #[getter]
     fn previous_storage_uid(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.check_open(py)?;
-        match self.run(py, |s| Ok(s.previous_storage_uid()))? {
+        match self.store.read(py, |s| s.previous_storage_uid())? {
             Some(uid) => Ok(Some(uuid_to_py(py, uid)?)),
             None => Ok(None),
         }
@@ -377,56 +322,50 @@ impl PyServiceStore {
     /// also after a level-2 failure).
     #[getter]
     fn level(&self, py: Python<'_>) -> PyResult<u8> {
-        self.check_open(py)?;
-        self.run(py, |s| Ok(s.level().number()))
+        self.store.read(py, |s| s.level().number())
     }
 
     /// The journal file (:class:`pathlib.Path`) while at level 2 on a file,
     /// else None.
     #[getter]
     fn journal_path(&self, py: Python<'_>) -> PyResult<Option<PathBuf>> {
-        self.check_open(py)?;
-        self.run(py, |s| Ok(s.journal_path()))
+        self.store.read(py, |s| s.journal_path())
     }
 
     /// True once :meth:`close` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.store.is_closed()
     }
 
     /// Discards the events that were pending when the store was opened
     /// ("ancient data": the broker remembers another storage uid) and keeps
     /// those raised since. Returns how many were discarded.
     fn invalidate_ancient(&self, py: Python<'_>) -> PyResult<u64> {
-        self.run(py, |s| s.invalidate_ancient())
+        self.store.run(py, |s| s.invalidate_ancient())
     }
 
     /// Discards every pending event; keeps the storage uid.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |s| s.reset())
+        self.store.run(py, |s| s.reset())
     }
 
     /// Forces everything written so far to the device, whatever the
     /// durability.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.run(py, |s| s.flush())
+        self.store.run(py, |s| s.flush())
     }
 
     /// State and counters (:class:`ServiceStats`).
     fn stats(&self, py: Python<'_>) -> PyResult<ServiceStats> {
-        self.check_open(py)?;
-        let stats = self.run(py, |s| Ok(s.stats()))?;
+        let stats = self.store.read(py, |s| s.stats())?;
         ServiceStats::new(py, &stats)
     }
 
     /// Flushes and releases the file; later calls raise
     /// :class:`StoreClosedError`. Closing again does nothing.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        self.run(py, |s| s.close())
+        self.store.close(py)
     }
 
     /// Returns the store itself.
@@ -451,7 +390,7 @@ impl PyServiceStore {
         if self.closed() {
             return Ok("<ServiceStore closed>".to_owned());
         }
-        let (stats, path) = self.run(py, |s| Ok((s.stats(), s.journal_path())))?;
+        let (stats, path) = self.store.run(py, |s| Ok((s.stats(), s.journal_path())))?;
         let at = match path {
             Some(p) => format!(" journal='{}'", p.display()),
             None => String::new(),
