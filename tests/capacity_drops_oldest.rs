@@ -3,12 +3,14 @@
 //! (each drop counted and reported), or, with `Overflow::RejectNew`, the new
 //! event is refused as storage full and nothing is dropped.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::collections::VecDeque;
+
+use common::{collect_into, drain, Reports};
 use softnet_persistence::{
-    Error, ErrorKind, EventKind, Failure, FailureKind, Overflow, ServiceOptions, ServiceStore,
-    Uuid, MAX_ARGS_LEN, MAX_NAME_LEN,
+    Error, ErrorKind, EventKind, FailureKind, Overflow, ServiceOptions, ServiceStore, Uuid,
+    MAX_ARGS_LEN, MAX_NAME_LEN,
 };
 
 /// Bytes one stored event costs: a 32-byte record header plus the encoded
@@ -17,25 +19,26 @@ fn cost(name: &str, args_len: usize) -> u64 {
     (32 + (32 + name.len() + args_len)).next_multiple_of(8) as u64
 }
 
-type Reports = Arc<Mutex<Vec<Failure>>>;
-
 fn options_with_reports(
     memory: usize,
     file: usize,
     overflow: Overflow,
 ) -> (ServiceOptions, Reports) {
-    let reports: Reports = Arc::default();
-    let sink = reports.clone();
+    let reports = Reports::default();
     let options = ServiceOptions {
         capacity: file,
         memory_capacity: memory,
         overflow,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..Default::default()
     };
     (options, reports)
+}
+
+/// A 4 KiB memory store with `overflow`, and its reports.
+fn memory_store(overflow: Overflow) -> (ServiceStore, Reports) {
+    let (options, reports) = options_with_reports(4096, 0, overflow);
+    (ServiceStore::open_memory(&options).unwrap(), reports)
 }
 
 fn reported_drops(reports: &Reports) -> u64 {
@@ -47,15 +50,15 @@ fn reported_drops(reports: &Reports) -> u64 {
     reports.iter().map(|r| r.events_lost).sum()
 }
 
-/// Drains storage mode and returns the uids in delivery order.
-fn drain(store: &ServiceStore) -> Vec<Uuid> {
-    store.set_storage_mode().unwrap();
-    let mut out = Vec::new();
-    while let Some(e) = store.peek().unwrap() {
-        store.ack(e.uid).unwrap();
-        out.push(e.uid);
+/// Rounding matters: 56 events of 72 bytes fit in a 4096-byte store (not
+/// 63 of 65); the 57th drops one.
+fn fifty_six_fit_then_one_drops(store: &ServiceStore) {
+    for _ in 0..56 {
+        store.raise(EventKind::Queueing, "T", b"").unwrap();
     }
-    out
+    assert_eq!(store.stats().dropped_events, 0);
+    store.raise(EventKind::Queueing, "T", b"").unwrap();
+    assert_eq!(store.stats().dropped_events, 1);
 }
 
 #[test]
@@ -110,19 +113,11 @@ fn check_exact_fit(store: &ServiceStore, reports: &Reports, capacity: u64, name:
 #[test]
 fn memory_exact_fit_and_first_drop() {
     for (name, len) in [("Exact", 59), ("T", 0), ("Ev", 20)] {
-        let (options, reports) = options_with_reports(4096, 0, Overflow::DropOldest);
-        let store = ServiceStore::open_memory(&options).unwrap();
+        let (store, reports) = memory_store(Overflow::DropOldest);
         check_exact_fit(&store, &reports, 4096, name, len);
     }
-    // Rounding matters: 56 events of 72 bytes fit in 4096, not 63 of 65.
-    let (options, reports) = options_with_reports(4096, 0, Overflow::DropOldest);
-    let store = ServiceStore::open_memory(&options).unwrap();
-    for _ in 0..56 {
-        store.raise(EventKind::Queueing, "T", b"").unwrap();
-    }
-    assert_eq!(store.stats().dropped_events, 0);
-    store.raise(EventKind::Queueing, "T", b"").unwrap();
-    assert_eq!(store.stats().dropped_events, 1);
+    let (store, reports) = memory_store(Overflow::DropOldest);
+    fifty_six_fit_then_one_drops(&store);
     assert_eq!(reported_drops(&reports), 1);
 }
 
@@ -199,8 +194,7 @@ fn check_against_model(store: &ServiceStore, reports: &Reports, capacity: u64, s
 
 #[test]
 fn memory_drops_the_oldest_to_fit_the_new() {
-    let (options, reports) = options_with_reports(4096, 0, Overflow::DropOldest);
-    let store = ServiceStore::open_memory(&options).unwrap();
+    let (store, reports) = memory_store(Overflow::DropOldest);
     check_against_model(&store, &reports, 4096, 11);
 }
 
@@ -214,8 +208,7 @@ fn file_drops_the_oldest_to_fit_the_new() {
 
 #[test]
 fn a_largest_event_drops_as_many_as_needed() {
-    let (options, reports) = options_with_reports(4096, 0, Overflow::DropOldest);
-    let store = ServiceStore::open_memory(&options).unwrap();
+    let (store, reports) = memory_store(Overflow::DropOldest);
     let small: Vec<Uuid> = (0..56)
         .map(|_| store.raise(EventKind::Queueing, "T", b"").unwrap())
         .collect();
@@ -249,8 +242,7 @@ fn a_largest_event_drops_as_many_as_needed() {
 
 #[test]
 fn collapse_frees_room_before_anything_is_dropped() {
-    let (options, reports) = options_with_reports(4096, 0, Overflow::DropOldest);
-    let store = ServiceStore::open_memory(&options).unwrap();
+    let (store, reports) = memory_store(Overflow::DropOldest);
     let mut raised: Vec<Uuid> = (0..31)
         .map(|i| store.raise(EventKind::Queueing, "Exact", &[i; 59]).unwrap())
         .collect();
@@ -271,8 +263,7 @@ fn collapse_frees_room_before_anything_is_dropped() {
 
 #[test]
 fn reject_new_refuses_and_drops_nothing() {
-    let (options, reports) = options_with_reports(4096, 0, Overflow::RejectNew);
-    let store = ServiceStore::open_memory(&options).unwrap();
+    let (store, reports) = memory_store(Overflow::RejectNew);
     let mut raised: Vec<Uuid> = (0..45)
         .map(|i| store.raise(EventKind::Queueing, "Ev", &[i; 20]).unwrap())
         .collect();
@@ -394,12 +385,7 @@ fn capacity_values_are_normalised() {
         ..Default::default()
     };
     let store = ServiceStore::open_memory(&options).unwrap();
-    for _ in 0..56 {
-        store.raise(EventKind::Queueing, "T", b"").unwrap();
-    }
-    assert_eq!(store.stats().dropped_events, 0);
-    store.raise(EventKind::Queueing, "T", b"").unwrap();
-    assert_eq!(store.stats().dropped_events, 1);
+    fifty_six_fit_then_one_drops(&store);
 }
 
 #[test]

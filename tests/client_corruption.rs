@@ -12,113 +12,33 @@
 //! Old records of a name stay on disk (only the newest counts), so a cut or
 //! a flip can bring back an older id of a name: allowed, but reported.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Display;
-use std::fs;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::Path;
+
+use common::{
+    client_file_name, client_options, flip_random_bits, scratch_dir, u32_at, u64_at, Reports, Rng,
+    Sweep, DATA_OFFSET, RECORD_HEADER, SLOT_LEN, SLOT_OFFSETS, STATE,
+};
 use softnet_persistence::{
     ClientOptions, ClientStore, Durability, EventKind, Failure, FailureKind, Level, ServiceOptions,
     ServiceStore, Uuid,
 };
-use tempfile::TempDir;
 
 const SERVER: &str = "fe80::9";
 const KEY: &str = "corruption";
-const DATA_OFFSET: usize = 8192;
-const SLOT_OFFSETS: [usize; 2] = [0, 4096];
-const SLOT_LEN: usize = 256;
-const RECORD_HEADER: usize = 32;
-const STATE: usize = 4;
 const FLIP_CASES: u32 = 3000;
 
 type State = BTreeMap<String, i64>;
-type Reports = Arc<Mutex<Vec<Failure>>>;
-
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
 
 fn file_name() -> String {
-    format!(
-        "softnet.client.persistence_{}_{KEY}.scp",
-        SERVER.replace(':', "-")
-    )
+    client_file_name(SERVER, KEY)
 }
 
 fn options(reports: &Reports) -> ClientOptions {
-    let sink = Arc::clone(reports);
-    ClientOptions {
-        durability: Durability::Sync,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
-    }
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Runs the cases of a sweep, collecting failures (up to a limit) so that
-/// one run shows several.
-#[derive(Default)]
-struct Sweep {
-    failures: Vec<String>,
-    cases: usize,
-    skipped: usize,
-}
-
-impl Sweep {
-    const LIMIT: usize = 12;
-
-    fn case(&mut self, what: impl Display, f: impl FnOnce()) {
-        self.cases += 1;
-        if self.failures.len() >= Sweep::LIMIT {
-            self.skipped += 1;
-            return;
-        }
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(panic without a message)".to_string());
-            self.failures.push(format!("{what}: {msg}"));
-        }
-    }
-
-    fn finish(self) {
-        assert!(
-            self.failures.is_empty(),
-            "{} of {} cases failed{}:\n  {}",
-            self.failures.len(),
-            self.cases,
-            if self.skipped > 0 {
-                format!(" ({} cases not run after the first failures)", self.skipped)
-            } else {
-                String::new()
-            },
-            self.failures.join("\n  ")
-        );
-    }
+    client_options(Durability::Sync, reports)
 }
 
 // ----- the files under test -------------------------------------------------------
@@ -182,7 +102,7 @@ const NAMES: [&str; 8] = [
     "Z9",
 ];
 
-fn some_id(rng: &mut XorShift, n: usize) -> i64 {
+fn some_id(rng: &mut Rng, n: usize) -> i64 {
     match rng.below(5) {
         0 => [i64::MIN, i64::MAX, 0, -1, 1 << 31][rng.below(5) as usize],
         1 => n as i64,
@@ -196,7 +116,7 @@ fn build(count: usize, seed: u64, layout: bool) -> Fixture {
     let dir = scratch_dir();
     let reports = Reports::default();
     let store = ClientStore::open_file(dir.path(), SERVER, KEY, &options(&reports)).unwrap();
-    let mut rng = XorShift(seed);
+    let mut rng = Rng(seed);
     let mut puts = Vec::new();
     let mut written: HashMap<String, BTreeSet<i64>> = HashMap::new();
     let mut last = State::new();
@@ -235,16 +155,18 @@ fn build(count: usize, seed: u64, layout: bool) -> Fixture {
 /// a cut or a flip can touch).
 fn check_layout(fx: &Fixture) {
     let b = &fx.bytes;
-    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     for (i, p) in fx.puts.iter().enumerate() {
         let at = DATA_OFFSET + p.start;
-        assert_eq!(u32_at(at + 8), p.payload_len(), "put {i}: payload length");
-        assert_eq!(u64_at(at + 16), i as u64 + 1, "put {i}: sequence");
-        assert_eq!(u64_at(at + 24), i as u64 + 1, "put {i}: record id");
+        assert_eq!(
+            u32_at(b, at + 8) as usize,
+            p.payload_len(),
+            "put {i}: payload length"
+        );
+        assert_eq!(u64_at(b, at + 16), i as u64 + 1, "put {i}: sequence");
+        assert_eq!(u64_at(b, at + 24), i as u64 + 1, "put {i}: record id");
         assert_eq!(b[p.state_at()], b'L', "put {i}: state byte");
         assert_eq!(
-            u64_at(at + RECORD_HEADER) as i64,
+            u64_at(b, at + RECORD_HEADER) as i64,
             p.id,
             "put {i}: id in the payload"
         );
@@ -418,18 +340,10 @@ fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
 /// one state byte got more than one flip (two flipped bits can turn `L`
 /// into another valid state: then a silent loss is within the format's
 /// contract).
-fn flip(fx: &Fixture, rng: &mut XorShift, state_bytes: &[usize]) -> (Vec<u8>, Vec<u64>, bool) {
-    let len = fx.bytes.len() as u64;
+fn flip(fx: &Fixture, rng: &mut Rng, state_bytes: &[usize]) -> (Vec<u8>, Vec<u64>, bool) {
     let used = (fx.used_end() + RECORD_HEADER) as u64;
     let mut bytes = fx.bytes.clone();
-    let mut bits = Vec::new();
-    for _ in 0..1 + rng.below(4) {
-        // Half anywhere, half where the header and the records are.
-        let span = if rng.next() & 1 == 0 { len } else { used };
-        let bit = rng.below(span * 8);
-        bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
-        bits.push(bit);
-    }
+    let bits = flip_random_bits(&mut bytes, used, rng);
     let mut per_byte = HashMap::<usize, u32>::new();
     for b in &bits {
         *per_byte.entry((b / 8) as usize).or_default() += 1;
@@ -449,7 +363,7 @@ fn random_bit_flips_never_yield_an_id_not_written_and_report_losses() {
     let fx = build(220, 0x5eed_0002, true);
     let root = scratch_dir();
     let states = state_bytes_of(&fx);
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut sweep = Sweep::default();
     let mut changed = 0;
     for n in 0..FLIP_CASES {
@@ -504,7 +418,7 @@ fn damage_to_a_wrapped_ring_never_yields_an_id_not_written() {
     let root = scratch_dir();
     let mut sweep = Sweep::default();
     let len = fx.bytes.len();
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for cut in (0..=len).step_by(3) {
         sweep.case(
             format_args!("wrapped file truncated to {cut} bytes"),
@@ -592,7 +506,7 @@ fn foreign_empty_and_garbage_files_are_set_aside() {
         fs::rename(path, dir.path().join(file_name())).unwrap();
         check_replaced(dir.path(), "a service journal");
     }
-    let mut rng = XorShift(77);
+    let mut rng = Rng(77);
     for len in [0usize, 1, 700, 4096, 5000, fx.bytes.len()] {
         let dir = scratch_dir();
         let garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();

@@ -10,12 +10,15 @@
 //! Now and then the child subscribes to a new name, so the file also grows
 //! (an atomic rewrite) under the kills.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use common::{client_file_name, collect_into, env_number, kill_at_random, Reports, Rng};
 use softnet_persistence::{ClientOptions, ClientStore, Durability, Failure, FailureKind, Level};
 
 const SERVER: &str = "fe80::2";
@@ -40,17 +43,6 @@ fn options() -> ClientOptions {
     ClientOptions {
         durability: Durability::Sync,
         on_failure: None,
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -152,12 +144,9 @@ fn apply(lines: &str, known: &mut Known) -> Result<(), String> {
 
 /// Reopens the file and checks every name against what the child reported.
 fn check(dir: &Path, known: &mut Known) -> Result<(), String> {
-    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Failure>::new()));
-    let sink = reports.clone();
+    let reports = Reports::default();
     let opts = ClientOptions {
-        on_failure: Some(std::sync::Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..options()
     };
     let store = ClientStore::open_file(dir, SERVER, KEY, &opts).map_err(|e| e.to_string())?;
@@ -230,11 +219,7 @@ fn check(dir: &Path, known: &mut Known) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     listing.sort();
-    let file = format!(
-        "softnet.client.persistence_{}_{KEY}.scp",
-        SERVER.replace(':', "-")
-    );
-    if listing != [file] {
+    if listing != [client_file_name(SERVER, KEY)] {
         return Err(format!("files left next to the client file: {listing:?}"));
     }
     Ok(())
@@ -253,32 +238,16 @@ fn parent() -> Result<(), String> {
     let mut puts = 0usize;
     let mut landed_unreported = 0usize;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .env("SNP_CLIENT_CRASH_DIR", dir.path())
-            .env("SNP_CLIENT_CRASH_START", known.next_counter.to_string())
-            .env("SNP_CLIENT_CRASH_SEED", (u64::from(kill) + 1).to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut seen = String::new();
-        let wanted = rng.below(80);
-        for _ in 0..wanted {
-            if reader.read_line(&mut seen).map_err(|e| e.to_string())? == 0 {
-                break;
-            }
-        }
         // Land the kill anywhere inside a put, not only between them.
-        let spin = Instant::now();
-        let delay = Duration::from_micros(rng.below(600));
-        while spin.elapsed() < delay {
-            std::hint::spin_loop();
-        }
-        child.kill().map_err(|e| e.to_string())?;
-        child.wait().map_err(|e| e.to_string())?;
-        reader
-            .read_to_string(&mut seen)
-            .map_err(|e| e.to_string())?;
+        let seen = kill_at_random(
+            Command::new(&exe)
+                .env("SNP_CLIENT_CRASH_DIR", dir.path())
+                .env("SNP_CLIENT_CRASH_START", known.next_counter.to_string())
+                .env("SNP_CLIENT_CRASH_SEED", (u64::from(kill) + 1).to_string()),
+            &mut rng,
+            80,
+            600,
+        )?;
         puts += seen.lines().count();
         apply(&seen, &mut known).map_err(|e| format!("kill {kill}: {e}"))?;
         let before = known.reported.clone();
@@ -301,16 +270,10 @@ fn parent() -> Result<(), String> {
 
 fn main() -> ExitCode {
     if let Ok(dir) = std::env::var("SNP_CLIENT_CRASH_DIR") {
-        let number = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
         child(
             &dir,
-            number("SNP_CLIENT_CRASH_START"),
-            number("SNP_CLIENT_CRASH_SEED"),
+            env_number("SNP_CLIENT_CRASH_START"),
+            env_number("SNP_CLIENT_CRASH_SEED"),
         );
         return ExitCode::SUCCESS;
     }

@@ -4,21 +4,20 @@
 //! outcome when the handler fails or panics (SPEC section 4), at CPL-1 and
 //! CPL-2 alike.
 
+mod common;
+
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use common::{client_options, scratch_dir, Reports};
 use softnet_persistence::{
-    ClientOptions, ClientStore, Delivery, Durability, Error, ErrorKind, Failure, HandleError,
-    HandlerOrder, Level, MAX_NAME_LEN,
+    ClientStore, Delivery, Durability, Error, ErrorKind, HandleError, HandlerOrder, Level,
+    MAX_NAME_LEN,
 };
 use tempfile::TempDir;
 
 const SERVER: &str = "fe80::1";
 const KEY: &str = "dup-test";
-
-type Reports = Arc<Mutex<Vec<Failure>>>;
 
 /// A store under test: level 1, or level 2 with its directory.
 struct Subject {
@@ -29,19 +28,9 @@ struct Subject {
 }
 
 impl Subject {
-    fn options(reports: &Reports) -> ClientOptions {
-        let sink = Arc::clone(reports);
-        ClientOptions {
-            durability: Durability::Sync,
-            on_failure: Some(Arc::new(move |f: &Failure| {
-                sink.lock().unwrap().push(f.clone())
-            })),
-        }
-    }
-
     fn memory() -> Subject {
         let reports = Reports::default();
-        let store = ClientStore::open_memory(&Subject::options(&reports));
+        let store = ClientStore::open_memory(&client_options(Durability::Sync, &reports));
         assert_eq!(store.level(), Level::Memory);
         Subject {
             label: "CPL-1",
@@ -54,8 +43,13 @@ impl Subject {
     fn file() -> Subject {
         let dir = scratch_dir();
         let reports = Reports::default();
-        let store =
-            ClientStore::open_file(dir.path(), SERVER, KEY, &Subject::options(&reports)).unwrap();
+        let store = ClientStore::open_file(
+            dir.path(),
+            SERVER,
+            KEY,
+            &client_options(Durability::Sync, &reports),
+        )
+        .unwrap();
         assert_eq!(store.level(), Level::Persistent);
         Subject {
             label: "CPL-2",
@@ -69,9 +63,13 @@ impl Subject {
     fn reopen(&mut self) {
         if let Some(dir) = &self.dir {
             self.store.close().unwrap();
-            self.store =
-                ClientStore::open_file(dir.path(), SERVER, KEY, &Subject::options(&self.reports))
-                    .unwrap();
+            self.store = ClientStore::open_file(
+                dir.path(),
+                SERVER,
+                KEY,
+                &client_options(Durability::Sync, &self.reports),
+            )
+            .unwrap();
         }
     }
 
@@ -80,15 +78,6 @@ impl Subject {
         assert!(r.is_empty(), "{}: unexpected reports {:?}", self.label, *r);
         assert_eq!(self.store.stats().failures, 0, "{}", self.label);
     }
-}
-
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
 }
 
 fn both() -> [Subject; 2] {
@@ -350,6 +339,17 @@ fn record_before_handle_records_before_the_handler_runs() {
     }
 }
 
+/// Handles `Temp` = `id` with a handler that panics; returns whether the
+/// panic reached the caller.
+fn handle_with_a_panicking_handler(store: &ClientStore, id: i64, order: HandlerOrder) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        let _ = store.handle("Temp", id, order, || -> Result<(), AppError> {
+            panic!("handler bug")
+        });
+    }))
+    .is_err()
+}
+
 #[test]
 fn a_panicking_handler_leaves_the_id_as_its_order_says() {
     // The handler's panic message shows in the test's captured output (the
@@ -357,15 +357,9 @@ fn a_panicking_handler_leaves_the_id_as_its_order_says() {
     for mut s in both() {
         let l = s.label;
         s.store.put("Temp", 1).unwrap();
-        let panicked = catch_unwind(AssertUnwindSafe(|| {
-            let _ = s.store.handle(
-                "Temp",
-                2,
-                HandlerOrder::RecordAfterHandle,
-                || -> Result<(), AppError> { panic!("handler bug") },
-            );
-        }));
-        assert!(panicked.is_err(), "{l}: the panic reaches the caller");
+        let panicked =
+            handle_with_a_panicking_handler(&s.store, 2, HandlerOrder::RecordAfterHandle);
+        assert!(panicked, "{l}: the panic reaches the caller");
         assert_eq!(
             s.store.get("Temp").unwrap(),
             Some(1),
@@ -380,15 +374,9 @@ fn a_panicking_handler_leaves_the_id_as_its_order_says() {
         assert_eq!(got.unwrap(), Delivery::Handled, "{l}: handled again");
         assert_eq!(s.store.get("Temp").unwrap(), Some(2));
 
-        let panicked = catch_unwind(AssertUnwindSafe(|| {
-            let _ = s.store.handle(
-                "Temp",
-                3,
-                HandlerOrder::RecordBeforeHandle,
-                || -> Result<(), AppError> { panic!("handler bug") },
-            );
-        }));
-        assert!(panicked.is_err(), "{l}");
+        let panicked =
+            handle_with_a_panicking_handler(&s.store, 3, HandlerOrder::RecordBeforeHandle);
+        assert!(panicked, "{l}");
         assert_eq!(
             s.store.get("Temp").unwrap(),
             Some(3),

@@ -4,49 +4,22 @@
 //! are (the file grows); the file is named and protected as SPEC section 4
 //! says.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use softnet_persistence::{
-    ClientOptions, ClientStore, Durability, Error, ErrorKind, Failure, Level,
-};
-use tempfile::TempDir;
+use common::{client_file_name, client_options, scratch_dir, Reports, Rng};
+use softnet_persistence::{ClientOptions, ClientStore, Durability, Error, ErrorKind, Level};
 
 const SERVER: &str = "broker.example.com";
 const KEY: &str = "client-key-1";
 
-type Reports = Arc<Mutex<Vec<Failure>>>;
-
-fn options(durability: Durability, reports: &Reports) -> ClientOptions {
-    let sink = Arc::clone(reports);
-    ClientOptions {
-        durability,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
-    }
-}
-
-/// A directory on tmpfs when there is one (for the tests that only count
-/// bytes and names, not durability).
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
-
-fn client_file_name(server: &str, key: &str) -> String {
-    format!(
-        "softnet.client.persistence_{}_{key}.scp",
-        server.replace(':', "-")
-    )
-}
+// `scratch_dir()` (tmpfs when there is one) serves the tests that only
+// count bytes and names, not durability.
 
 fn open(dir: &Path, options: &ClientOptions) -> ClientStore {
     let store = ClientStore::open_file(dir, SERVER, KEY, options).expect("open the client file");
@@ -97,18 +70,7 @@ fn assert_holds(store: &ClientStore, model: &BTreeMap<String, i64>, context: &st
     );
 }
 
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     /// Any i64, with the extremes and small values often.
     fn id(&mut self) -> i64 {
         match self.below(8) {
@@ -146,7 +108,7 @@ fn ids_survive_close_and_reopen_for_many_names() {
     // Real disk, synchronous durability: the default configuration.
     let dir = tempfile::tempdir().unwrap();
     let reports = Reports::default();
-    let opts = options(Durability::Sync, &reports);
+    let opts = client_options(Durability::Sync, &reports);
     let mut model = BTreeMap::new();
     let mut rng = Rng(0x1234_5678_9abc_def1);
 
@@ -206,7 +168,7 @@ const EXTREMES: [i64; 14] = [
 fn i64_extremes_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let reports = Reports::default();
-    let opts = options(Durability::Sync, &reports);
+    let opts = client_options(Durability::Sync, &reports);
     let mut model = BTreeMap::new();
     {
         let store = open(dir.path(), &opts);
@@ -281,7 +243,7 @@ fn many_puts_to_the_same_names_keep_the_file_bounded() {
     let reports = Reports::default();
     // Durability does not change the layout, only when it is synced: None
     // keeps 100,000 puts quick.
-    let opts = options(Durability::None, &reports);
+    let opts = client_options(Durability::None, &reports);
     let names: Vec<String> = (0..50).map(name_for).collect();
     let mut model = BTreeMap::new();
     let store = open(dir.path(), &opts);
@@ -337,7 +299,7 @@ fn many_puts_to_the_same_names_keep_the_file_bounded() {
 fn file_name_follows_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     let reports = Reports::default();
-    let opts = options(Durability::Sync, &reports);
+    let opts = client_options(Durability::Sync, &reports);
     for (server, key, file) in [
         (
             SERVER,
@@ -410,7 +372,7 @@ fn file_name_follows_the_rules() {
 fn many_subscriptions_grow_the_file_and_survive_reopen() {
     let dir = scratch_dir();
     let reports = Reports::default();
-    let opts = options(Durability::None, &reports);
+    let opts = client_options(Durability::None, &reports);
     let mut model = BTreeMap::new();
     let mut store = open(dir.path(), &opts);
     let path = store.file_path().unwrap();
@@ -482,7 +444,7 @@ fn new_subscriptions_after_reopening_a_file_full_of_old_records_stay_at_level_2(
     for old_puts in [120, 166, 180, 250, 380] {
         let dir = scratch_dir();
         let reports = Reports::default();
-        let opts = options(Durability::None, &reports);
+        let opts = client_options(Durability::None, &reports);
         let mut model = BTreeMap::new();
         let store = open(dir.path(), &opts);
         for id in 0..old_puts {
@@ -528,7 +490,7 @@ fn new_subscriptions_after_reopening_a_file_full_of_old_records_stay_at_level_2(
 fn a_file_name_too_long_for_the_file_system_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let reports = Reports::default();
-    let opts = options(Durability::Sync, &reports);
+    let opts = client_options(Durability::Sync, &reports);
     let mut wrong = Vec::new();
     for (server_len, key_len) in [
         (1, 1),
@@ -573,7 +535,7 @@ fn a_file_name_too_long_for_the_file_system_is_refused() {
 fn puts_from_many_threads_all_survive_reopen() {
     let dir = scratch_dir();
     let reports = Reports::default();
-    let opts = options(Durability::Sync, &reports);
+    let opts = client_options(Durability::Sync, &reports);
     let store = Arc::new(open(dir.path(), &opts));
     let threads: Vec<_> = (0..4u64)
         .map(|t| {

@@ -5,11 +5,14 @@
 //! counted in the statistics (SPEC section 5): nothing is lost but
 //! durability.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::{assert_locked, client_file_name, client_options, Fault, Reports};
 use softnet_persistence::{
     ClientOptions, ClientStore, Delivery, Durability, Error, ErrorKind, Failure, FailureKind,
     HandlerOrder, IdStore, Level, Result,
@@ -18,33 +21,12 @@ use softnet_persistence::{
 const SERVER: &str = "10.1.2.3";
 const KEY: &str = "locked-test";
 
-type Reports = Arc<Mutex<Vec<Failure>>>;
-
 fn options(reports: &Reports) -> ClientOptions {
-    let sink = Arc::clone(reports);
-    ClientOptions {
-        durability: Durability::Sync,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
-    }
+    client_options(Durability::Sync, reports)
 }
 
 fn file_path(dir: &Path) -> std::path::PathBuf {
-    dir.join(format!("softnet.client.persistence_{SERVER}_{KEY}.scp"))
-}
-
-fn assert_locked(err: Error, expected: &Path) {
-    assert_eq!(err.kind(), ErrorKind::Locked, "{err:?}");
-    let shown = err.to_string();
-    assert!(
-        shown.contains(&expected.display().to_string()),
-        "the message must name the file: {shown}"
-    );
-    match err {
-        Error::Locked { path } => assert_eq!(path, expected),
-        other => panic!("expected Locked, got {other:?}"),
-    }
+    dir.join(client_file_name(SERVER, KEY))
 }
 
 // ----- the lock ---------------------------------------------------------------
@@ -475,16 +457,6 @@ fn the_failure_callback_may_call_back_into_the_store() {
 
 // ----- fail the N-th backend call ---------------------------------------------------
 
-/// Which backend calls fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    Never,
-    /// Only call N.
-    Once(u64),
-    /// Call N and every later one.
-    From(u64),
-}
-
 /// A backend that counts its calls and fails the planned ones.
 struct Counting {
     ids: Arc<Mutex<HashMap<String, i64>>>,
@@ -495,12 +467,7 @@ struct Counting {
 impl Counting {
     fn gate(&self, method: &str) -> Result<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let fail = match self.fault {
-            Fault::Never => false,
-            Fault::Once(at) => n == at,
-            Fault::From(at) => n >= at,
-        };
-        if !fail {
+        if !self.fault.fails(n) {
             return Ok(());
         }
         Err(if n.is_multiple_of(2) {

@@ -3,14 +3,15 @@
 //! `HashMap<name, id>` (SPEC section 4): at CPL-2 the map survives every
 //! reopen (the file growing as needed), at CPL-1 a reopen starts empty.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use common::{client_options, proptest_config, scratch_dir, Reports};
 use proptest::prelude::*;
 use softnet_persistence::{
-    ClientOptions, ClientStore, Delivery, Durability, Failure, HandleError, HandlerOrder, Level,
+    ClientOptions, ClientStore, Delivery, Durability, HandleError, HandlerOrder, Level,
 };
 use tempfile::TempDir;
 
@@ -88,17 +89,6 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-type Reports = Arc<Mutex<Vec<Failure>>>;
-
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
-
 struct Harness {
     level: Level,
     dir: Option<TempDir>,
@@ -120,13 +110,7 @@ macro_rules! ensure_eq {
 impl Harness {
     fn open(level: Level) -> Harness {
         let reports = Reports::default();
-        let sink = Arc::clone(&reports);
-        let options = ClientOptions {
-            durability: Durability::None,
-            on_failure: Some(Arc::new(move |f: &Failure| {
-                sink.lock().unwrap().push(f.clone())
-            })),
-        };
+        let options = client_options(Durability::None, &reports);
         let dir = (level == Level::Persistent).then(scratch_dir);
         let mut h = Harness {
             level,
@@ -299,16 +283,8 @@ fn run(level: Level, ops: &[Op]) -> Result<(), String> {
         .map_err(|e| format!("final reopen: {e}"))
 }
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        failure_persistence: None,
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config(4000))]
+    #![proptest_config(proptest_config(4000))]
 
     #[test]
     fn cpl2_file_matches_the_model(ops in proptest::collection::vec(op_strategy(), 1..120)) {

@@ -10,29 +10,20 @@
 //! sync was either lost or (at random) written back by the kernel on its
 //! own, and reopened.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use softnet_persistence::{ClientOptions, ClientStore, Durability, Failure, FailureKind, Level};
+use common::{client_options, scratch_dir, Reports, Rng};
+use softnet_persistence::{ClientStore, Durability, Failure, FailureKind, Level};
 use tempfile::TempDir;
 
 const SERVER: &str = "broker.local";
 const KEY: &str = "power";
 
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     fn id(&mut self) -> i64 {
         match self.below(6) {
             0 => [i64::MIN, i64::MAX, 0, -1][self.below(4) as usize],
@@ -55,28 +46,9 @@ const NAMES: [&str; 6] = [
 ];
 
 type State = BTreeMap<String, i64>;
-type Reports = Arc<Mutex<Vec<Failure>>>;
 
-fn options(durability: Durability, reports: &Reports) -> ClientOptions {
-    let sink = Arc::clone(reports);
-    ClientOptions {
-        durability,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
-    }
-}
-
-/// A scratch directory, on tmpfs when there is one: the device is simulated
-/// here, so real syncs would only cost time.
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
+// The device is simulated here, so real syncs would only cost time: the
+// directories are `scratch_dir()`s, on tmpfs when there is one.
 
 fn state(store: &ClientStore) -> State {
     store.entries().unwrap().into_iter().collect()
@@ -140,11 +112,16 @@ struct Run {
 /// after the step it happened in.
 fn run(dir: &Path, seed: u64, scenario: Scenario, cut: Option<u64>) -> Run {
     let reports = Reports::default();
-    let store = ClientStore::open_file(dir, SERVER, KEY, &options(Durability::Sync, &reports))
-        .expect("open");
+    let store = ClientStore::open_file(
+        dir,
+        SERVER,
+        KEY,
+        &client_options(Durability::Sync, &reports),
+    )
+    .expect("open");
     let mut written = HashMap::new();
     store.put("Pinned", -(seed as i64)).unwrap();
-    let file_name = store.file_path().unwrap().file_name().unwrap().to_owned();
+    let file_name = file_name_of(&store);
     let sync_count = || store.with_journal(|j| j.sync_count()).expect("at level 2");
     let base = sync_count();
     if let Some(k) = cut {
@@ -174,8 +151,29 @@ fn run(dir: &Path, seed: u64, scenario: Scenario, cut: Option<u64>) -> Run {
     out
 }
 
-/// Writes `image` as the client file of a fresh directory and opens it.
-fn reopen_image(image: &[u8], file_name: &OsString) -> (State, Vec<Failure>, Level) {
+fn file_name_of(store: &ClientStore) -> OsString {
+    store.file_path().unwrap().file_name().unwrap().to_owned()
+}
+
+/// A fresh client file with `Durability::None`: its directory, the
+/// reports, the store and the file's name.
+fn open_unsynced() -> (TempDir, Reports, ClientStore, OsString) {
+    let dir = scratch_dir();
+    let reports = Reports::default();
+    let store = ClientStore::open_file(
+        dir.path(),
+        SERVER,
+        KEY,
+        &client_options(Durability::None, &reports),
+    )
+    .unwrap();
+    let file_name = file_name_of(&store);
+    (dir, reports, store, file_name)
+}
+
+/// Writes `image` as the client file of a fresh directory and opens it,
+/// which must find it at level 2; returns what it holds and the reports.
+fn reopen_image(image: &[u8], file_name: &OsString, context: &str) -> (State, Vec<Failure>) {
     let dir = scratch_dir();
     std::fs::write(dir.path().join(file_name), image).unwrap();
     let reports = Reports::default();
@@ -183,14 +181,15 @@ fn reopen_image(image: &[u8], file_name: &OsString) -> (State, Vec<Failure>, Lev
         dir.path(),
         SERVER,
         KEY,
-        &options(Durability::Sync, &reports),
+        &client_options(Durability::Sync, &reports),
     )
     .expect("open after a power cut");
     let got = state(&store);
     let level = store.level();
     drop(store);
     let reports = reports.lock().unwrap().clone();
-    (got, reports, level)
+    assert_eq!(level, Level::Persistent, "{context}: {reports:?}");
+    (got, reports)
 }
 
 /// Checks a recovered state against the states before and after the step
@@ -250,8 +249,7 @@ fn cut_at_random_syncs(seeds: std::ops::RangeInclusive<u64>, scenario: Scenario,
             );
             let (before, after) = (&armed.states[j - 1], &armed.states[j]);
             let context = format!("seed {seed}, cut at sync {k} during step {j}");
-            let (got, reports, level) = reopen_image(&image, &armed.file_name);
-            assert_eq!(level, Level::Persistent, "{context}: {reports:?}");
+            let (got, reports) = reopen_image(&image, &armed.file_name, &context);
             for r in &reports {
                 assert_ne!(r.kind, FailureKind::Fallback, "{context}: {r}");
                 *reported.entry(format!("{:?}", r.kind)).or_default() += 1;
@@ -303,8 +301,7 @@ fn every_sync_of_one_run_is_a_safe_place_to_cut() {
             let image = armed.image.expect("the armed sync happened");
             let j = armed.syncs.iter().position(|&s| s >= k).unwrap();
             let context = format!("seed {seed}, cut at sync {k} of {total} during step {j}");
-            let (got, reports, level) = reopen_image(&image, &armed.file_name);
-            assert_eq!(level, Level::Persistent, "{context}: {reports:?}");
+            let (got, _) = reopen_image(&image, &armed.file_name, &context);
             check_cut(&got, &armed.states[j - 1], &armed.states[j], &context);
         }
     }
@@ -315,16 +312,7 @@ fn without_sync_a_cut_never_yields_an_id_not_written_for_that_name() {
     let mut lossy = 0;
     let mut cases = 0;
     for seed in 1..=40u64 {
-        let dir = scratch_dir();
-        let reports = Reports::default();
-        let store = ClientStore::open_file(
-            dir.path(),
-            SERVER,
-            KEY,
-            &options(Durability::None, &reports),
-        )
-        .unwrap();
-        let file_name = store.file_path().unwrap().file_name().unwrap().to_owned();
+        let (_dir, _reports, store, file_name) = open_unsynced();
         let mut written: HashMap<String, BTreeSet<i64>> = HashMap::new();
         store.put("Pinned", -(seed as i64)).unwrap();
         written
@@ -343,8 +331,7 @@ fn without_sync_a_cut_never_yields_an_id_not_written_for_that_name() {
                 .with_journal(|j| j.power_cut_image(&mut |_| keep.below(2) == 0))
                 .unwrap();
             let context = format!("seed {seed}, cut after step {n}");
-            let (got, reports, level) = reopen_image(&image, &file_name);
-            assert_eq!(level, Level::Persistent, "{context}: {reports:?}");
+            let (got, _) = reopen_image(&image, &file_name, &context);
             for (name, id) in &got {
                 assert!(
                     written.get(name).is_some_and(|ids| ids.contains(id)),
@@ -372,16 +359,7 @@ fn without_sync_a_cut_keeps_exactly_what_the_last_flush_made_durable() {
     let mut checked = 0;
     let mut lost = 0;
     for seed in 1..=30u64 {
-        let dir = scratch_dir();
-        let reports = Reports::default();
-        let store = ClientStore::open_file(
-            dir.path(),
-            SERVER,
-            KEY,
-            &options(Durability::None, &reports),
-        )
-        .unwrap();
-        let file_name = store.file_path().unwrap().file_name().unwrap().to_owned();
+        let (_dir, reports, store, file_name) = open_unsynced();
         let mut written = HashMap::new();
         let mut rng = Rng(seed.wrapping_mul(31) | 1);
         let mut flushed = State::new();
@@ -400,9 +378,8 @@ fn without_sync_a_cut_keeps_exactly_what_the_last_flush_made_durable() {
             let image = store
                 .with_journal(|j| j.power_cut_image(&mut |_| false))
                 .unwrap();
-            let (got, reports, level) = reopen_image(&image, &file_name);
             let context = format!("seed {seed}, cut after step {n}");
-            assert_eq!(level, Level::Persistent, "{context}: {reports:?}");
+            let (got, _) = reopen_image(&image, &file_name, &context);
             assert_eq!(got, flushed, "{context}: the state of the last flush");
             if got != state(&store) {
                 lost += 1;

@@ -12,27 +12,21 @@
 //! page, then per record a 32-byte header and the payload (32 fixed bytes,
 //! the name, the arguments) padded to 8 bytes.
 
-use std::fmt::Display;
-use std::fs;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::fs;
+use std::path::Path;
+
+use common::{
+    collect_into, flip_random_bits, journal_name, scratch_dir, u32_at, u64_at, Reports, Rng, Sweep,
+    DATA_OFFSET, RECORD_HEADER, SLOT_LEN, SLOT_OFFSETS, STATE,
+};
 use softnet_persistence::{
     Durability, Event, EventKind, Failure, FailureKind, Level, ServiceOptions, ServiceStats,
     ServiceStore, Uuid,
 };
-use tempfile::TempDir;
 
 const CAPACITY: usize = 8192;
-/// Where the data region starts (after the two header pages).
-const DATA_OFFSET: usize = 8192;
-/// Header slots: two of 256 bytes at 0 and 4096.
-const SLOT_LEN: usize = 256;
-const SLOT_OFFSETS: [usize; 2] = [0, 4096];
-/// Record header length and the offset of its state byte.
-const RECORD_HEADER: usize = 32;
-const STATE: usize = 4;
 /// Bytes of an event payload before the name.
 const EVENT_FIXED: usize = 32;
 /// Bit-flip cases.
@@ -40,95 +34,15 @@ const FLIP_CASES: u32 = 3000;
 
 // ----- helpers ------------------------------------------------------------
 
-/// A directory on tmpfs when there is one: the sweeps below open thousands
-/// of journals with synchronous durability.
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
-
-/// SPEC section 3: `softnet.service.persistence_<service-uuid>.ssp`.
-fn journal_name(service: Uuid) -> String {
-    format!("softnet.service.persistence_{}.ssp", service.hyphenated())
-}
-
-type Reports = Arc<Mutex<Vec<Failure>>>;
+// The sweeps below open thousands of journals with synchronous durability:
+// in `scratch_dir()`, on tmpfs when there is one.
 
 fn options(reports: &Reports) -> ServiceOptions {
-    let sink = Arc::clone(reports);
     ServiceOptions {
         capacity: CAPACITY,
         durability: Durability::Sync,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(reports)),
         ..ServiceOptions::default()
-    }
-}
-
-/// A small deterministic generator, so that a failing case can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Runs the cases of a sweep and collects their failures, each with the
-/// case that failed, so that one run shows all of them (up to a limit).
-#[derive(Default)]
-struct Sweep {
-    failures: Vec<String>,
-    cases: usize,
-    skipped: usize,
-}
-
-impl Sweep {
-    const LIMIT: usize = 12;
-
-    fn case(&mut self, what: impl Display, f: impl FnOnce()) {
-        self.cases += 1;
-        if self.failures.len() >= Sweep::LIMIT {
-            self.skipped += 1;
-            return;
-        }
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(panic without a message)".to_string());
-            self.failures.push(format!("{what}: {msg}"));
-        }
-    }
-
-    fn finish(self) {
-        assert!(
-            self.failures.is_empty(),
-            "{} of {} cases failed{}:\n  {}",
-            self.failures.len(),
-            self.cases,
-            if self.skipped > 0 {
-                format!(" ({} cases not run after the first failures)", self.skipped)
-            } else {
-                String::new()
-            },
-            self.failures.join("\n  ")
-        );
     }
 }
 
@@ -290,14 +204,16 @@ fn fixture() -> Fixture {
 /// which events a cut or a flip can touch).
 fn check_layout(fx: &Fixture) {
     let b = &fx.bytes;
-    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-    let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     for (i, r) in fx.records.iter().enumerate() {
         let at = DATA_OFFSET + r.start;
-        assert_eq!(u32_at(at + 8), r.payload_len, "record {i}: payload length");
+        assert_eq!(
+            u32_at(b, at + 8) as usize,
+            r.payload_len,
+            "record {i}: payload length"
+        );
         let state = if r.live { b'L' } else { b'S' };
         assert_eq!(b[r.state_at()], state, "record {i}: state byte");
-        assert_eq!(u64_at(at + 16), i as u64 + 1, "record {i}: sequence");
+        assert_eq!(u64_at(b, at + 16), i as u64 + 1, "record {i}: sequence");
         let payload = &b[at + RECORD_HEADER..r.complete_at()];
         assert_eq!(&payload[16..32], r.event.uid.as_bytes(), "record {i}: uid");
     }
@@ -470,21 +386,12 @@ fn random_bit_flips_never_invent_reorder_or_repeat_events() {
     let mut sweep = Sweep::default();
     let fx = fixture();
     let root = scratch_dir();
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-    let len = fx.bytes.len() as u64;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let used = fx.used_end() as u64 + RECORD_HEADER as u64;
     let mut lossy = 0;
     for n in 0..FLIP_CASES {
         let mut bytes = fx.bytes.clone();
-        let mut flipped = Vec::new();
-        for _ in 0..1 + rng.below(4) {
-            // Half the flips anywhere, half where the header and the
-            // records are (most of the file is unused ring).
-            let span = if rng.next() & 1 == 0 { len } else { used };
-            let bit = rng.below(span * 8);
-            bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
-            flipped.push(bit);
-        }
+        let flipped = flip_random_bits(&mut bytes, used, &mut rng);
         let offsets: Vec<usize> = flipped.iter().map(|b| (b / 8) as usize).collect();
         let state_hit: Vec<usize> = (0..fx.records.len())
             .filter(|&i| offsets.contains(&fx.records[i].state_at()))
@@ -631,7 +538,7 @@ fn empty_file_at_the_journal_path_is_replaced() {
 fn garbage_file_at_the_journal_path_is_replaced() {
     let mut sweep = Sweep::default();
     let fx = fixture();
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for len in [1, 700, 4096, 5000, fx.bytes.len()] {
         sweep.case(format_args!("{len} bytes of garbage"), || {
             let dir = scratch_dir();

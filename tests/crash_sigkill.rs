@@ -7,12 +7,15 @@
 //! This test binary is its own child: with `SNP_CRASH_CHILD_DIR` set it runs
 //! the raising loop, reporting each completed operation on stdout.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use common::{env_number, kill_at_random, Rng};
 use softnet_persistence::{Durability, EventKind, ServiceOptions, ServiceStore, Uuid};
 
 const SERVICE: Uuid = Uuid::from_u128(0x0c0a_5e11);
@@ -23,17 +26,6 @@ fn options() -> ServiceOptions {
         capacity: 64 * 1024,
         durability: Durability::Sync,
         ..ServiceOptions::default()
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -163,32 +155,16 @@ fn parent() -> Result<(), String> {
     let started = Instant::now();
     let mut operations = 0usize;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .env("SNP_CRASH_CHILD_DIR", dir.path())
-            .env("SNP_CRASH_START", round.next_index.to_string())
-            .env("SNP_CRASH_SEED", (kill as u64 + 1).to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut seen = String::new();
-        let wanted = rng.below(120);
-        for _ in 0..wanted {
-            if reader.read_line(&mut seen).map_err(|e| e.to_string())? == 0 {
-                break;
-            }
-        }
         // Land the kill anywhere inside an operation, not only between them.
-        let spin = Instant::now();
-        let delay = Duration::from_micros(rng.below(400));
-        while spin.elapsed() < delay {
-            std::hint::spin_loop();
-        }
-        child.kill().map_err(|e| e.to_string())?;
-        child.wait().map_err(|e| e.to_string())?;
-        reader
-            .read_to_string(&mut seen)
-            .map_err(|e| e.to_string())?;
+        let seen = kill_at_random(
+            Command::new(&exe)
+                .env("SNP_CRASH_CHILD_DIR", dir.path())
+                .env("SNP_CRASH_START", round.next_index.to_string())
+                .env("SNP_CRASH_SEED", (kill as u64 + 1).to_string()),
+            &mut rng,
+            120,
+            400,
+        )?;
         operations += seen.lines().count();
         let acking = apply(&seen, &mut round).map_err(|e| format!("kill {kill}: {e}"))?;
         check(dir.path(), &mut round, acking).map_err(|e| format!("kill {kill}: {e}"))?;
@@ -204,13 +180,11 @@ fn parent() -> Result<(), String> {
 
 fn main() -> ExitCode {
     if let Ok(dir) = std::env::var("SNP_CRASH_CHILD_DIR") {
-        let number = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        child(&dir, number("SNP_CRASH_START"), number("SNP_CRASH_SEED"));
+        child(
+            &dir,
+            env_number("SNP_CRASH_START"),
+            env_number("SNP_CRASH_SEED"),
+        );
         return ExitCode::SUCCESS;
     }
     match parent() {

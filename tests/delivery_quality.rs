@@ -26,6 +26,7 @@
 //! (`cargo test --release --all-features`); without it a reboot is a plain
 //! restart.
 
+mod common;
 mod support;
 
 use std::sync::OnceLock;
@@ -393,8 +394,8 @@ fn the_simulation_is_deterministic() {
 #[test]
 #[cfg(feature = "fault-injection")]
 fn power_cut_inside_a_raise_that_drops_for_room() {
-    use softnet_persistence::{Durability, Event, Failure, Uuid};
-    use std::sync::{Arc, Mutex};
+    use common::{collect_into, Reports};
+    use softnet_persistence::{Durability, Event, Uuid};
 
     let event = |n: u128| Event {
         kind: EventKind::Queueing,
@@ -409,14 +410,11 @@ fn power_cut_inside_a_raise_that_drops_for_room() {
     // of the sectors written since the last sync.
     for seed in 1..=32u64 {
         let dir = tempfile::tempdir().unwrap();
-        let reports = Arc::new(Mutex::new(Vec::<Failure>::new()));
-        let sink = reports.clone();
+        let reports = Reports::default();
         let options = ServiceOptions {
             capacity: 8192,
             durability: Durability::Sync,
-            on_failure: Some(Arc::new(move |f: &Failure| {
-                sink.lock().unwrap().push(f.clone())
-            })),
+            on_failure: Some(collect_into(&reports)),
             ..ServiceOptions::default()
         };
         let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();

@@ -9,26 +9,18 @@
 //! fails, and the run is compared with the clean run (or, where the failure
 //! makes events unreadable, with the clean run minus exactly those events).
 
+mod common;
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::{collect_into, panic_message, Fault, Reports};
 use softnet_persistence::{
     Error, Event, EventKind, Failure, FailureKind, Level, MemoryLog, RecordLog, Removal, Result,
     ServiceOptions, ServiceStats, ServiceStore, Uuid,
 };
-
-/// Which backend calls fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// None: the clean run.
-    Never,
-    /// Only call N (a transient error).
-    Once(u64),
-    /// Call N and every later one (the device is gone).
-    From(u64),
-}
 
 /// Counts every backend call and fails the planned ones.
 struct Plan {
@@ -53,12 +45,7 @@ impl Plan {
     fn gate(&self, method: &'static str) -> Result<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.methods.lock().unwrap().push(method);
-        let fail = match self.fault {
-            Fault::Never => false,
-            Fault::Once(at) => n == at,
-            Fault::From(at) => n >= at,
-        };
-        if !fail {
+        if !self.fault.fails(n) {
             return Ok(());
         }
         // Both ways a backend can fail: an OS error and a custom one.
@@ -425,15 +412,12 @@ fn run(initial: Initial, fault: Fault, reset_before: Option<usize>) -> Run {
     let inner = Arc::new(Mutex::new(MemoryLog::new()));
     prepare(&inner, initial);
     let plan = Plan::new(fault);
-    let reports: Arc<Mutex<Vec<Failure>>> = Arc::default();
-    let sink = reports.clone();
+    let reports = Reports::default();
     let options = ServiceOptions {
         capacity: CAPACITY,
         // The same capacity at level 1, so a fallback drops nothing more.
         memory_capacity: CAPACITY,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..Default::default()
     };
     let log = FaultLog {
@@ -598,11 +582,7 @@ fn the_clean_scenario_exercises_every_path() {
 
 fn catch(what: &str, f: impl FnOnce() -> Run) -> std::result::Result<Run, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let msg = panic_message(&*p).unwrap_or_default();
         format!("{what}: panicked: {msg}")
     })
 }
@@ -656,6 +636,36 @@ impl Problems {
     }
 }
 
+/// Runs `go`, the scenario with call `n` failing. A panic is added to
+/// `all` as the run's problem (and gives `None`); otherwise returns the run
+/// with the problems any faulty run can have: still at level 2, or not
+/// exactly one fallback report.
+fn faulty_run(
+    all: &mut Problems,
+    clean: &Run,
+    n: u64,
+    what: &str,
+    go: impl FnOnce() -> Run,
+) -> Option<(Run, Vec<String>)> {
+    let method = clean.methods[n as usize - 1];
+    let mut problems = Vec::new();
+    let faulty = match catch(what, go) {
+        Ok(r) => r,
+        Err(e) => {
+            all.add(doing(clean, n), method, vec![e]);
+            return None;
+        }
+    };
+    if faulty.level != Level::Memory {
+        problems.push(format!("{what}: still at {:?}", faulty.level));
+    }
+    let fallbacks = reported(&faulty, FailureKind::Fallback);
+    if fallbacks.len() != 1 || faulty.stats.failures != 1 {
+        problems.push(format!("{what}: fallback reports {fallbacks:?}"));
+    }
+    Some((faulty, problems))
+}
+
 #[test]
 fn one_failing_call_is_invisible_to_the_application() {
     let mut all = Problems::default();
@@ -668,21 +678,12 @@ fn one_failing_call_is_invisible_to_the_application() {
         for n in 1..=k {
             let method = clean.methods[n as usize - 1];
             let what = format!("{initial:?}, call {n} ({method}) fails once");
-            let mut problems = Vec::new();
-            let faulty = match catch(&what, || run(initial, Fault::Once(n), None)) {
-                Ok(r) => r,
-                Err(e) => {
-                    all.add(doing(&clean, n), method, vec![e]);
-                    continue;
-                }
+            let Some((faulty, mut problems)) = faulty_run(&mut all, &clean, n, &what, || {
+                run(initial, Fault::Once(n), None)
+            }) else {
+                continue;
             };
-            if faulty.level != Level::Memory {
-                problems.push(format!("{what}: still at {:?}", faulty.level));
-            }
             let fallbacks = reported(&faulty, FailureKind::Fallback);
-            if fallbacks.len() != 1 || faulty.stats.failures != 1 {
-                problems.push(format!("{what}: fallback reports {fallbacks:?}"));
-            }
             // Everything was still readable: nothing may be reported lost.
             if faulty.stats.events_lost != 0 || fallbacks.iter().any(|f| f.events_lost != 0) {
                 problems.push(format!("{what}: events lost {:?}", faulty.stats));
@@ -710,21 +711,12 @@ fn a_dead_backend_loses_only_what_was_pending() {
         for n in 1..=k {
             let method = clean.methods[n as usize - 1];
             let what = format!("{initial:?}, calls fail from {n} ({method}) on");
-            let mut problems = Vec::new();
-            let faulty = match catch(&what, || run(initial, Fault::From(n), None)) {
-                Ok(r) => r,
-                Err(e) => {
-                    all.add(doing(&clean, n), method, vec![e]);
-                    continue;
-                }
+            let Some((faulty, mut problems)) = faulty_run(&mut all, &clean, n, &what, || {
+                run(initial, Fault::From(n), None)
+            }) else {
+                continue;
             };
-            if faulty.level != Level::Memory {
-                problems.push(format!("{what}: still at {:?}", faulty.level));
-            }
             let fallbacks = reported(&faulty, FailureKind::Fallback);
-            if fallbacks.len() != 1 || faulty.stats.failures != 1 {
-                problems.push(format!("{what}: fallback reports {fallbacks:?}"));
-            }
             let lost: u64 = fallbacks.iter().map(|f| f.events_lost).sum();
             if lost != faulty.stats.events_lost {
                 problems.push(format!(

@@ -1,17 +1,12 @@
 //! Invariant: a written journal matches docs/FORMAT.md byte for byte (the
 //! offsets below are the documented numbers, not the code's constants).
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 
+use common::{u32_at, u64_at};
 use softnet_persistence::{Event, EventKind, ServiceOptions, ServiceStore, Uuid};
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
 
 fn crc_of_record(rec: &[u8], payload_len: usize) -> u32 {
     crc32fast::hash(&rec[8..32 + payload_len])

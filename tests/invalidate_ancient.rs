@@ -3,24 +3,15 @@
 //! raised since; `reset` discards every pending event and keeps the storage
 //! uid.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use common::{drain, open_flaky, Control};
 use softnet_persistence::{
-    Error, ErrorKind, EventKind, Level, MemoryLog, RecordLog, Removal, Result, ServiceOptions,
-    ServiceStore, Uuid,
+    ErrorKind, EventKind, Level, MemoryLog, ServiceOptions, ServiceStore, Uuid,
 };
-
-/// Drains storage mode and returns the uids in delivery order.
-fn drain(store: &ServiceStore) -> Vec<Uuid> {
-    store.set_storage_mode().unwrap();
-    let mut out = Vec::new();
-    while let Some(e) = store.peek().unwrap() {
-        store.ack(e.uid).unwrap();
-        out.push(e.uid);
-    }
-    out
-}
 
 fn open(dir: &std::path::Path, service: Uuid) -> ServiceStore {
     let store = ServiceStore::open_file(dir, service, &ServiceOptions::default()).unwrap();
@@ -208,88 +199,24 @@ fn reset_at_level_2_survives_reopen_and_keeps_the_uid() {
     assert_eq!(drain(&store), vec![kept]);
 }
 
-/// A custom backend over a [`MemoryLog`] that outlives the store and can
-/// fail its next appends, or every call.
-#[derive(Clone)]
-struct Device {
-    inner: Arc<Mutex<MemoryLog>>,
-    dead: Arc<AtomicBool>,
-    failing_appends: Arc<AtomicU32>,
-}
-
-impl Device {
-    fn new() -> Device {
-        Device {
-            inner: Arc::new(Mutex::new(MemoryLog::new())),
-            dead: Arc::default(),
-            failing_appends: Arc::default(),
-        }
-    }
-    fn check(&self) -> Result<()> {
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(Error::Backend("the device is gone".into()));
-        }
-        Ok(())
-    }
-    fn open(&self) -> ServiceStore {
-        ServiceStore::open_custom(Box::new(self.clone()), &Default::default()).unwrap()
-    }
-}
-
-impl RecordLog for Device {
-    fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        self.check()?;
-        let fail = self
-            .failing_appends
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Err(Error::Backend("injected write error".into()));
-        }
-        self.inner.lock().unwrap().append(payload)
-    }
-    fn remove(&mut self, seq: u64, why: Removal) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().remove(seq, why)
-    }
-    fn read(&mut self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().read(seq, out)
-    }
-    fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().scan(visit)
-    }
-    fn commit(&mut self) -> Result<()> {
-        self.check()
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.check()
-    }
-    fn clear(&mut self) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().clear()
-    }
-    fn metadata(&mut self) -> Result<Vec<u8>> {
-        self.check()?;
-        self.inner.lock().unwrap().metadata()
-    }
-    fn set_metadata(&mut self, meta: &[u8]) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().set_metadata(meta)
-    }
-}
-
-#[test]
-fn ancient_events_moved_by_a_fallback_stay_ancient() {
-    let device = Device::new();
+/// A store on a `common::FlakyLog` that holds three events from an
+/// earlier run (ancient for it), and the switches of its device.
+fn reopened_with_three_old_events() -> (ServiceStore, Control) {
+    let inner = Arc::new(Mutex::new(MemoryLog::new()));
+    let control = Control::default();
+    let options = ServiceOptions::default();
     {
-        let store = device.open();
+        let store = open_flaky(&inner, &control, &options);
         for i in 0..3u8 {
             store.raise(EventKind::Queueing, "Old", &[i]).unwrap();
         }
     }
-    let store = device.open();
+    (open_flaky(&inner, &control, &options), control)
+}
+
+#[test]
+fn ancient_events_moved_by_a_fallback_stay_ancient() {
+    let (store, device) = reopened_with_three_old_events();
     let new1 = store.raise(EventKind::Queueing, "New", b"1").unwrap();
     device.failing_appends.store(1, Ordering::SeqCst);
     let new2 = store.raise(EventKind::Queueing, "New", b"2").unwrap();
@@ -301,14 +228,7 @@ fn ancient_events_moved_by_a_fallback_stay_ancient() {
 
 #[test]
 fn events_raised_after_a_fallback_are_never_ancient() {
-    let device = Device::new();
-    {
-        let store = device.open();
-        for i in 0..3u8 {
-            store.raise(EventKind::Queueing, "Old", &[i]).unwrap();
-        }
-    }
-    let store = device.open();
+    let (store, device) = reopened_with_three_old_events();
     assert_eq!(store.stats().pending_events, 3);
     // The device dies: nothing can be read back, everything is lost.
     device.dead.store(true, Ordering::SeqCst);

@@ -4,8 +4,11 @@
 //! capacity, and after every reopen the live records are exactly the ones
 //! appended and not removed, in order, with their bytes.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::{proptest_config, scratch_dir};
 use proptest::prelude::*;
 use softnet_persistence::journal::{Durability, Journal, JournalConfig};
 use softnet_persistence::{RecordLog, Removal, Uuid};
@@ -55,9 +58,7 @@ fn record_len(len: usize) -> u64 {
 }
 
 fn run(capacity: u64, ops: &[Op], pin: bool) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let dir = scratch_dir();
     let path = dir.path().join("journal.ssp");
     let (mut j, reports) = Journal::open(&path, &config(capacity)).unwrap();
     prop_assert!(reports.is_empty());
@@ -135,11 +136,7 @@ fn run(capacity: u64, ops: &[Op], pin: bool) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 96,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(proptest_config(96))]
 
     #[test]
     fn ring_reuse_any_removal_order(ops in prop::collection::vec(op(), 1..400)) {

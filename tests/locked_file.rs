@@ -2,24 +2,10 @@
 //! a clear `Locked` error naming the file (never a shared journal, never a
 //! silent fallback), and the file opens again once the first is gone.
 
-use softnet_persistence::{Error, ErrorKind, EventKind, Level, ServiceOptions, ServiceStore, Uuid};
+mod common;
 
-fn journal_name(service: Uuid) -> String {
-    format!("softnet.service.persistence_{}.ssp", service.hyphenated())
-}
-
-fn assert_locked(err: Error, expected_path: &std::path::Path) {
-    assert_eq!(err.kind(), ErrorKind::Locked, "{err:?}");
-    let shown = err.to_string();
-    assert!(
-        shown.contains(&expected_path.display().to_string()),
-        "the message must name the file: {shown}"
-    );
-    match err {
-        Error::Locked { path } => assert_eq!(path, expected_path),
-        other => panic!("expected Locked, got {other:?}"),
-    }
-}
+use common::{assert_locked, journal_name};
+use softnet_persistence::{ErrorKind, EventKind, Level, ServiceOptions, ServiceStore, Uuid};
 
 #[test]
 fn second_opener_gets_locked_naming_the_file() {

@@ -11,14 +11,15 @@
 //! what was in flight, returns to storage mode and makes every pending event
 //! ancient.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::collections::HashMap;
+
+use common::{collect_into, proptest_config, scratch_dir, Reports};
 use proptest::prelude::*;
 use softnet_persistence::{
-    Durability, Error, ErrorKind, Event, EventKind, Failure, FailureKind, Level, Mode,
-    ServiceOptions, ServiceStore, Uuid,
+    Durability, Error, ErrorKind, Event, EventKind, FailureKind, Level, Mode, ServiceOptions,
+    ServiceStore, Uuid,
 };
 use tempfile::TempDir;
 
@@ -355,24 +356,13 @@ fn kind_of<T>(r: Result<T, Error>) -> Expect<T> {
     r.map_err(|e| e.kind())
 }
 
-/// A directory on tmpfs when there is one (the journal syncs are then
-/// nearly free).
-fn scratch_dir() -> TempDir {
-    if Path::new("/dev/shm").is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
-            return dir;
-        }
-    }
-    tempfile::tempdir().expect("temporary directory")
-}
-
 struct Harness {
     level: Level,
     store: Option<ServiceStore>,
     dir: Option<TempDir>,
     service: Uuid,
     options: ServiceOptions,
-    reports: Arc<Mutex<Vec<Failure>>>,
+    reports: Reports,
     storage_uid: Uuid,
     model: Model,
     last_peeked: Option<Uuid>,
@@ -399,15 +389,12 @@ macro_rules! ensure_eq {
 
 impl Harness {
     fn open(level: Level) -> Result<Harness, String> {
-        let reports = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&reports);
+        let reports = Reports::default();
         let options = ServiceOptions {
             capacity: FILE_CAPACITY,
             memory_capacity: MEMORY_CAPACITY,
             durability: Durability::None,
-            on_failure: Some(Arc::new(move |f: &Failure| {
-                sink.lock().unwrap().push(f.clone())
-            })),
+            on_failure: Some(collect_into(&reports)),
             ..ServiceOptions::default()
         };
         let service = Uuid::new_v4();
@@ -599,16 +586,8 @@ fn run(level: Level, ops: &[Op]) -> Result<(), String> {
     Ok(())
 }
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        failure_persistence: None,
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn level2_journal_matches_the_model(ops in ops_strategy(true)) {
@@ -619,7 +598,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn level1_memory_matches_the_model(ops in ops_strategy(false)) {

@@ -9,29 +9,17 @@
 //! by the kernel on its own. Then the file is reopened and checked against
 //! the pending lists before and after the interrupted operation.
 
+mod common;
+
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::Path;
 
-use std::sync::{Arc, Mutex};
-
+use common::{collect_into, scratch_dir, Reports, Rng};
 use softnet_persistence::{
     Durability, Event, EventKind, Failure, FailureKind, Mode, Overflow, ServiceOptions,
     ServiceStore, Uuid,
 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const NAMES: [&str; 4] = ["Door", "Temp", "Alarm", "Level"];
 
@@ -161,7 +149,7 @@ struct Run {
     /// Per step: the newest instance a Replacing raise superseded, if any.
     superseded: Vec<Option<Uuid>>,
     image: Option<Vec<u8>>,
-    file_name: std::ffi::OsString,
+    file_name: OsString,
 }
 
 struct Scenario {
@@ -170,15 +158,19 @@ struct Scenario {
     steps: u64,
 }
 
-fn run(dir: &Path, service: Uuid, seed: u64, cut: Option<u64>, scenario: &Scenario) -> Run {
-    let store = ServiceStore::open_file(dir, service, &options(Durability::Sync)).unwrap();
-    (scenario.setup)(&store);
-    let file_name = store
+fn journal_file_name(store: &ServiceStore) -> OsString {
+    store
         .journal_path()
         .unwrap()
         .file_name()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+fn run(dir: &Path, service: Uuid, seed: u64, cut: Option<u64>, scenario: &Scenario) -> Run {
+    let store = ServiceStore::open_file(dir, service, &options(Durability::Sync)).unwrap();
+    (scenario.setup)(&store);
+    let file_name = journal_file_name(&store);
     let base = store.with_journal(|j| j.sync_count()).unwrap();
     if let Some(k) = cut {
         store
@@ -218,14 +210,8 @@ fn run(dir: &Path, service: Uuid, seed: u64, cut: Option<u64>, scenario: &Scenar
     out
 }
 
-/// A scratch directory, on tmpfs when there is one: the device is simulated
-/// here, so real syncs would only cost time.
-fn scratch_dir() -> tempfile::TempDir {
-    match tempfile::tempdir_in("/dev/shm") {
-        Ok(dir) => dir,
-        Err(_) => tempfile::tempdir().unwrap(),
-    }
-}
+// The device is simulated here, so real syncs would only cost time: the
+// directories are `scratch_dir()`s, on tmpfs when there is one.
 
 /// Reopens a power-cut image; returns the pending events and the reports.
 fn reopen_image(
@@ -235,12 +221,9 @@ fn reopen_image(
 ) -> (Vec<Event>, Vec<Failure>) {
     let dir = scratch_dir();
     std::fs::write(dir.path().join(file_name), image).unwrap();
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
+    let reports = Reports::default();
     let options = ServiceOptions {
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..options(Durability::Sync)
     };
     let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
@@ -343,12 +326,7 @@ fn without_sync_a_cut_loses_but_never_invents_or_reorders() {
         let dir = scratch_dir();
         let store =
             ServiceStore::open_file(dir.path(), service, &options(Durability::None)).unwrap();
-        let file_name = store
-            .journal_path()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_owned();
+        let file_name = journal_file_name(&store);
         let mut rng = Rng(seed);
         let mut raised = HashSet::new();
         for n in 0..120 {
@@ -386,12 +364,7 @@ fn batch_replacing_raises_keep_a_state_and_do_not_sync_each() {
     for seed in 1..=40u64 {
         let dir = scratch_dir();
         let store = ServiceStore::open_file(dir.path(), service, &options(batch)).unwrap();
-        let file_name = store
-            .journal_path()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_owned();
+        let file_name = journal_file_name(&store);
         let raise = |n: u64| {
             let event = Event {
                 kind: EventKind::Replacing,

@@ -3,27 +3,19 @@
 //! flight; superseded instances are counted as superseded, never as dropped
 //! or lost, and Queueing and Private events never collapse.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use softnet_persistence::{
-    ErrorKind, EventKind, Failure, ServiceOptions, ServiceStats, ServiceStore, Uuid,
-};
+use common::{at_both_levels_with, collect_into, drain, Reports};
+use softnet_persistence::{ErrorKind, EventKind, ServiceOptions, ServiceStats, ServiceStore, Uuid};
 
 /// Runs `check` on a fresh memory store and on a fresh file store.
 fn at_both_levels(check: impl Fn(&ServiceStore)) {
-    let reports = Arc::new(Mutex::new(Vec::<Failure>::new()));
-    let sink = reports.clone();
+    let reports = Reports::default();
     let options = ServiceOptions {
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..Default::default()
     };
-    let memory = ServiceStore::open_memory(&options).unwrap();
-    check(&memory);
-    let dir = tempfile::tempdir().unwrap();
-    let file = ServiceStore::open_file(dir.path(), Uuid::new_v4(), &options).unwrap();
-    check(&file);
+    at_both_levels_with(&options, check);
     assert!(
         reports.lock().unwrap().is_empty(),
         "collapsing is not a failure: {:?}",
@@ -37,17 +29,6 @@ fn assert_nothing_lost(stats: &ServiceStats) {
     assert_eq!(stats.rejected_events, 0, "{stats:?}");
     assert_eq!(stats.events_lost, 0, "{stats:?}");
     assert_eq!(stats.failures, 0, "{stats:?}");
-}
-
-/// Drains storage mode and returns the uids in delivery order.
-fn drain(store: &ServiceStore) -> Vec<Uuid> {
-    store.set_storage_mode().unwrap();
-    let mut out = Vec::new();
-    while let Some(e) = store.peek().unwrap() {
-        store.ack(e.uid).unwrap();
-        out.push(e.uid);
-    }
-    out
 }
 
 /// Puts an empty store into cache mode (peek finds nothing pending).

@@ -3,122 +3,30 @@
 //! from level 2 to level 1, which moves every pending event it can still
 //! read, in order, and reports the rest as lost.
 
+mod common;
+
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use common::{collect_into, drain, journal_name, open_flaky, Control, Reports};
 use softnet_persistence::{
-    Error, EventKind, Failure, FailureKind, Level, MemoryLog, RecordLog, Removal, Result,
-    ServiceOptions, ServiceStore, Uuid,
+    EventKind, Failure, FailureKind, Level, MemoryLog, ServiceOptions, ServiceStore, Uuid,
 };
 
-/// Switches shared between a test and its backend.
-#[derive(Clone, Default)]
-struct Control {
-    /// How many of the next appends fail.
-    failing_appends: Arc<AtomicU32>,
-    /// Every call fails (a dead disk).
-    dead: Arc<AtomicBool>,
-    /// Sequence numbers whose reads fail.
-    bad_reads: Arc<Mutex<HashSet<u64>>>,
-}
-
-/// A custom level-2 backend: a [`MemoryLog`] that outlives the store (so a
-/// "reopen" sees the same records) and fails on command.
-struct FlakyLog {
-    inner: Arc<Mutex<MemoryLog>>,
-    control: Control,
-}
-
-impl FlakyLog {
-    fn check(&self) -> Result<()> {
-        if self.control.dead.load(Ordering::SeqCst) {
-            return Err(Error::Backend("the device is gone".into()));
-        }
-        Ok(())
-    }
-}
-
-impl RecordLog for FlakyLog {
-    fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        self.check()?;
-        let fail = self
-            .control
-            .failing_appends
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Err(Error::Io {
-                context: "append to the test device".into(),
-                source: std::io::Error::other("injected write error"),
-            });
-        }
-        self.inner.lock().unwrap().append(payload)
-    }
-    fn remove(&mut self, seq: u64, why: Removal) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().remove(seq, why)
-    }
-    fn read(&mut self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
-        self.check()?;
-        if self.control.bad_reads.lock().unwrap().contains(&seq) {
-            return Err(Error::Backend(format!("record {seq} is unreadable")));
-        }
-        self.inner.lock().unwrap().read(seq, out)
-    }
-    fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().scan(visit)
-    }
-    fn barrier(&mut self) -> Result<()> {
-        self.check()
-    }
-    fn commit(&mut self) -> Result<()> {
-        self.check()
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.check()
-    }
-    fn clear(&mut self) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().clear()
-    }
-    fn metadata(&mut self) -> Result<Vec<u8>> {
-        self.check()?;
-        self.inner.lock().unwrap().metadata()
-    }
-    fn set_metadata(&mut self, meta: &[u8]) -> Result<()> {
-        self.check()?;
-        self.inner.lock().unwrap().set_metadata(meta)
-    }
-}
-
-type Reports = Arc<Mutex<Vec<Failure>>>;
+// The custom level 2 here is `common::FlakyLog`: a `MemoryLog` that outlives
+// the store (so a "reopen" sees the same records) and fails on command
+// through a `Control`.
 
 fn options(capacity: usize, memory_capacity: usize) -> (ServiceOptions, Reports) {
-    let reports: Reports = Arc::default();
-    let sink = reports.clone();
+    let reports = Reports::default();
     let options = ServiceOptions {
         capacity,
         memory_capacity,
-        on_failure: Some(Arc::new(move |f: &Failure| {
-            sink.lock().unwrap().push(f.clone())
-        })),
+        on_failure: Some(collect_into(&reports)),
         ..Default::default()
     };
     (options, reports)
-}
-
-fn open_flaky(
-    inner: &Arc<Mutex<MemoryLog>>,
-    control: &Control,
-    options: &ServiceOptions,
-) -> ServiceStore {
-    let log = FlakyLog {
-        inner: inner.clone(),
-        control: control.clone(),
-    };
-    ServiceStore::open_custom(Box::new(log), options).unwrap()
 }
 
 fn fallback_reports(reports: &Reports) -> Vec<Failure> {
@@ -129,17 +37,6 @@ fn fallback_reports(reports: &Reports) -> Vec<Failure> {
         .filter(|r| r.kind == FailureKind::Fallback)
         .cloned()
         .collect()
-}
-
-/// Drains storage mode and returns the uids in delivery order.
-fn drain(store: &ServiceStore) -> Vec<Uuid> {
-    store.set_storage_mode().unwrap();
-    let mut out = Vec::new();
-    while let Some(e) = store.peek().unwrap() {
-        store.ack(e.uid).unwrap();
-        out.push(e.uid);
-    }
-    out
 }
 
 #[test]
@@ -167,9 +64,7 @@ fn file_storage_uid_is_stable_across_reopen() {
     let other = ServiceStore::open_file(dir.path(), Uuid::new_v4(), &options).unwrap();
     assert_ne!(other.storage_uid(), first);
     // A new file (the old one is gone) gets a new uid.
-    let path = dir
-        .path()
-        .join(format!("softnet.service.persistence_{service}.ssp"));
+    let path = dir.path().join(journal_name(service));
     std::fs::remove_file(&path).unwrap();
     let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
     assert_ne!(store.storage_uid(), first);

@@ -3,6 +3,9 @@
 //! to storage mode, where `peek` resends from the oldest pending event, and
 //! in cache mode `ack_name` only accepts the name's event in flight.
 
+mod common;
+
+use common::at_both_levels_with;
 use softnet_persistence::{Error, ErrorKind, EventKind, Mode, ServiceOptions, ServiceStore, Uuid};
 
 fn assert_state(err: Error) {
@@ -12,12 +15,7 @@ fn assert_state(err: Error) {
 
 /// Runs `check` on a memory store and on a file store.
 fn at_both_levels(check: impl Fn(&ServiceStore)) {
-    let memory = ServiceStore::open_memory(&ServiceOptions::default()).unwrap();
-    check(&memory);
-    let dir = tempfile::tempdir().unwrap();
-    let file =
-        ServiceStore::open_file(dir.path(), Uuid::new_v4(), &ServiceOptions::default()).unwrap();
-    check(&file);
+    at_both_levels_with(&ServiceOptions::default(), check);
 }
 
 #[test]
