@@ -12,7 +12,6 @@ use crate::ffi::types::{
     SNP_LEVEL_MEMORY,
 };
 use crate::ffi::{arg, c_str, guard, owned_name, versioned, Out};
-use crate::service::Level;
 
 /// A client store. Opaque; safe to use from several threads at once.
 pub struct snp_client {
@@ -391,10 +390,7 @@ pub unsafe extern "C" fn snp_client_get_stats(
         let s = unsafe { store(client) }?.stats();
         let full = snp_client_stats {
             struct_size: std::mem::size_of::<snp_client_stats>() as u32,
-            level: match s.level {
-                Level::Memory => 1,
-                Level::Persistent => 2,
-            },
+            level: i32::from(s.level.number()),
             subscriptions: s.subscriptions,
             failures: s.failures,
         };

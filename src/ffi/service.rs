@@ -13,7 +13,7 @@ use crate::ffi::types::{
     snp_uuid, SNP_DURABILITY_SYNC, SNP_LEVEL_FILE, SNP_LEVEL_MEMORY,
 };
 use crate::ffi::{arg, c_str, guard, owned_bytes, owned_name, read_arg, versioned, Out};
-use crate::service::{Level, Mode, Overflow, ServiceOptions, ServiceStore};
+use crate::service::{Mode, Overflow, ServiceOptions, ServiceStore};
 
 /// A service store. Opaque; safe to use from several threads at once.
 pub struct snp_service {
@@ -29,6 +29,14 @@ pub const SNP_OVERFLOW_REJECT_NEW: i32 = 1;
 pub const SNP_MODE_STORAGE: i32 = 0;
 /// Cache mode: one pipeline per name, `_peek_name`/`_ack_name`.
 pub const SNP_MODE_CACHE: i32 = 1;
+
+/// The C code of a mode.
+fn mode_code(mode: Mode) -> i32 {
+    match mode {
+        Mode::Storage => SNP_MODE_STORAGE,
+        Mode::Cache => SNP_MODE_CACHE,
+    }
+}
 
 /// How to open a service store. Call `snp_service_options_init` first, then
 /// set what you need.
@@ -552,10 +560,7 @@ pub unsafe extern "C" fn snp_service_mode(
         // SAFETY: per the function's contract.
         let store = unsafe { store(service) }?;
         let o = Out::new(out_mode, "out_mode")?;
-        let mode = match store.mode() {
-            Mode::Storage => SNP_MODE_STORAGE,
-            Mode::Cache => SNP_MODE_CACHE,
-        };
+        let mode = mode_code(store.mode());
         // SAFETY: per the function's contract.
         unsafe { o.write(mode) };
         Ok(SNP_OK)
@@ -684,14 +689,8 @@ pub unsafe extern "C" fn snp_service_get_stats(
         let s = store.stats();
         let full = snp_service_stats {
             struct_size: std::mem::size_of::<snp_service_stats>() as u32,
-            level: match s.level {
-                Level::Memory => 1,
-                Level::Persistent => 2,
-            },
-            mode: match s.mode {
-                Mode::Storage => SNP_MODE_STORAGE,
-                Mode::Cache => SNP_MODE_CACHE,
-            },
+            level: i32::from(s.level.number()),
+            mode: mode_code(s.mode),
             pending_events: s.pending_events,
             used_bytes: s.used_bytes,
             capacity_bytes: s.capacity_bytes,

@@ -60,6 +60,35 @@ impl Journal {
         })
     }
 
+    /// A journal over a mapped file whose header is at `generation` with
+    /// `meta`, and whose ring is `ring` (its tail is where the header's tail
+    /// says, for a new file; the caller sets it otherwise). Nothing is
+    /// written or pending yet.
+    fn assemble(
+        file: LockedFile,
+        map: MappedFile,
+        config: JournalConfig,
+        generation: u64,
+        meta: Vec<u8>,
+        ring: Ring,
+    ) -> Journal {
+        Journal {
+            map,
+            policy: SyncPolicy::new(config.durability),
+            config,
+            generation,
+            meta,
+            persisted_tail: ring.tail(),
+            ring,
+            dirty: Dirty::default(),
+            chain_unsynced: false,
+            removals_wait: false,
+            waiting_removals: Vec::new(),
+            scratch: Vec::new(),
+            file,
+        }
+    }
+
     /// Lays out an empty journal in the fresh file `file`.
     pub(super) fn format(
         file: LockedFile,
@@ -74,21 +103,8 @@ impl Journal {
         let map = map_file(&file, total)?;
         let mut config = config.clone();
         config.capacity = capacity;
-        let mut journal = Journal {
-            map,
-            policy: SyncPolicy::new(config.durability),
-            config,
-            generation: 0,
-            meta: meta.to_vec(),
-            persisted_tail: (0, first_seq),
-            ring: Ring::new(data_size, 0, first_seq),
-            dirty: Dirty::default(),
-            chain_unsynced: false,
-            removals_wait: false,
-            waiting_removals: Vec::new(),
-            scratch: Vec::new(),
-            file,
-        };
+        let ring = Ring::new(data_size, 0, first_seq);
+        let mut journal = Journal::assemble(file, map, config, 0, meta.to_vec(), ring);
         // Both slots, before the file is published: a file never exists
         // with one slot valid and the other blank.
         journal.write_header();
@@ -180,21 +196,15 @@ impl Journal {
         // (a crash between writing a record and retiring the one it
         // replaces); the owner settles that before appending anything.
         config.capacity = header.capacity;
-        let journal = Journal {
-            map,
-            policy: SyncPolicy::new(config.durability),
-            config,
-            generation: header.generation,
-            meta: header.meta,
-            persisted_tail: (header.tail_pos, header.tail_seq),
-            ring: recovered.ring,
-            dirty: Dirty::default(),
-            chain_unsynced: false,
-            removals_wait: false,
-            waiting_removals: Vec::new(),
-            scratch: Vec::new(),
+        let mut journal = Journal::assemble(
             file,
-        };
+            map,
+            config,
+            header.generation,
+            header.meta,
+            recovered.ring,
+        );
+        journal.persisted_tail = (header.tail_pos, header.tail_seq);
         Ok((journal, reports))
     }
 
