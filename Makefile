@@ -18,11 +18,11 @@ DEMO_DIR ?= $(CURDIR)/target/demo
 C_STRICT := -std=c11 -Wall -Wextra -Wpedantic -Werror
 CXX_STRICT := -std=c++17 -Wall -Wextra -Wpedantic -Werror
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-INCLUDES := -Iinclude -Ibindings/cpp/include
+INCLUDES := -Icapi/include -Ibindings/cpp/include
 SHARED_LINK := -L$(LIBDIR) -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lsoftnet_persistence -pthread
 STATIC_LINK := $(LIBDIR)/libsoftnet_persistence.a -lpthread -ldl -lm
 
-C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/%,$(wildcard tests/c/test_*.c))
+C_TESTS := $(patsubst capi/tests/%.c,$(BUILD)/%,$(wildcard capi/tests/test_*.c))
 CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
 
 .PHONY: all build lib header header-check abi-check demo test lint unit c-test cpp-test \
@@ -30,8 +30,9 @@ CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindi
 
 all: build
 
+# The C library (the capi crate): libsoftnet_persistence.so and .a.
 build lib:
-	$(CARGO) build --release --lib
+	$(CARGO) build --release -p softnet-persistence-capi
 
 header:
 	$(CARGO) run -q -p gen-header
@@ -40,7 +41,7 @@ header-check:
 	$(CARGO) run -q -p gen-header -- --check
 
 abi-check: lib
-	abi/check_symbols.sh $(LIBDIR)/libsoftnet_persistence.so
+	capi/abi/check_symbols.sh $(CURDIR)/$(LIBDIR)/libsoftnet_persistence.so
 
 demo: lib
 	@mkdir -p $(BUILD)
@@ -50,14 +51,14 @@ demo: lib
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --release --all-features
+	$(CARGO) test --release
 
 # C tests: strict flags, AddressSanitizer + UBSan, then once more under
 # valgrind memcheck (uninstrumented build), then linked statically.
-$(BUILD)/%: tests/c/%.c include/softnet_persistence.h tests/c/check.h tests/c/helpers.h lib
+$(BUILD)/%: capi/tests/%.c capi/include/softnet_persistence.h capi/tests/check.h capi/tests/helpers.h lib
 	@mkdir -p $(BUILD)
 	$(CC) $(C_STRICT) $(SANITIZE) $(INCLUDES) $< -o $@ $(SHARED_LINK)
 	$(CC) $(C_STRICT) -g $(INCLUDES) $< -o $@.plain $(SHARED_LINK)
@@ -75,12 +76,12 @@ c-test: $(C_TESTS)
 
 static-test: lib
 	@mkdir -p $(BUILD)
-	$(CC) $(C_STRICT) $(INCLUDES) tests/c/test_static_link.c -o $(BUILD)/static_link $(STATIC_LINK)
+	$(CC) $(C_STRICT) $(INCLUDES) capi/tests/test_static_link.c -o $(BUILD)/static_link $(STATIC_LINK)
 	@if ldd $(BUILD)/static_link | grep -q softnet_persistence; then \
 		echo "static_link is linked dynamically"; exit 1; fi
 	$(BUILD)/static_link
 
-$(BUILD)/cpp_%: bindings/cpp/tests/%.cpp bindings/cpp/include/softnet/persistence.hpp include/softnet_persistence.h lib
+$(BUILD)/cpp_%: bindings/cpp/tests/%.cpp bindings/cpp/include/softnet/persistence.hpp capi/include/softnet_persistence.h lib
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXX_STRICT) $(SANITIZE) $(INCLUDES) $< -o $@ $(SHARED_LINK)
 
@@ -99,7 +100,7 @@ install-test: lib
 	rm -rf $(BUILD)/prefix
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
 	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig sh -c '$(CC) $(C_STRICT) \
-		tests/c/test_static_link.c -o $(BUILD)/pkgconfig_app $$(pkg-config --cflags --libs softnet-persistence)'
+		capi/tests/test_static_link.c -o $(BUILD)/pkgconfig_app $$(pkg-config --cflags --libs softnet-persistence)'
 	LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/prefix/lib $(BUILD)/pkgconfig_app
 
 # The Python module, built into target/venv-python: pytest, stubtest, mypy.
@@ -112,7 +113,7 @@ install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet
 	install -m 0644 $(LIBDIR)/libsoftnet_persistence.so $(LIBDIR)/libsoftnet_persistence.a \
 		$(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 include/softnet_persistence.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 capi/include/softnet_persistence.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 bindings/cpp/include/softnet/persistence.hpp $(DESTDIR)$(PREFIX)/include/softnet/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)|' \
 		softnet-persistence.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/softnet-persistence.pc

@@ -1,5 +1,5 @@
-//! Client store benchmark (issue 3, "Performance (benchmark)"; DESIGN.md
-//! section 9).
+//! Client store benchmark (issue 3, "Performance (benchmark)"; docs/ARCHITECTURE.md,
+//! "Measuring").
 //!
 //! Workload: a client with 1,000 subscriptions whose names are 16 to 24
 //! bytes long, recording the id of every event it handles. For each

@@ -1,4 +1,4 @@
-//! Service store benchmark (issue 2, "Performance"; DESIGN.md section 9).
+//! Service store benchmark (issue 2, "Performance"; docs/ARCHITECTURE.md, "Measuring").
 //!
 //! Workload: Queueing events with a 16-byte name and 64-byte arguments.
 //! For each durability setting (Sync, Batch{64 ops, 10 ms}, None) it

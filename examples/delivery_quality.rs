@@ -1,28 +1,24 @@
-//! Prints the delivery-quality table of SPEC section 6 as measured by the
-//! simulator of `tests/support` (a broker model and a seeded simulation of
-//! one service and four clients: stateful and stateless, CPL-1 and CPL-2),
-//! next to the table the SPEC promises.
+//! Prints the delivery-quality table of docs/BEHAVIOUR.md section 6 as
+//! measured by the simulator of the `testkit` crate (a broker model and a
+//! seeded simulation of one service and four clients: stateful and
+//! stateless, CPL-1 and CPL-2), next to the table the library promises.
 //!
 //! ```text
 //! cargo run --release --example delivery_quality [-- SEEDS]
-//! cargo run --release --features fault-injection --example delivery_quality
 //! ```
 //!
 //! Each column injects one kind of fault, many times per run: network
 //! outages, application restarts, reboots (power cuts: unsynced writes are
-//! lost; with the `fault-injection` feature, otherwise a reboot is a plain
-//! restart). Each cell sums SEEDS runs (default 100) of about 2000 events.
+//! lost, on a simulated device under each file). Each cell sums SEEDS runs
+//! (default 100) of about 2000 events.
 //! SPL-2 and CPL-2 use sync durability. Replacing instances superseded by
 //! design, events replaced, evicted or expired in a broker queue before a
 //! client got them, and raises a power cut interrupted (they never
 //! returned) are excluded from "lost" and counted apart, below the table.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::Instant;
 
-use support::sim::{run_seeds, ClientTally, Fault, ServiceTally, SimConfig, Totals};
+use testkit::sim::{run_seeds, ClientTally, Fault, ServiceTally, SimConfig, Totals};
 
 const COLUMNS: [(Fault, &str); 3] = [
     (Fault::Outage, "network outage"),
@@ -256,11 +252,11 @@ fn main() {
             })
         })
         .collect();
-    print_table("SPEC section 6 promises:", &promised);
+    print_table("docs/BEHAVIOUR.md section 6 promises:", &promised);
     print_table(
         &format!(
             "Measured ({seeds} runs per configuration and column; totals; (!) = not what the \
-             SPEC promises):"
+             library promises):"
         ),
         &shown,
     );
@@ -272,7 +268,6 @@ fn main() {
     let mut violations = Vec::new();
     let mut faults = [0u64; 3];
     let mut mid_op = 0;
-    let mut images = true;
     for (i, col) in columns.iter().enumerate() {
         for t in col.all() {
             runs += t.runs;
@@ -282,7 +277,6 @@ fn main() {
             }
             faults[i] += t.faults.values().sum::<u64>();
             mid_op += t.mid_op_cuts;
-            images &= t.power_cut_images;
             violations.extend(t.violations.iter().cloned());
         }
     }
@@ -294,7 +288,10 @@ fn main() {
         faults[1],
         faults[2]
     );
-    println!("Excluded from \"lost\" (SPEC 6 assumes the event is still in the broker's queue):");
+    println!(
+        "Excluded from \"lost\" (docs/BEHAVIOUR.md section 6 assumes the event is still in \
+         the broker's queue):"
+    );
     println!(
         "  {} Replacing instances superseded in the service store by a newer one (by design)",
         svc.superseded
@@ -320,13 +317,6 @@ fn main() {
          uid rule instead of being enqueued twice.",
         svc.dropped_yet_delivered, svc.broker_duplicate_acks
     );
-    if !images {
-        println!(
-            "Note: built without the `fault-injection` feature, so a reboot is a plain \
-             restart (files keep every write). For real power-cut images run: cargo run \
-             --release --features fault-injection --example delivery_quality"
-        );
-    }
     if violations.is_empty() {
         println!("No violation of the simulation's invariants.");
     } else {

@@ -7,7 +7,7 @@
 //! cargo run --release --example py_bench_reference -- [rounds]
 //! ```
 //! Prints one JSON object per line: `{"store": "...", "round_trip_us": ...,
-//! "events_per_s": ..., "raise_us": ...}`. Workload as in DESIGN section 9:
+//! "events_per_s": ..., "raise_us": ...}`. Workload as in docs/ARCHITECTURE.md, "Measuring":
 //! a 16-byte name and 64-byte arguments, durability None for the file.
 
 use std::time::Instant;

@@ -85,7 +85,7 @@ pub struct Event {
 
 impl Event {
     /// A new event with a fresh random uid, after checking every rule of
-    /// SPEC section 2. `client_id` must be `Some` exactly for Private events.
+    /// docs/BEHAVIOUR.md section 2. `client_id` must be `Some` exactly for Private events.
     pub fn new(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<Event> {
         validate(kind, name, args, client_id)?;
         Ok(Event {

@@ -2,14 +2,19 @@
 //! outages, application restarts and power loss.
 //!
 //! - [`ServiceStore`] keeps raised events until the broker acknowledges
-//!   them: in memory (SPL-1), in a crash-safe memory-mapped journal file
-//!   (SPL-2), or in a [`RecordLog`] you supply.
+//!   them: in memory (level 1), in a crash-safe memory-mapped journal file
+//!   (level 2), or in a [`RecordLog`] you supply.
 //! - [`ClientStore`] keeps the id of the last event handled per
 //!   subscription, so duplicates are dropped after reconnects and restarts:
-//!   in memory (CPL-1), in a file (CPL-2), or in an [`IdStore`] you supply.
-//! - [`controller`] runs the Softnet delivery protocol over the stores, as
-//!   state machines without I/O.
-//! - [`ffi`] is the C ABI (`include/softnet_persistence.h`).
+//!   in memory (level 1), in a file (level 2), or in an [`IdStore`] you
+//!   supply.
+//! - [`ServiceController`] and [`ClientController`] run the Softnet delivery
+//!   protocol over the stores, as state machines without I/O.
+//!
+//! What the stores promise is written in `docs/BEHAVIOUR.md`, the delivery
+//! protocol in `docs/PROTOCOL.md`, the file format in `docs/FORMAT.md`, and
+//! how the code is laid out in `docs/ARCHITECTURE.md`. The C ABI is a crate
+//! of its own (`softnet-persistence-capi`).
 //!
 //! ```
 //! use softnet_persistence::{Durability, EventKind, ServiceOptions, ServiceStore};
@@ -27,22 +32,33 @@
 //! # Ok::<(), softnet_persistence::Error>(())
 //! ```
 
-pub mod client;
-pub mod controller;
-pub mod error;
-pub mod event;
-pub mod ffi;
-pub mod journal;
-pub mod report;
-pub mod service;
+// Layers, lowest first (docs/ARCHITECTURE.md; tests/architecture checks
+// that no module imports a higher one): error, report, event; backend;
+// journal; shell; service, client; controller.
+mod backend;
+mod client;
+mod controller;
+mod error;
+mod event;
+mod journal;
+mod report;
+mod service;
+mod shell;
 
-pub use client::backend::IdStore;
+pub use backend::{
+    IdStore, Level, MemoryLog, RecordLog, Removal, MAX_METADATA_LEN, MAX_RECORD_LEN,
+};
 pub use client::{ClientOptions, ClientStats, ClientStore, Delivery, HandleError, HandlerOrder};
+pub use controller::{
+    ClientAck, ClientController, ClientDecision, ClientHello, ClientKind, ServiceController,
+    ServiceOutput, DEFAULT_RESEND_TIMEOUT,
+};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
-pub use journal::{Durability, Journal};
+pub use event::{validate_name, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
+pub use journal::{Device, DeviceLayer, Durability};
 pub use report::{Failure, FailureCallback, FailureKind};
-pub use service::backend::{RecordLog, Removal};
-pub use service::memory::MemoryLog;
-pub use service::{Level, Mode, Overflow, ServiceOptions, ServiceStats, ServiceStore};
+pub use service::{
+    Mode, Overflow, ServiceOptions, ServiceStats, ServiceStore, DEFAULT_FILE_CAPACITY,
+    DEFAULT_MEMORY_CAPACITY, MAX_CAPACITY, MIN_FILE_CAPACITY, MIN_MEMORY_CAPACITY,
+};
 pub use uuid::Uuid;

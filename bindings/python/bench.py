@@ -4,7 +4,7 @@ trip from Python, beside the same loop run straight from the Rust API.
     target/venv-python/bin/python bindings/python/bench.py [--rounds N] [--no-rust]
 
 (run bindings/python/run_tests.sh once first: it builds the module into
-target/venv-python). The workload is DESIGN section 9's: a 16-byte name,
+target/venv-python). The workload is docs/ARCHITECTURE.md, "Measuring"'s: a 16-byte name,
 64-byte arguments; the file store uses durability "none", so the figures
 are the cost of the code, not of the device. The Rust figures come from
 ``cargo run --release --example py_bench_reference``. Each figure is the

@@ -7,7 +7,7 @@
  * closing and reopening the store shows the events surviving, as they would
  * on real non-volatile storage.
  *
- *   cc -std=c11 -Iinclude examples/c/custom_backend.c -Ltarget/release \
+ *   cc -std=c11 -Icapi/include examples/c/custom_backend.c -Ltarget/release \
  *      -Wl,-rpath,$PWD/target/release -lsoftnet_persistence -o custom_backend
  */
 #include <stdio.h>

@@ -8,7 +8,7 @@
  *                     backlog in raise order (peek, send, ack), then a client
  *                     with a level-2 file in DIR drops a repeated event
  *
- * Build: cc -std=c11 -Iinclude examples/c/demo.c -Ltarget/release \
+ * Build: cc -std=c11 -Icapi/include examples/c/demo.c -Ltarget/release \
  *          -Wl,-rpath,$PWD/target/release -lsoftnet_persistence -o demo
  */
 #define _POSIX_C_SOURCE 200809L

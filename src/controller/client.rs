@@ -1,4 +1,4 @@
-//! The client side of the delivery protocol (SPEC section 4), sans I/O.
+//! The client side of the delivery protocol (docs/BEHAVIOUR.md section 4), sans I/O.
 
 use std::sync::Arc;
 
@@ -120,64 +120,5 @@ impl ClientController {
             name: name.to_string(),
             id,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::ClientOptions;
-
-    fn controller(kind: ClientKind, order: HandlerOrder) -> ClientController {
-        let store = Arc::new(ClientStore::open_memory(&ClientOptions::default()));
-        ClientController::new(store, kind, order)
-    }
-
-    #[test]
-    fn hello_by_kind() {
-        let mut c = controller(ClientKind::Stateless, HandlerOrder::RecordAfterHandle);
-        assert_eq!(
-            c.connected().unwrap(),
-            ClientHello::Stateless { last_ids: vec![] }
-        );
-        c.incoming("B", 5).unwrap();
-        c.handled("B", 5).unwrap();
-        c.incoming("A", -1).unwrap();
-        c.handled("A", -1).unwrap();
-        assert_eq!(
-            c.connected().unwrap(),
-            ClientHello::Stateless {
-                last_ids: vec![("A".into(), -1), ("B".into(), 5)]
-            }
-        );
-        let s = controller(ClientKind::Stateful, HandlerOrder::RecordAfterHandle);
-        assert_eq!(s.connected().unwrap(), ClientHello::Stateful);
-    }
-
-    #[test]
-    fn record_after_handle_records_on_handled() {
-        let mut c = controller(ClientKind::Stateful, HandlerOrder::RecordAfterHandle);
-        assert_eq!(c.incoming("A", 1).unwrap(), ClientDecision::Handle);
-        // Not yet recorded: a crash here redelivers (at least once).
-        assert_eq!(c.incoming("A", 1).unwrap(), ClientDecision::Handle);
-        let ack = c.handled("A", 1).unwrap();
-        assert_eq!(
-            ack,
-            ClientAck {
-                name: "A".into(),
-                id: 1
-            }
-        );
-        assert_eq!(c.incoming("A", 1).unwrap(), ClientDecision::AckDuplicate);
-        assert_eq!(c.duplicates(), 1);
-    }
-
-    #[test]
-    fn record_before_handle_records_on_incoming() {
-        let mut c = controller(ClientKind::Stateful, HandlerOrder::RecordBeforeHandle);
-        assert_eq!(c.incoming("A", 1).unwrap(), ClientDecision::Handle);
-        // Recorded before the application saw it (at most once).
-        assert_eq!(c.incoming("A", 1).unwrap(), ClientDecision::AckDuplicate);
-        assert_eq!(c.handled("A", 1).unwrap().id, 1);
     }
 }

@@ -1,4 +1,5 @@
-//! When written data is forced to the storage device.
+//! When written data is forced to the storage device, and what is waiting
+//! for it.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,36 @@ impl SyncPolicy {
     pub(crate) fn synced(&mut self) {
         self.pending_ops = 0;
         self.oldest_pending = None;
+    }
+}
+
+/// The span of the file written since the last sync. One span, synced by
+/// one `msync`: the kernel writes only the dirty pages inside it, and every
+/// `msync` call costs a device flush of its own, so several small calls
+/// cost more than one wide one.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    span: Option<(usize, usize)>,
+}
+
+impl Dirty {
+    pub(crate) fn add(&mut self, start: usize, len: usize) {
+        let end = start + len;
+        self.span = Some(match self.span {
+            Some((a, b)) => (a.min(start), b.max(end)),
+            None => (start, end),
+        });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.span.is_none()
+    }
+}
+
+impl Dirty {
+    /// The span written since the last sync, forgetting it.
+    pub(crate) fn take(&mut self) -> Option<(usize, usize)> {
+        self.span.take()
     }
 }
 

@@ -38,7 +38,7 @@ impl LockedFile {
 
     /// Grows the file to `len` bytes and reserves the disk blocks.
     pub(crate) fn preallocate(&self, len: u64) -> Result<()> {
-        crate::journal::mmap::preallocate(&self.file, len)
+        crate::journal::sys::preallocate(&self.file, len)
             .map_err(|e| Error::io("preallocate", &self.path, e))
     }
 

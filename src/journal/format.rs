@@ -1,7 +1,7 @@
 //! The journal's on-disk format: named offsets and the codecs of the header
 //! slots and records. `docs/FORMAT.md` is the prose description of exactly
-//! these constants; `tests/format_offsets.rs` checks a written file against
-//! it.
+//! these constants; the unit tests below check the constants against it and
+//! the journal tests check a written file.
 //!
 //! All integers are little-endian. Decoding never panics: every read is
 //! bounds-checked and a bad field is a `None`/`Err`, not an abort.
@@ -73,18 +73,30 @@ pub mod record {
     pub const HEADER_LEN: usize = 32;
 }
 
-/// Magic of a service journal (`.ssp`).
-pub const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
-/// Magic of a client persistence file (`.scp`).
-pub const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
 /// Format version written by this library.
 pub const VERSION: u32 = 1;
-/// Largest payload a record may carry.
+/// Largest payload a record of the format may carry: a bound of the file
+/// format (it sizes the ring's spare room), above what any user of the
+/// journal appends.
 pub const MAX_PAYLOAD_LEN: usize = 2400;
 /// Largest record, header and padding included.
 pub const MAX_RECORD_LEN: u64 = record_len(MAX_PAYLOAD_LEN);
-/// Longest metadata blob.
-pub const MAX_META_LEN: usize = 64;
+/// Longest metadata blob: what a [`RecordLog`](crate::backend::RecordLog)
+/// must keep.
+pub const MAX_META_LEN: usize = crate::backend::MAX_METADATA_LEN;
+
+// Every record a store may append fits the format, the metadata fits its
+// place in the header slot (before the CRC), and a record takes in the file
+// what the stores count against their capacity.
+const _: () = assert!(crate::backend::MAX_RECORD_LEN <= MAX_PAYLOAD_LEN);
+const _: () = assert!(slot::META + MAX_META_LEN <= slot::CRC);
+const _: () = {
+    let mut len = 0;
+    while len <= MAX_PAYLOAD_LEN {
+        assert!(record_len(len) == crate::backend::stored_size(len));
+        len += 1;
+    }
+};
 
 /// Record types.
 pub const TYPE_DATA: u8 = 1;
@@ -310,133 +322,4 @@ pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHea
         return None;
     }
     Some((header, &data[start + record::HEADER_LEN..end]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample_header() -> Header {
-        Header {
-            magic: SERVICE_MAGIC,
-            version: VERSION,
-            generation: 7,
-            owner: Uuid::from_u128(0x1234),
-            data_offset: DATA_OFFSET,
-            data_size: 16384,
-            capacity: 8192,
-            tail_pos: 64,
-            tail_seq: 99,
-            meta: vec![1, 2, 3],
-        }
-    }
-
-    #[test]
-    fn header_round_trips() {
-        let h = sample_header();
-        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
-    }
-
-    #[test]
-    fn header_rejects_impossible_geometry_with_a_valid_crc() {
-        for tail_pos in [u64::MAX - 7, 16384, 16384 - 24] {
-            let mut h = sample_header();
-            h.tail_pos = tail_pos;
-            assert_eq!(
-                Header::decode(&h.encode()),
-                Err(SlotError::Damaged),
-                "{tail_pos}"
-            );
-        }
-        let mut h = sample_header();
-        h.data_size = u64::MAX - 7;
-        assert_eq!(Header::decode(&h.encode()), Err(SlotError::Damaged));
-    }
-
-    #[test]
-    fn header_rejects_every_flipped_bit_and_truncation() {
-        let image = sample_header().encode();
-        for bit in 0..SLOT_LEN * 8 {
-            let mut b = image;
-            b[bit / 8] ^= 1 << (bit % 8);
-            assert!(Header::decode(&b).is_err(), "bit {bit}");
-        }
-        for len in 0..SLOT_LEN {
-            assert!(Header::decode(&image[..len]).is_err());
-        }
-        assert_eq!(Header::decode(&[0u8; SLOT_LEN]), Err(SlotError::Blank));
-    }
-
-    fn record_image(seq: u64, payload: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; record_len(payload.len()) as usize];
-        b[record::HEADER_LEN..record::HEADER_LEN + payload.len()].copy_from_slice(payload);
-        seal_record(&mut b, TYPE_DATA, seq, seq, payload.len());
-        b
-    }
-
-    #[test]
-    fn record_round_trips() {
-        let b = record_image(5, b"hello");
-        let (h, p) = decode_record(&b, 0, b.len() as u64).unwrap();
-        assert_eq!(
-            (h.seq, h.id, h.state, h.kind, p),
-            (5, 5, STATE_LIVE, TYPE_DATA, &b"hello"[..])
-        );
-        assert_eq!(b.len(), 40);
-    }
-
-    #[test]
-    fn torn_or_flipped_records_are_rejected() {
-        let b = record_image(5, b"0123456789abcdef");
-        for len in 0..b.len() {
-            assert!(
-                decode_record(&b[..len], 0, b.len() as u64).is_none(),
-                "torn at {len}"
-            );
-        }
-        for bit in 0..b.len() * 8 {
-            let byte = bit / 8;
-            let mut c = b.clone();
-            c[byte] ^= 1 << (bit % 8);
-            let decoded = decode_record(&c, 0, c.len() as u64);
-            if byte == record::STATE {
-                // The state byte is outside the CRC by design; the caller
-                // judges it.
-                assert!(decoded.is_some());
-            } else if byte >= record::HEADER_LEN + 16 {
-                // Padding after the payload is not part of the record.
-                assert!(decoded.is_some());
-            } else {
-                assert!(decoded.is_none(), "bit {bit}");
-            }
-        }
-    }
-
-    #[test]
-    fn record_past_ring_end_is_rejected() {
-        let b = record_image(1, b"abc");
-        assert!(decode_record(&b, 0, b.len() as u64 - 8).is_none());
-    }
-
-    #[test]
-    fn states_are_two_bits_apart() {
-        let states = [
-            STATE_LIVE,
-            STATE_ACKED,
-            STATE_SUPERSEDED,
-            STATE_DROPPED,
-            STATE_INVALIDATED,
-        ];
-        for (i, a) in states.iter().enumerate() {
-            for b in &states[i + 1..] {
-                assert!((a ^ b).count_ones() >= 2, "{} {}", *a as char, *b as char);
-            }
-        }
-    }
-
-    #[test]
-    fn data_size_leaves_room() {
-        assert!(data_size_for(8192) >= 8192 + 4 * MAX_RECORD_LEN);
-        assert_eq!(data_size_for(1 << 20) % 4096, 0);
-    }
 }

@@ -1,23 +1,40 @@
-//! Level 2: the journal, a crash-safe record log in a memory-mapped file.
+//! Level 2: the journal, a crash-safe record log in a preallocated,
+//! memory-mapped, locked, checksummed ring file. It implements
+//! [`RecordLog`](crate::backend::RecordLog) and knows nothing of services,
+//! clients, events or file names: its users pass the path, the magic, the
+//! owner uid and the capacity ([`JournalConfig`]).
 //!
 //! - `format`: the on-disk layout (named offsets, codecs); `docs/FORMAT.md`
 //!   describes the same thing in prose.
 //! - `ring`: in-memory bookkeeping of the ring (pure, no I/O).
 //! - `recovery`: rebuilding that bookkeeping from a file's bytes.
-//! - `log`: the [`Journal`] itself ([`RecordLog`](crate::RecordLog)).
-//! - `open`: opening, recovery, salvage of damaged or foreign files.
+//! - `log`: the [`Journal`] and its `RecordLog` operations.
+//! - `write`: placing, writing and syncing records.
+//! - `open`, `create`, `salvage`: opening and recovering, laying out new
+//!   files, and what happens to damaged or foreign files.
 //! - `file`: locking, atomic creation and replacement, setting aside.
-//! - `mmap`: the map, the only `unsafe` code here.
+//! - `device`: the seam to the storage device ([`Device`], [`DeviceLayer`]);
+//!   `mmap` is the library's own device, `sys` the raw system calls.
 //! - `durability`: when writes are forced to the device.
 
-pub(crate) mod durability;
-pub(crate) mod file;
-pub mod format;
+mod create;
+mod device;
+mod durability;
+mod file;
+mod format;
 mod log;
 mod mmap;
 mod open;
 mod recovery;
 mod ring;
+mod salvage;
+mod sys;
+mod write;
 
+#[cfg(test)]
+mod tests;
+
+pub(crate) use device::LayerPresence;
+pub use device::{Device, DeviceLayer};
 pub use durability::Durability;
-pub use log::{service_journal_path, Journal, JournalConfig};
+pub(crate) use log::{Journal, JournalConfig};

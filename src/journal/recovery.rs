@@ -8,7 +8,7 @@
 //! damage in the middle of the log, not the log's natural end, and what lay
 //! behind it is reported lost.
 
-use crate::journal::format::{self, decode_record, record, STATE_LIVE, TYPE_WRAP};
+use crate::journal::format::{self, decode_record, record, RecordHeader, STATE_LIVE, TYPE_WRAP};
 use crate::journal::ring::{normalize, Ring, Slot};
 
 /// How the chain ended.
@@ -77,40 +77,12 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
         if h.seq != ring.next_seq() {
             break;
         }
-        let (slot, next) = if h.kind == TYPE_WRAP {
-            // A marker fills what a record did not fit into.
-            let Ok(len) = u32::try_from(ring_size - pos) else {
-                break;
-            };
-            if u64::from(len) >= format::MAX_RECORD_LEN {
-                break;
-            }
-            let slot = Slot {
-                pos,
-                len,
-                payload: 0,
-                id: 0,
-                live: false,
-            };
-            (slot, 0)
-        } else {
-            let known = format::is_known_state(h.state);
-            if !known {
-                unknown_states += 1;
-            }
-            let slot = Slot {
-                pos,
-                len: h.record_len() as u32,
-                // Validity checked it is at most MAX_PAYLOAD_LEN.
-                payload: h.len as u16,
-                id: h.id,
-                // An unknown state keeps the record: it is intact and ours,
-                // and a repeat is better than a loss (the broker drops
-                // repeats by uid).
-                live: h.state == STATE_LIVE || !known,
-            };
-            (slot, pos + h.record_len())
+        let Some((slot, next)) = chained_slot(&h, pos, ring_size) else {
+            break;
         };
+        if h.kind != TYPE_WRAP && !format::is_known_state(h.state) {
+            unknown_states += 1;
+        }
         walked += u64::from(slot.len);
         if walked >= ring_size {
             // A chain longer than the ring can only come from damage that
@@ -128,6 +100,39 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
         unknown_states,
         truncated,
     }
+}
+
+/// The slot of a valid record or wrap marker at `pos` that continues the
+/// chain, and where the next one starts; `None` for a marker that cannot
+/// be one (it would fill more than a record's length).
+fn chained_slot(h: &RecordHeader, pos: u64, ring_size: u64) -> Option<(Slot, u64)> {
+    if h.kind == TYPE_WRAP {
+        // A marker fills what a record did not fit into.
+        let len = u32::try_from(ring_size - pos).ok()?;
+        if u64::from(len) >= format::MAX_RECORD_LEN {
+            return None;
+        }
+        let slot = Slot {
+            pos,
+            len,
+            payload: 0,
+            id: 0,
+            live: false,
+        };
+        return Some((slot, 0));
+    }
+    let known = format::is_known_state(h.state);
+    let slot = Slot {
+        pos,
+        len: h.record_len() as u32,
+        // Validity checked it is at most MAX_PAYLOAD_LEN.
+        payload: h.len as u16,
+        id: h.id,
+        // An unknown state keeps the record: it is intact and ours, and a
+        // repeat is better than a loss (the broker drops repeats by uid).
+        live: h.state == STATE_LIVE || !known,
+    };
+    Some((slot, pos + h.record_len()))
 }
 
 /// Decides whether the chain ended naturally, on an interrupted write, or

@@ -23,14 +23,15 @@ use crate::error::{Error, Result};
 use crate::event::{validate, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 
 /// Bytes before the name.
-pub const FIXED_LEN: usize = 32;
-/// Largest encoded event.
-pub const MAX_PAYLOAD_LEN: usize = FIXED_LEN + MAX_NAME_LEN + MAX_ARGS_LEN;
+pub(crate) const FIXED_LEN: usize = 32;
+/// Largest encoded event: what every record backend must accept.
+pub(crate) const MAX_ENCODED_LEN: usize = FIXED_LEN + MAX_NAME_LEN + MAX_ARGS_LEN;
+const _: () = assert!(MAX_ENCODED_LEN == crate::backend::MAX_RECORD_LEN);
 
 const FLAG_CLIENT: u8 = 1;
 
 /// Encodes an already validated event into `out` (cleared first).
-pub fn encode(
+pub(crate) fn encode(
     out: &mut Vec<u8>,
     kind: EventKind,
     name: &str,
@@ -90,7 +91,7 @@ fn fixed(b: &[u8]) -> Result<Fixed> {
 }
 
 /// Decodes and fully validates a stored event.
-pub fn decode(b: &[u8]) -> Result<Event> {
+pub(crate) fn decode(b: &[u8]) -> Result<Event> {
     let f = fixed(b)?;
     let name = std::str::from_utf8(&b[FIXED_LEN..FIXED_LEN + f.name_len])
         .map_err(|_| corrupt("name is not text"))?;
@@ -106,7 +107,7 @@ pub fn decode(b: &[u8]) -> Result<Event> {
 }
 
 /// The kind and name of a stored event, for indexing (validated).
-pub fn decode_key(b: &[u8]) -> Result<(EventKind, &str)> {
+pub(crate) fn decode_key(b: &[u8]) -> Result<(EventKind, &str)> {
     let f = fixed(b)?;
     let name = std::str::from_utf8(&b[FIXED_LEN..FIXED_LEN + f.name_len])
         .map_err(|_| corrupt("name is not text"))?;

@@ -1,5 +1,5 @@
 //! `ClientStore`: the id of the last event handled per subscription, so a
-//! client hands each event to its application once (SPEC section 4), over
+//! client hands each event to its application once (docs/BEHAVIOUR.md section 4), over
 //! the core crate's [`softnet_persistence::ClientStore`].
 //!
 //! GIL: as for the service store, file and custom stores release it around
@@ -112,6 +112,7 @@ impl PyClientStore {
             durability: convert::durability(&durability, batch_max_ops, batch_max_delay)
                 .into_py_result(py)?,
             on_failure,
+            ..ClientOptions::default()
         };
         let (server, key): (&str, &str) = (&server_address, &client_key);
         let store = py

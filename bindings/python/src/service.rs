@@ -1,5 +1,5 @@
 //! `ServiceStore`: keeps a service's raised events until the broker
-//! acknowledges them (SPEC section 3), over the core crate's
+//! acknowledges them (docs/BEHAVIOUR.md section 3), over the core crate's
 //! [`softnet_persistence::ServiceStore`].
 //!
 //! GIL: every call into a file or custom store runs with the GIL released

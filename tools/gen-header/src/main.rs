@@ -1,12 +1,12 @@
-//! Writes `include/softnet_persistence.h` from `src/ffi` (cbindgen, pinned),
-//! or with `--check` fails if the committed header differs from what the
-//! code would generate.
+//! Writes `capi/include/softnet_persistence.h` from the C ABI crate's
+//! sources (cbindgen, pinned), or with `--check` fails if the committed
+//! header differs from what the code would generate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../capi");
     let header = root.join("include/softnet_persistence.h");
     let config = match cbindgen::Config::from_file(root.join("cbindgen.toml")) {
         Ok(c) => c,
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     };
     let bindings = match cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join("src/ffi/mod.rs"))
+        .with_src(root.join("src/lib.rs"))
         .generate()
     {
         Ok(b) => b,
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         let committed = std::fs::read(&header).unwrap_or_default();
         if committed != generated {
             eprintln!(
-                "gen-header: {} is out of date with src/ffi; run `make header` and commit it",
+                "gen-header: {} is out of date with capi/src; run `make header` and commit it",
                 header.display()
             );
             return ExitCode::FAILURE;

@@ -1,0 +1,101 @@
+//! Laying out new journal files: an empty one, or one rebuilt from the
+//! records of another (resize, salvage). A new file is written complete
+//! under a temporary name before it is published.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::journal::device::{layered, Device};
+use crate::journal::durability::{Dirty, SyncPolicy};
+use crate::journal::file::{self, LockedFile};
+use crate::journal::format::{data_size_for, DATA_OFFSET};
+use crate::journal::log::{Journal, JournalConfig};
+use crate::journal::mmap::MappedFile;
+use crate::journal::ring::Ring;
+
+impl Journal {
+    /// A journal over a mapped file whose header is at `generation` with
+    /// `meta`, and whose ring is `ring` (its tail is where the header's tail
+    /// says, for a new file; the caller sets it otherwise). Nothing is
+    /// written or pending yet.
+    pub(super) fn assemble(
+        file: LockedFile,
+        device: Box<dyn Device>,
+        config: JournalConfig,
+        generation: u64,
+        meta: Vec<u8>,
+        ring: Ring,
+    ) -> Journal {
+        Journal {
+            device,
+            policy: SyncPolicy::new(config.durability),
+            config,
+            generation,
+            meta,
+            persisted_tail: ring.tail(),
+            ring,
+            dirty: Dirty::default(),
+            chain_unsynced: false,
+            removals_wait: false,
+            waiting_removals: Vec::new(),
+            scratch: Vec::new(),
+            file,
+        }
+    }
+
+    /// Lays out an empty journal in the fresh file `file`.
+    pub(super) fn format(
+        file: LockedFile,
+        config: &JournalConfig,
+        capacity: u64,
+        first_seq: u64,
+        meta: &[u8],
+    ) -> Result<Journal> {
+        let data_size = data_size_for(capacity);
+        let total = DATA_OFFSET + data_size;
+        file.preallocate(total)?;
+        let device = map_file(&file, total, config)?;
+        let mut config = config.clone();
+        config.capacity = capacity;
+        let ring = Ring::new(data_size, 0, first_seq);
+        let mut journal = Journal::assemble(file, device, config, 0, meta.to_vec(), ring);
+        // Both slots, before the file is published: a file never exists
+        // with one slot valid and the other blank.
+        journal.write_header();
+        journal.write_header();
+        Ok(journal)
+    }
+
+    /// Writes a complete new journal holding `records` (id, payload) under
+    /// a temporary name and renames it over `path`.
+    pub(super) fn rebuild(
+        path: &Path,
+        config: &JournalConfig,
+        first_seq: u64,
+        meta: &[u8],
+        records: &[(u64, Vec<u8>)],
+    ) -> Result<Journal> {
+        let temp = file::create_temp(path)?;
+        let mut journal = Journal::format(temp, config, config.capacity, first_seq, meta)?;
+        for (id, payload) in records {
+            journal.write_at_head(payload, Some(*id))?;
+        }
+        journal.sync_dirty()?;
+        file::publish_replacement(&mut journal.file, path)?;
+        Ok(journal)
+    }
+}
+
+/// Maps `len` bytes of `file` and puts the map under the configured layer.
+pub(super) fn map_file(
+    file: &LockedFile,
+    len: u64,
+    config: &JournalConfig,
+) -> Result<Box<dyn Device>> {
+    let map = MappedFile::map_locked(file, len)?;
+    Ok(layered(
+        config.device_layer.as_ref(),
+        file.path(),
+        Box::new(map),
+    ))
+}

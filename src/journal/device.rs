@@ -1,0 +1,65 @@
+//! The seam between the journal and the storage device: the bytes of a
+//! journal file as the journal reads and writes them, and the call that
+//! makes written bytes durable.
+//!
+//! The library's own device is the file's memory map (`mmap.rs`). A
+//! [`DeviceLayer`] given in the store's options wraps every device the
+//! journal maps, so that an application (or this library's own tests) can
+//! watch, delay or fail syncs, or simulate a power cut: keep a copy of what
+//! each sync made durable and, at a chosen sync, write that copy back as
+//! the file a reboot would find.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A journal file's bytes and their way to the device.
+///
+/// Contract the journal relies on: `bytes` and `bytes_mut` are the whole
+/// file (the same length for the device's life), and after `sync(offset,
+/// len)` returns `Ok` the bytes in that range are as durable as the device
+/// can make them (the map: `msync(MS_SYNC)` of the pages covering it). An
+/// `Err` from `sync` is an I/O failure of the level: the store falls back
+/// to level 1 and reports it.
+pub trait Device: Send {
+    /// The file's bytes.
+    fn bytes(&self) -> &[u8];
+    /// The file's bytes, to write.
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// Makes `[offset, offset + len)` durable.
+    fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
+}
+
+/// Wraps each device the journal opens: see the module docs.
+pub trait DeviceLayer: Send + Sync {
+    /// The device the journal uses for the file at `path`, built over the
+    /// library's own `device` for it. `path` is the name the file has when
+    /// it is mapped (a new file is mapped under a temporary name and then
+    /// renamed into place).
+    fn wrap(&self, path: &Path, device: Box<dyn Device>) -> Box<dyn Device>;
+}
+
+/// A layer as the options carry it.
+pub(crate) type SharedLayer = Arc<dyn DeviceLayer>;
+
+/// Puts `device` under `layer`, if there is one.
+pub(crate) fn layered(
+    layer: Option<&SharedLayer>,
+    path: &Path,
+    device: Box<dyn Device>,
+) -> Box<dyn Device> {
+    match layer {
+        Some(layer) => layer.wrap(path, device),
+        None => device,
+    }
+}
+
+/// Shown by the options' `Debug`.
+pub(crate) struct LayerPresence<'a>(pub &'a Option<SharedLayer>);
+
+impl fmt::Debug for LayerPresence<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}

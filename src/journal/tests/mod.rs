@@ -1,0 +1,4 @@
+//! Unit tests of the journal that need more than one of its files.
+
+mod format;
+mod ring_reuse;

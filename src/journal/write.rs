@@ -1,0 +1,233 @@
+//! Writing the journal: placing records in the ring, reclaiming space,
+//! header updates and syncs. The order of these writes is what makes the
+//! journal crash-safe (the rules are listed in `log.rs`).
+
+use crate::error::{Error, Result};
+use crate::journal::durability::Durability;
+use crate::journal::format::{
+    decode_record, record, record_len, seal_record, Header, DATA_OFFSET, MAX_RECORD_LEN, SLOT_LEN,
+    SLOT_OFFSETS, TYPE_DATA, TYPE_WRAP, VERSION,
+};
+use crate::journal::log::Journal;
+use crate::journal::ring::{room_between, Placement, Slot};
+
+/// Room the ring keeps free after every write, so the oldest live record
+/// can always be copied to the head (with a wrap) when holes behind it must
+/// be reclaimed.
+const RELOCATION_RESERVE: u64 = 2 * MAX_RECORD_LEN + 64;
+
+impl Journal {
+    /// The data region (the ring).
+    pub(super) fn data(&self) -> &[u8] {
+        self.device
+            .bytes()
+            .get(DATA_OFFSET as usize..)
+            .unwrap_or_default()
+    }
+
+    /// The file offset of ring position `pos`.
+    pub(super) fn data_offset(&self, pos: u64) -> usize {
+        (DATA_OFFSET + pos) as usize
+    }
+
+    pub(super) fn write_header(&mut self) {
+        self.generation += 1;
+        let (tail_pos, tail_seq) = self.persisted_tail;
+        let header = Header {
+            magic: self.config.magic,
+            version: VERSION,
+            generation: self.generation,
+            owner: self.config.owner,
+            data_offset: DATA_OFFSET,
+            data_size: self.ring.size(),
+            capacity: self.config.capacity,
+            tail_pos,
+            tail_seq,
+            meta: self.meta.clone(),
+        };
+        // The slot not holding the current generation: alternate.
+        let at = SLOT_OFFSETS[(self.generation % 2) as usize];
+        self.device.bytes_mut()[at..at + SLOT_LEN].copy_from_slice(&header.encode());
+        self.dirty.add(at, SLOT_LEN);
+    }
+
+    /// Moves the header's tail up to the ring's tail, after making every
+    /// data write durable (so nothing the old tail protected is needed).
+    pub(super) fn persist_tail(&mut self) -> Result<()> {
+        self.sync_if_ordered()?;
+        self.persisted_tail = self.ring.tail();
+        self.write_header();
+        self.sync_if_ordered()
+    }
+
+    /// Syncs what is written unless the setting promises nothing across a
+    /// power cut (then page-cache order is all that matters).
+    pub(super) fn sync_if_ordered(&mut self) -> Result<()> {
+        if self.policy.orders_writes() && !self.dirty.is_empty() {
+            self.sync_dirty()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn sync_dirty(&mut self) -> Result<()> {
+        if let Some((start, end)) = self.dirty.take() {
+            self.device
+                .sync(start, end - start)
+                .map_err(|e| Error::io("sync", self.file.path(), e))?;
+        }
+        self.policy.synced();
+        self.chain_unsynced = false;
+        // What the waiting removals were ordered after is on the device
+        // now. Their records cannot have been overwritten meanwhile: space
+        // is reused only after the header's tail moves, which syncs first.
+        self.removals_wait = false;
+        for (at, state) in std::mem::take(&mut self.waiting_removals) {
+            self.device.bytes_mut()[at] = state;
+            self.dirty.add(at, 1);
+        }
+        Ok(())
+    }
+
+    /// The ring has no room for a record of `len` bytes: only possible if
+    /// the journal's user appended past the capacity it sized the ring for.
+    fn no_room(&self, len: u64) -> Error {
+        Error::StorageFull {
+            needed: len,
+            available: self.config.capacity.saturating_sub(self.ring.live_bytes()),
+            capacity: self.config.capacity,
+        }
+    }
+
+    /// Finds room for `len` bytes at the head against the persisted tail,
+    /// moving the persisted tail up if that gives the room.
+    fn placement(&mut self, len: u64) -> Result<Placement> {
+        if let Some(p) = self.ring.place(len, self.persisted_tail.0) {
+            return Ok(p);
+        }
+        self.persist_tail()?;
+        self.ring
+            .place(len, self.persisted_tail.0)
+            .ok_or_else(|| self.no_room(len))
+    }
+
+    /// Writes a wrap marker at ring position `at` (a record did not fit
+    /// before the end of the ring).
+    fn write_marker(&mut self, at: u64) {
+        let seq = self.ring.next_seq();
+        let start = self.data_offset(at);
+        seal_record(&mut self.device.bytes_mut()[start..], TYPE_WRAP, seq, 0, 0);
+        self.dirty.add(start, record::HEADER_LEN);
+        self.chain_unsynced = true;
+    }
+
+    /// Writes a record at the head; `id` is given for a copy of an existing
+    /// record. Returns the record's id.
+    pub(super) fn write_at_head(&mut self, payload: &[u8], id: Option<u64>) -> Result<u64> {
+        let len = record_len(payload.len());
+        let p = self.placement(len)?;
+        if let Some(at) = p.marker {
+            self.write_marker(at);
+        }
+        if self.chain_unsynced && self.policy.durability() == Durability::Sync {
+            // One operation writing two chain records (a wrap marker and its
+            // record, a relocated copy and the next record): the device may
+            // complete the writes of one msync in any order, and a later
+            // record on disk without the earlier one reads as damage in the
+            // middle of the log. With Sync, each goes out on its own.
+            self.sync_dirty()?;
+        }
+        let seq = self.ring.next_seq() + u64::from(p.marker.is_some());
+        let id = id.unwrap_or(seq);
+        let start = self.data_offset(p.pos);
+        let body = start + record::HEADER_LEN;
+        let bytes = self.device.bytes_mut();
+        bytes[body..body + payload.len()].copy_from_slice(payload);
+        bytes[body + payload.len()..start + len as usize].fill(0);
+        seal_record(&mut bytes[start..], TYPE_DATA, seq, id, payload.len());
+        self.dirty.add(start, len as usize);
+        let pushed = self.ring.push(p, len, payload.len() as u16, Some(id));
+        debug_assert_eq!(pushed, seq);
+        self.chain_unsynced = true;
+        self.zero_after(p.new_head);
+        Ok(id)
+    }
+
+    /// Zeroes the header-sized stretch at the new head (placement kept it
+    /// free): a clean end of the log reads as zeroes, so recovery can tell
+    /// stale or damaged bytes from the end of the log.
+    fn zero_after(&mut self, head: u64) {
+        let end = self.data_offset(head);
+        let bytes = self.device.bytes_mut();
+        if bytes[end..end + record::HEADER_LEN].iter().any(|&b| b != 0) {
+            bytes[end..end + record::HEADER_LEN].fill(0);
+            self.dirty.add(end, record::HEADER_LEN);
+        }
+    }
+
+    /// Makes sure a record of `len` bytes fits and leaves the relocation
+    /// reserve free, by reclaiming dead space behind the tail and, where a
+    /// live record pins the tail in front of holes, copying it to the head.
+    pub(super) fn make_room(&mut self, len: u64) -> Result<()> {
+        let mut budget = self.ring.live_count() + 1;
+        loop {
+            self.ring.drop_dead_front();
+            let (tail, _) = self.ring.tail();
+            if let Some(p) = self.ring.place(len, tail) {
+                let after = room_between(self.ring.size(), p.new_head, tail);
+                if after >= RELOCATION_RESERVE {
+                    return Ok(());
+                }
+            }
+            let front = match self.ring.front_live() {
+                Some(front) if budget > 0 => front,
+                _ => return Err(self.no_room(len)),
+            };
+            budget -= 1;
+            self.relocate(front)?;
+        }
+    }
+
+    fn relocate(&mut self, front: Slot) -> Result<()> {
+        let mut payload = std::mem::take(&mut self.scratch);
+        let result = self
+            .read_slot(front, &mut payload)
+            .and_then(|()| self.write_at_head(&payload, Some(front.id)));
+        self.scratch = payload;
+        result.map(|_| ())
+    }
+
+    /// The payload of a live slot, checked again against its CRC.
+    pub(super) fn payload(&self, slot: Slot) -> Result<&[u8]> {
+        match decode_record(self.data(), slot.pos, self.ring.size()) {
+            Some((h, payload)) if h.id == slot.id => Ok(payload),
+            _ => Err(Error::format(format!(
+                "{}: record {} at data offset {} no longer passes its checksum (the file \
+                 was changed behind the journal's back or the medium is failing)",
+                self.path().display(),
+                slot.id,
+                slot.pos
+            ))),
+        }
+    }
+
+    pub(super) fn read_slot(&self, slot: Slot, out: &mut Vec<u8>) -> Result<()> {
+        let payload = self.payload(slot)?;
+        out.clear();
+        out.extend_from_slice(payload);
+        Ok(())
+    }
+
+    pub(super) fn live_records(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(self.ring.live_count() as usize);
+        for slot in self.ring.live_in_id_order() {
+            let mut payload = Vec::new();
+            self.read_slot(slot, &mut payload)?;
+            out.push((slot.id, payload));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn missing(&self, id: u64) -> Error {
+        Error::state(format!("{}: no pending record {id}", self.path().display()))
+    }
+}

@@ -1,0 +1,134 @@
+//! Delivery: storage mode (the global FIFO, one event in flight), cache
+//! mode (one pipeline per name), ancient data and reset.
+
+use uuid::Uuid;
+
+use crate::backend::Removal;
+use crate::error::{Error, Result};
+use crate::event::{validate_name, Event, EventKind};
+use crate::service::core::Core;
+use crate::service::options::Mode;
+
+fn refuse_ack(uid: Uuid, expected: Option<Uuid>) -> Error {
+    let msg = match expected {
+        Some(e) => format!(
+            "ack for event {uid} refused: the event in flight is {e} (a late or repeated \
+             ack is ignored)"
+        ),
+        None => format!("ack for event {uid} refused: no event is pending"),
+    };
+    Error::state(msg)
+}
+
+impl Core {
+    pub fn peek(&mut self) -> Result<Option<Event>> {
+        self.require_mode(Mode::Storage, "peek")?;
+        loop {
+            let Some(front) = self.index.front() else {
+                self.mode = Mode::Cache;
+                self.index.storage_in_flight = None;
+                return Ok(None);
+            };
+            if let Some(event) = self.load_event(front.id)? {
+                self.index.storage_in_flight = Some((front.id, event.uid));
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    pub fn ack(&mut self, uid: Uuid) -> Result<()> {
+        self.require_mode(Mode::Storage, "ack")?;
+        let Some(front) = self.index.front() else {
+            return Err(refuse_ack(uid, None));
+        };
+        let known = self
+            .index
+            .storage_in_flight
+            .filter(|f| f.0 == front.id)
+            .map(|f| f.1);
+        let front_uid = self.uid_of(front.id, known)?;
+        if front_uid != Some(uid) {
+            return Err(refuse_ack(uid, front_uid));
+        }
+        self.remove(front.id, Removal::Acknowledged)?;
+        self.call(|log| log.commit())
+    }
+
+    fn pipe_front(&mut self, kind: EventKind, name: &str) -> Result<Option<(u32, u64)>> {
+        validate_name(name)?;
+        self.ensure_names()?;
+        let pipe = self.index.pipe_of(kind, name);
+        Ok(pipe.and_then(|p| Some((p, *self.index.pipe(p)?.ids.front()?))))
+    }
+
+    pub fn peek_name(&mut self, kind: EventKind, name: &str) -> Result<Option<Event>> {
+        self.require_mode(Mode::Cache, "peek_name")?;
+        loop {
+            let Some((pipe, id)) = self.pipe_front(kind, name)? else {
+                return Ok(None);
+            };
+            if let Some(event) = self.load_event(id)? {
+                if let Some(p) = self.index.pipe_mut(pipe) {
+                    p.in_flight = Some(event.uid);
+                }
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    pub fn ack_name(&mut self, kind: EventKind, name: &str, uid: Uuid) -> Result<Option<Event>> {
+        self.require_mode(Mode::Cache, "ack_name")?;
+        let Some((pipe, id)) = self.pipe_front(kind, name)? else {
+            return Err(refuse_ack(uid, None));
+        };
+        let known = self.index.pipe(pipe).and_then(|p| p.in_flight);
+        let front_uid = self.uid_of(id, known)?;
+        if front_uid != Some(uid) {
+            return Err(refuse_ack(uid, front_uid));
+        }
+        self.remove(id, Removal::Acknowledged)?;
+        self.call(|log| log.commit())?;
+        self.peek_name(kind, name)
+    }
+
+    /// Every pending event in raise order, without changing anything.
+    pub fn pending(&mut self) -> Result<Vec<Event>> {
+        let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.load_event(id)?);
+        }
+        Ok(out)
+    }
+
+    pub fn set_storage_mode(&mut self) {
+        self.mode = Mode::Storage;
+        self.index.clear_in_flight();
+    }
+
+    pub fn invalidate_ancient(&mut self) -> Result<u64> {
+        let limit = self.index.ancient_max;
+        let ancient: Vec<u64> = self
+            .index
+            .entries()
+            .take_while(|e| e.id <= limit)
+            .map(|e| e.id)
+            .collect();
+        let mut invalidated = 0;
+        for id in ancient {
+            if self.remove(id, Removal::Invalidated)? {
+                invalidated += 1;
+            }
+        }
+        self.counters.invalidated += invalidated;
+        self.index.ancient_max = 0;
+        self.call(|log| log.commit())?;
+        Ok(invalidated)
+    }
+
+    pub fn reset(&mut self) -> Result<()> {
+        self.call(|log| log.clear())?;
+        self.index.clear();
+        self.call(|log| log.commit())
+    }
+}

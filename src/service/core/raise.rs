@@ -1,0 +1,151 @@
+//! Storing events: validation, Replacing collapse, and the capacity (the
+//! oldest dropped, or the new one refused).
+
+use uuid::Uuid;
+
+use crate::backend::{stored_size, Level, Removal};
+use crate::error::{Error, Result};
+use crate::event::{validate, EventKind};
+use crate::report::FailureKind;
+use crate::service::codec;
+use crate::service::core::Core;
+use crate::service::index::Entry;
+use crate::service::options::Overflow;
+
+impl Core {
+    pub fn raise(
+        &mut self,
+        kind: EventKind,
+        name: &str,
+        args: &[u8],
+        client_id: Option<i64>,
+        uid: Uuid,
+    ) -> Result<()> {
+        validate(kind, name, args, client_id)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        codec::encode(&mut buf, kind, name, args, client_id, uid);
+        let result = self.store_encoded(kind, name, &buf);
+        self.raise_slack = 0;
+        self.buf = buf;
+        result
+    }
+
+    /// Pending instances of a Replacing name that a new raise supersedes:
+    /// all but the one in flight, oldest first.
+    fn supersede_candidates(&mut self, name: &str) -> Result<Vec<Entry>> {
+        self.ensure_names()?;
+        let Some(pipe) = self
+            .index
+            .pipe_of(EventKind::Replacing, name)
+            .and_then(|p| self.index.pipe(p))
+        else {
+            return Ok(Vec::new());
+        };
+        let cache_flight = pipe.in_flight.and(pipe.ids.front().copied());
+        let storage_flight = self.index.storage_in_flight.map(|f| f.0);
+        let ids: Vec<u64> = pipe
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| Some(id) != cache_flight && Some(id) != storage_flight)
+            .collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| self.index.get(id))
+            .collect())
+    }
+
+    /// Drops the oldest pending events until the store is back within its
+    /// capacity, and reports the drops. Never drops the newest event (one
+    /// record is always smaller than the capacity).
+    fn drop_to_capacity(&mut self, name: &str) -> Result<()> {
+        let dropped = self.drop_oldest_until(0)?;
+        if dropped > 0 {
+            self.report(
+                FailureKind::CapacityDrop,
+                format!(
+                    "capacity of {} bytes reached: dropped the {dropped} oldest pending \
+                     event(s) to store '{name}'",
+                    self.capacity
+                ),
+                dropped,
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a record of `size` bytes that does not fit under the
+    /// reject-new policy, once `freed` bytes are superseded.
+    fn check_room(&mut self, size: u64, freed: u64) -> Result<()> {
+        let used = self.index.used();
+        if used - freed + size <= self.capacity || self.overflow != Overflow::RejectNew {
+            return Ok(());
+        }
+        self.counters.rejected += 1;
+        Err(Error::StorageFull {
+            needed: size,
+            available: self.capacity.saturating_sub(used),
+            capacity: self.capacity,
+        })
+    }
+
+    /// Appends a record; its id must be above every id the store handed
+    /// out (a backend that breaks this is a failed level 2).
+    fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        let id = self.call(|log| log.append(payload))?;
+        if id > self.index.max_id() {
+            return Ok(id);
+        }
+        let broken = Error::Backend(format!(
+            "append returned sequence {id}, not above {}",
+            self.index.max_id()
+        ));
+        if self.level() == Level::Memory {
+            return Err(broken);
+        }
+        self.fall_back(&broken);
+        self.call(|log| log.append(payload))
+    }
+
+    /// Stores one encoded event. The new record is written first and made
+    /// durable before anything it displaces (superseded instances, the
+    /// oldest events when full) is removed, so a crash or power cut in
+    /// between leaves both, never neither: the store is then one record over
+    /// its capacity until the next raise or open settles it (the journal
+    /// sizes its ring for that record).
+    fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> Result<()> {
+        let size = stored_size(payload.len());
+        let candidates = if kind.is_replacing() {
+            self.supersede_candidates(name)?
+        } else {
+            Vec::new()
+        };
+        let freed: u64 = candidates.iter().map(|e| u64::from(e.size)).sum();
+        self.check_room(size, freed)?;
+        let id = self.append(payload)?;
+        let pipe = self.index.intern(kind, name);
+        self.index.push(id, size as u32, pipe);
+        // Stored: from here until what it displaces is gone, a fallback
+        // leaves this much over the capacity for drop_to_capacity below.
+        self.raise_slack = size;
+        if !candidates.is_empty() || self.index.used() > self.capacity {
+            self.call(|log| log.barrier())?;
+        }
+        for c in &candidates {
+            if self.remove(c.id, Removal::Superseded)? {
+                self.counters.superseded += 1;
+            }
+        }
+        // Also settles a capacity that a fallback above made smaller.
+        self.drop_to_capacity(name)?;
+        self.call(|log| log.commit())?;
+        if self.index.get(id).is_none() {
+            // Level 2 died after taking the event and before it could be read
+            // back into level 1: the event is still in hand, store it again.
+            let again = self.call(|log| log.append(payload))?;
+            self.index.push(again, size as u32, pipe);
+            self.drop_to_capacity(name)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Reading, removing and indexing pending records: the helpers every
+//! operation of the store is built from.
+
+use uuid::Uuid;
+
+use crate::backend::Removal;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::report::FailureKind;
+use crate::service::codec;
+use crate::service::core::Core;
+use crate::service::options::Mode;
+
+impl Core {
+    /// Removes a pending event. `false` if it was no longer pending (a
+    /// fallback in between found it unreadable and reported it lost).
+    pub(super) fn remove(&mut self, id: u64, why: Removal) -> Result<bool> {
+        if self.index.get(id).is_none() {
+            return Ok(false);
+        }
+        let removed = self.call(|log| log.remove(id, why));
+        if removed.is_err() && self.index.get(id).is_none() {
+            return Ok(false);
+        }
+        removed?;
+        Ok(self.index.remove(id).is_some())
+    }
+
+    /// Drops the oldest pending events until `extra` more bytes fit.
+    /// Returns how many were dropped.
+    pub(super) fn drop_oldest_until(&mut self, extra: u64) -> Result<u64> {
+        let mut dropped = 0;
+        while self.index.used() + extra > self.capacity {
+            let Some(front) = self.index.front() else {
+                break;
+            };
+            if self.remove(front.id, Removal::Dropped)? {
+                self.counters.dropped += 1;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Removes a record that cannot be decoded, and reports it.
+    pub(super) fn discard_corrupt(&mut self, id: u64, why: &str) -> Result<()> {
+        if !self.remove(id, Removal::Dropped)? {
+            return Ok(());
+        }
+        let at = self.backend.describe();
+        self.report(
+            FailureKind::Corruption,
+            format!("pending record {id} in {at} is unreadable ({why}); it was discarded"),
+            1,
+        );
+        Ok(())
+    }
+
+    /// Reads and decodes a pending event; `None` if it was corrupt (then it
+    /// is discarded and reported) or lost in a fallback (reported there).
+    pub(super) fn load_event(&mut self, id: u64) -> Result<Option<Event>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = self.read_into(id, &mut buf);
+        let decoded = read.map(|found| found.then(|| codec::decode(&buf)));
+        self.buf = buf;
+        match decoded? {
+            None => Ok(None),
+            Some(Ok(event)) => Ok(Some(event)),
+            Some(Err(e)) => {
+                self.discard_corrupt(id, &e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads a pending record into `buf`; `false` if a fallback during the
+    /// read found it unreadable (it is then no longer pending).
+    fn read_into(&mut self, id: u64, buf: &mut Vec<u8>) -> Result<bool> {
+        let cell = std::cell::RefCell::new(std::mem::take(buf));
+        let read = self.call(|log| log.read(id, &mut cell.borrow_mut()));
+        *buf = cell.into_inner();
+        match read {
+            Ok(()) => Ok(true),
+            Err(_) if self.index.get(id).is_none() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The uid of a pending event: from the flight record if known.
+    pub(super) fn uid_of(&mut self, id: u64, known: Option<Uuid>) -> Result<Option<Uuid>> {
+        match known {
+            Some(uid) => Ok(Some(uid)),
+            None => Ok(self.load_event(id)?.map(|e| e.uid)),
+        }
+    }
+
+    /// Builds the name index on first need (it is not needed to open the
+    /// store and drain it in storage mode).
+    pub(super) fn ensure_names(&mut self) -> Result<()> {
+        if self.index.names_built() {
+            return Ok(());
+        }
+        self.index.start_names();
+        let result = self.assign_names();
+        if result.is_err() {
+            self.index.drop_names();
+        }
+        result
+    }
+
+    fn assign_names(&mut self) -> Result<()> {
+        let ids: Vec<u64> = self.index.entries().map(|e| e.id).collect();
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut corrupt = Vec::new();
+        let mut result = Ok(());
+        for id in ids {
+            match self.read_into(id, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            match codec::decode_key(&buf) {
+                Ok((kind, name)) => {
+                    let pipe = self.index.intern(kind, name);
+                    self.index.assign(id, pipe);
+                }
+                Err(e) => corrupt.push((id, e.to_string())),
+            }
+        }
+        self.buf = buf;
+        result?;
+        for (id, why) in corrupt {
+            self.discard_corrupt(id, &why)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn require_mode(&self, wanted: Mode, op: &str) -> Result<()> {
+        if self.mode == wanted {
+            return Ok(());
+        }
+        let hint = match wanted {
+            Mode::Storage => {
+                "the store is in cache mode (peek() found the backlog drained); use \
+                 peek_name/ack_name, or set_storage_mode() after a disconnect"
+            }
+            Mode::Cache => {
+                "the store is in storage mode until peek() finds the backlog drained; use \
+                 peek/ack"
+            }
+        };
+        Err(Error::state(format!(
+            "{op} is a {wanted} operation: {hint}"
+        )))
+    }
+}

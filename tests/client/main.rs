@@ -1,0 +1,7 @@
+//! The client store's promises (docs/BEHAVIOUR.md section 4), one module
+//! per invariant.
+
+mod duplicates;
+mod ids_survive_reopen;
+mod locked_and_fallback;
+mod model_proptest;
