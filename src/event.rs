@@ -27,7 +27,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// The wire code (1, 2, 4 or 5).
-    pub fn code(self) -> u8 {
+    pub const fn code(self) -> u8 {
         self as u8
     }
 

@@ -25,7 +25,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// The stable numeric code.
-    pub fn code(self) -> i32 {
+    pub const fn code(self) -> i32 {
         self as i32
     }
 }

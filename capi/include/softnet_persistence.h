@@ -24,57 +24,6 @@
 #include <stdint.h>
 
 /**
- * Removal reasons passed to `snp_record_log_vtable.remove`.
- */
-#define SNP_REMOVED_ACKNOWLEDGED 1
-
-/**
- * A newer Replacing instance made it obsolete.
- */
-#define SNP_REMOVED_SUPERSEDED 2
-
-/**
- * Dropped to make room.
- */
-#define SNP_REMOVED_DROPPED 3
-
-/**
- * Discarded as ancient data.
- */
-#define SNP_REMOVED_INVALIDATED 4
-
-/**
- * Largest record payload a service store hands its backend.
- */
-#define SNP_MAX_RECORD_LEN ((32 + 256) + 2048)
-
-/**
- * Overflow policy: drop the oldest pending events (reported).
- */
-#define SNP_OVERFLOW_DROP_OLDEST 0
-
-/**
- * Overflow policy: refuse the new event with `SNP_ERR_STORAGE_FULL`.
- */
-#define SNP_OVERFLOW_REJECT_NEW 1
-
-/**
- * Storage mode: one FIFO, `snp_service_peek`/`snp_service_ack`.
- */
-#define SNP_MODE_STORAGE 0
-
-/**
- * Cache mode: one pipeline per name, `_peek_name`/`_ack_name`.
- */
-#define SNP_MODE_CACHE 1
-
-/**
- * `SNP_ABI_VERSION`: grows when a symbol or struct layout changes in a way
- * that breaks existing callers.
- */
-#define SNP_ABI_VERSION 1
-
-/**
  * Longest event name in bytes.
  */
 #define SNP_MAX_NAME_LEN 256
@@ -111,6 +60,26 @@
 #define SNP_EVENT_REPLACING_NULL 5
 
 /**
+ * Failure kinds passed to `on_failure`.
+ */
+#define SNP_FAILURE_FALLBACK 1
+
+/**
+ * A damaged or foreign file was set aside at open.
+ */
+#define SNP_FAILURE_CORRUPTION 2
+
+/**
+ * Events were dropped to make room.
+ */
+#define SNP_FAILURE_CAPACITY_DROP 3
+
+/**
+ * A partial record from an interrupted write was discarded at open.
+ */
+#define SNP_FAILURE_INTERRUPTED_WRITE 4
+
+/**
  * Level 1: memory.
  */
 #define SNP_LEVEL_MEMORY 1
@@ -136,24 +105,61 @@
 #define SNP_DURABILITY_NONE 2
 
 /**
- * Failure kinds passed to `on_failure`.
+ * Removal reasons passed to `snp_record_log_vtable.remove`.
  */
-#define SNP_FAILURE_FALLBACK 1
+#define SNP_REMOVED_ACKNOWLEDGED 1
 
 /**
- * A damaged or foreign file was set aside at open.
+ * A newer Replacing instance made it obsolete.
  */
-#define SNP_FAILURE_CORRUPTION 2
+#define SNP_REMOVED_SUPERSEDED 2
 
 /**
- * Events were dropped to make room.
+ * Dropped to make room.
  */
-#define SNP_FAILURE_CAPACITY_DROP 3
+#define SNP_REMOVED_DROPPED 3
 
 /**
- * A partial record from an interrupted write was discarded at open.
+ * Discarded as ancient data.
  */
-#define SNP_FAILURE_INTERRUPTED_WRITE 4
+#define SNP_REMOVED_INVALIDATED 4
+
+/**
+ * Largest record payload a service store hands its backend.
+ */
+#define SNP_MAX_RECORD_LEN ((32 + 256) + 2048)
+
+/**
+ * Longest metadata blob a backend must keep (`get_metadata`,
+ * `set_metadata`).
+ */
+#define SNP_MAX_METADATA_LEN 64
+
+/**
+ * Overflow policy: drop the oldest pending events (reported).
+ */
+#define SNP_OVERFLOW_DROP_OLDEST 0
+
+/**
+ * Overflow policy: refuse the new event with `SNP_ERR_STORAGE_FULL`.
+ */
+#define SNP_OVERFLOW_REJECT_NEW 1
+
+/**
+ * Storage mode: one FIFO, `snp_service_peek`/`snp_service_ack`.
+ */
+#define SNP_MODE_STORAGE 0
+
+/**
+ * Cache mode: one pipeline per name, `_peek_name`/`_ack_name`.
+ */
+#define SNP_MODE_CACHE 1
+
+/**
+ * `SNP_ABI_VERSION`: grows when a symbol or struct layout changes in a way
+ * that breaks existing callers.
+ */
+#define SNP_ABI_VERSION 1
 
 /**
  * A client store. Opaque; safe to use from several threads at once.
@@ -164,6 +170,12 @@ typedef struct snp_client snp_client;
  * A service store. Opaque; safe to use from several threads at once.
  */
 typedef struct snp_service snp_service;
+
+/**
+ * The result of every fallible call: `SNP_OK` (0), `SNP_EMPTY` (1), or a
+ * negative `SNP_ERR_*` code. Codes are never reused.
+ */
+typedef int32_t snp_status;
 
 /**
  * `void on_failure(void *user_data, int32_t failure_kind, const char
@@ -222,12 +234,6 @@ typedef struct snp_client_options {
      */
     void *user_data;
 } snp_client_options;
-
-/**
- * The result of every fallible call: `SNP_OK` (0), `SNP_EMPTY` (1), or a
- * negative `SNP_ERR_*` code. Codes are never reused.
- */
-typedef int32_t snp_status;
 
 /**
  * Visitor given to an id store's `load`: call it once per stored pair.
@@ -448,7 +454,8 @@ typedef struct snp_record_log_vtable {
      */
     snp_status (*clear)(void *ctx);
     /**
-     * Copies the metadata blob last set (at most 64 bytes; 0 if never set).
+     * Copies the metadata blob last set (at most `SNP_MAX_METADATA_LEN`
+     * bytes; 0 if never set).
      */
     snp_status (*get_metadata)(void *ctx,
                                uint8_t *buf,
@@ -653,14 +660,6 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills `options` with the defaults (NULL is ignored).
- *
- * # Safety
- * `options` must be NULL or writable.
- */
-void snp_client_options_init(struct snp_client_options *options);
-
-/**
  * Opens a client store as `options` say and writes its handle to
  * `*out_client`. A damaged file is salvaged and reported, an I/O error
  * starts the store at level 1 (reported).
@@ -805,7 +804,7 @@ snp_status snp_client_get_stats(const struct snp_client *client,
  * # Safety
  * `options` must be NULL or writable.
  */
-void snp_service_options_init(struct snp_service_options *options);
+void snp_client_options_init(struct snp_client_options *options);
 
 /**
  * Opens a service store as `options` say and writes its handle to
@@ -1042,6 +1041,14 @@ snp_status snp_service_flush(struct snp_service *service);
  */
 snp_status snp_service_get_stats(const struct snp_service *service,
                                  struct snp_service_stats *out_stats);
+
+/**
+ * Fills `options` with the defaults (NULL is ignored).
+ *
+ * # Safety
+ * `options` must be NULL or writable.
+ */
+void snp_service_options_init(struct snp_service_options *options);
 
 /**
  * A fixed text for a status (never NULL, static storage).

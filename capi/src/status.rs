@@ -4,8 +4,9 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
-use crate::guard;
 use snp::{Error, ErrorKind};
+
+use crate::panic::guard;
 
 /// The result of every fallible call: `SNP_OK` (0), `SNP_EMPTY` (1), or a
 /// negative `SNP_ERR_*` code. Codes are never reused.
@@ -109,8 +110,9 @@ pub unsafe extern "C" fn snp_last_error_message(buf: *mut c_char, buf_len: usize
             full = m.len();
             if !buf.is_null() && buf_len > 0 {
                 let n = m.len().min(buf_len - 1);
-                // SAFETY: the caller gives `buf_len` writable bytes at `buf`;
-                // we write `n + 1 <= buf_len` of them.
+                // SAFETY: `buf` is not NULL and, by the function's contract,
+                // writable for `buf_len` bytes; `n + 1 <= buf_len` of them are
+                // written, from a `String` that does not overlap it.
                 unsafe {
                     std::ptr::copy_nonoverlapping(m.as_ptr(), buf.cast::<u8>(), n);
                     *buf.add(n) = 0;

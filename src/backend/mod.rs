@@ -46,7 +46,7 @@ pub enum Level {
 
 impl Level {
     /// 1 or 2.
-    pub fn number(self) -> u8 {
+    pub const fn number(self) -> u8 {
         self as u8
     }
 }

@@ -1,0 +1,178 @@
+//! `snp_event` and `snp_stored_event`: events in and out, with their kinds
+//! and limits.
+
+use std::ffi::c_char;
+
+use snp::{Error, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
+
+use crate::cast::{owned_bytes, owned_name, read_arg, Out};
+use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
+use crate::uuid::snp_uuid;
+
+/// Longest event name in bytes.
+pub const SNP_MAX_NAME_LEN: usize = 256;
+/// Size of `snp_stored_event.name`: `SNP_MAX_NAME_LEN + 1` (room for the
+/// NUL).
+pub const SNP_NAME_BUF_LEN: usize = SNP_MAX_NAME_LEN + 1;
+/// Longest event arguments in bytes.
+pub const SNP_MAX_ARGS_LEN: usize = 2048;
+
+// The header's limits are the library's.
+const _: () = assert!(SNP_MAX_NAME_LEN == MAX_NAME_LEN && SNP_MAX_ARGS_LEN == MAX_ARGS_LEN);
+const _: () = assert!(
+    SNP_EVENT_REPLACING == EventKind::Replacing.code() as i32
+        && SNP_EVENT_QUEUEING == EventKind::Queueing.code() as i32
+        && SNP_EVENT_PRIVATE == EventKind::Private.code() as i32
+        && SNP_EVENT_REPLACING_NULL == EventKind::ReplacingNull.code() as i32
+);
+
+/// Event kind: the broker keeps only the newest instance.
+pub const SNP_EVENT_REPLACING: i32 = 1;
+/// Event kind: FIFO on the broker.
+pub const SNP_EVENT_QUEUEING: i32 = 2;
+/// Event kind: FIFO per client, with a target client id.
+pub const SNP_EVENT_PRIVATE: i32 = 4;
+/// Event kind: "condition cleared", same queue as Replacing, no arguments.
+pub const SNP_EVENT_REPLACING_NULL: i32 = 5;
+
+/// An event to raise. Borrowed for the call only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct snp_event {
+    /// `SNP_EVENT_*`.
+    pub kind: i32,
+    /// The name (not NUL-terminated; `name_len` bytes).
+    pub name: *const c_char,
+    /// Bytes of `name`, 1..=256 (`SNP_MAX_NAME_LEN`); checked before `name`
+    /// is read.
+    pub name_len: usize,
+    /// The arguments (may be NULL when `args_len` is 0).
+    pub args: *const u8,
+    /// Bytes of `args`, 0..=2048 (`SNP_MAX_ARGS_LEN`); checked before
+    /// `args` is read.
+    pub args_len: usize,
+    /// Target client of a Private event; ignored for other kinds.
+    pub client_id: i64,
+}
+
+/// A stored event, copied out (caller-owned, no lifetime rules).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct snp_stored_event {
+    /// `SNP_EVENT_*`.
+    pub kind: i32,
+    /// The name, NUL-terminated.
+    pub name: [c_char; SNP_NAME_BUF_LEN],
+    /// Bytes of `name` before the NUL.
+    pub name_len: usize,
+    /// The arguments.
+    pub args: [u8; SNP_MAX_ARGS_LEN],
+    /// Bytes of `args`.
+    pub args_len: usize,
+    /// Target client of a Private event; 0 for other kinds.
+    pub client_id: i64,
+    /// The event's uid (what the broker acknowledges).
+    pub uid: snp_uuid,
+}
+
+impl snp_stored_event {
+    /// The C copy of an event (validated on the way in, so it fits); every
+    /// byte past the name's NUL and the arguments is zero. Built whole, then
+    /// written to the caller's struct in one go.
+    pub(crate) fn of(e: &Event) -> snp_stored_event {
+        let mut out = snp_stored_event {
+            kind: i32::from(e.kind.code()),
+            name: [0; SNP_NAME_BUF_LEN],
+            name_len: 0,
+            args: [0; SNP_MAX_ARGS_LEN],
+            args_len: 0,
+            client_id: e.client_id.unwrap_or(0),
+            uid: e.uid.into(),
+        };
+        let name = e.name.as_bytes();
+        let n = name.len().min(SNP_MAX_NAME_LEN);
+        for (dst, src) in out.name.iter_mut().zip(&name[..n]) {
+            *dst = *src as c_char;
+        }
+        out.name_len = n;
+        let a = e.args.len().min(SNP_MAX_ARGS_LEN);
+        out.args[..a].copy_from_slice(&e.args[..a]);
+        out.args_len = a;
+        out
+    }
+}
+
+/// An event kind from its C code.
+pub(crate) fn kind_of(code: i32) -> Result<EventKind, Error> {
+    u8::try_from(code)
+        .ok()
+        .and_then(EventKind::from_code)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "event kind {code} is not one of SNP_EVENT_REPLACING (1), QUEUEING (2), \
+                 PRIVATE (4), REPLACING_NULL (5)"
+            ))
+        })
+}
+
+/// Copies a C event into an owned one: the struct first, then its name and
+/// arguments, their lengths checked against `SNP_MAX_NAME_LEN` and
+/// `SNP_MAX_ARGS_LEN` before anything is read. The store checks the rest
+/// (name characters, arguments on ReplacingNull) and names the rule broken.
+///
+/// # Safety
+/// `event` must be NULL or point to an `snp_event` whose buffers hold
+/// their lengths in readable bytes (when within the limits).
+pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<Event, Error> {
+    // SAFETY: forwarded contract: NULL or an initialised `snp_event`.
+    let e = unsafe { read_arg(event, "event") }?;
+    let kind = kind_of(e.kind)?;
+    // SAFETY: forwarded contract: `name` holds `name_len` readable bytes
+    // when that is within the limit (checked first).
+    let name = unsafe { owned_name(e.name, e.name_len, "event->name") }?;
+    // SAFETY: forwarded contract: `args` holds `args_len` readable bytes
+    // when that is within the limit (checked first).
+    let args = unsafe {
+        owned_bytes(
+            e.args,
+            e.args_len,
+            SNP_MAX_ARGS_LEN,
+            "event->args",
+            "SNP_MAX_ARGS_LEN",
+        )
+    }
+    .map_err(|e| match e {
+        // Name the event, as the store's own checks do.
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("event '{name}': {m}")),
+        other => other,
+    })?;
+    let client_id = (kind == EventKind::Private).then_some(e.client_id);
+    Ok(Event {
+        kind,
+        name,
+        args,
+        client_id,
+        uid: snp::Uuid::new_v4(),
+    })
+}
+
+/// Writes an event to the caller's output (`SNP_OK`), or nothing
+/// (`SNP_EMPTY`).
+///
+/// # Safety
+/// `out_event` must be writable; no input may be borrowed from caller
+/// memory any more (copy inputs first: the output may overlap them).
+pub(crate) unsafe fn copy_out(
+    event: Option<Event>,
+    out_event: Out<snp_stored_event>,
+) -> snp_status {
+    match event {
+        Some(e) => {
+            // SAFETY: forwarded contract: `out_event` is writable and no
+            // input borrows caller memory any more.
+            unsafe { out_event.write(snp_stored_event::of(&e)) };
+            SNP_OK
+        }
+        None => SNP_EMPTY,
+    }
+}
