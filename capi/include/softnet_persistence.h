@@ -660,6 +660,19 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Copies the calling thread's last detailed error message into `buf`
+ * (NUL-terminated, truncated to fit `buf_len`; nothing is written when
+ * `buf` is NULL or `buf_len` is 0) and returns the message's full length
+ * in bytes, without the NUL. The message is set by every call that fails
+ * and kept until the next failure on the same thread.
+ *
+ * # Safety
+ * `buf` must be NULL or writable for `buf_len` bytes.
+ */
+size_t snp_last_error_message(char *buf,
+                              size_t buf_len);
+
+/**
  * Opens a client store as `options` say and writes its handle to
  * `*out_client`. A damaged file is salvaged and reported, an I/O error
  * starts the store at level 1 (reported).
@@ -1054,19 +1067,6 @@ void snp_service_options_init(struct snp_service_options *options);
  * A fixed text for a status (never NULL, static storage).
  */
 const char *snp_status_str(snp_status status);
-
-/**
- * Copies the calling thread's last detailed error message into `buf`
- * (NUL-terminated, truncated to fit `buf_len`; nothing is written when
- * `buf` is NULL or `buf_len` is 0) and returns the message's full length
- * in bytes, without the NUL. The message is set by every call that fails
- * and kept until the next failure on the same thread.
- *
- * # Safety
- * `buf` must be NULL or writable for `buf_len` bytes.
- */
-size_t snp_last_error_message(char *buf,
-                              size_t buf_len);
 
 /**
  * The ABI version of the loaded library (compare with `SNP_ABI_VERSION`).

@@ -145,33 +145,6 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// A caller's `(pointer, length)` event or subscription name, its length
-/// checked (1..=`SNP_MAX_NAME_LEN`) before anything is read, copied into an
-/// owned string (the store checks the name's characters). `field` names the
-/// pointer (`name`, `event->name`); the length is `{field}_len`.
-///
-/// # Safety
-/// `ptr` must be valid for reads of `len` bytes when non-null and `len` is
-/// within the limit.
-pub(crate) unsafe fn owned_name(
-    ptr: *const std::ffi::c_char,
-    len: usize,
-    field: &str,
-) -> Result<String, Error> {
-    check_len(
-        len,
-        1,
-        crate::event::SNP_MAX_NAME_LEN,
-        &format!("{field}_len"),
-        "SNP_MAX_NAME_LEN",
-    )?;
-    // SAFETY: forwarded contract; the length is within the limit.
-    let raw = unsafe { bytes(ptr.cast(), len, field) }?;
-    std::str::from_utf8(raw)
-        .map(str::to_owned)
-        .map_err(|_| Error::InvalidArgument(format!("{field} is not valid UTF-8 text")))
-}
-
 /// A caller's `(pointer, length)` byte buffer of at most `max` bytes (the
 /// header's constant `limit`), its length checked before anything is read,
 /// copied into an owned vector.

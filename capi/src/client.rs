@@ -4,9 +4,10 @@ use std::ffi::{c_char, c_void};
 
 use snp::{ClientStore, Error};
 
-use crate::cast::{c_str, free, hand_out, handle, owned_name, write_versioned, Handle, Out};
+use crate::cast::{c_str, free, hand_out, handle, write_versioned, Handle, Out};
 use crate::client_options::{read_options, rust_options, snp_client_options};
 use crate::client_stats::snp_client_stats;
+use crate::event::owned_name;
 use crate::id_store::{snp_id_store_vtable, CIdStore};
 use crate::options::{SNP_LEVEL_FILE, SNP_LEVEL_MEMORY};
 use crate::panic::guard;

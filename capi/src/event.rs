@@ -5,7 +5,7 @@ use std::ffi::c_char;
 
 use snp::{Error, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 
-use crate::cast::{owned_bytes, owned_name, read_arg, Out};
+use crate::cast::{bytes, check_len, owned_bytes, read_arg, Out};
 use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
 use crate::uuid::snp_uuid;
 
@@ -100,6 +100,33 @@ impl snp_stored_event {
         out.args_len = a;
         out
     }
+}
+
+/// A caller's `(pointer, length)` event or subscription name, its length
+/// checked (1..=`SNP_MAX_NAME_LEN`) before anything is read, copied into an
+/// owned string (the store checks the name's characters). `field` names the
+/// pointer (`name`, `event->name`); the length is `{field}_len`.
+///
+/// # Safety
+/// `ptr` must be valid for reads of `len` bytes when non-null and `len` is
+/// within the limit.
+pub(crate) unsafe fn owned_name(
+    ptr: *const std::ffi::c_char,
+    len: usize,
+    field: &str,
+) -> Result<String, Error> {
+    check_len(
+        len,
+        1,
+        SNP_MAX_NAME_LEN,
+        &format!("{field}_len"),
+        "SNP_MAX_NAME_LEN",
+    )?;
+    // SAFETY: forwarded contract; the length is within the limit.
+    let raw = unsafe { bytes(ptr.cast(), len, field) }?;
+    std::str::from_utf8(raw)
+        .map(str::to_owned)
+        .map_err(|_| Error::InvalidArgument(format!("{field} is not valid UTF-8 text")))
 }
 
 /// An event kind from its C code.

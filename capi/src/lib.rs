@@ -23,8 +23,9 @@
 //!   message.
 //!
 //! Layout, in the rustls-ffi manner: `cast` is the one place that turns
-//! pointers into references and copies; `panic` the boundary; `status` the
-//! codes and the one mapping from the library's errors; then one file per
+//! pointers into references and copies; `status` the codes and the one
+//! mapping from the library's errors; `panic` the boundary and the last
+//! error message; then one file per
 //! C type (`uuid`, `event`, `failure`, `options`, `service`,
 //! `service_options`, `service_stats`, `client`, `client_options`,
 //! `client_stats`, `record_log`, `id_store`, with `vtable` shared by the

@@ -4,8 +4,8 @@ use std::ffi::c_char;
 
 use snp::{Error, ServiceStore};
 
-use crate::cast::{free, hand_out, handle, owned_name, read_arg, write_versioned, Handle, Out};
-use crate::event::{copy_out, event_of, kind_of, snp_event, snp_stored_event};
+use crate::cast::{free, hand_out, handle, read_arg, write_versioned, Handle, Out};
+use crate::event::{copy_out, event_of, kind_of, owned_name, snp_event, snp_stored_event};
 use crate::options::{SNP_DURABILITY_SYNC, SNP_LEVEL_FILE, SNP_LEVEL_MEMORY};
 use crate::panic::guard;
 use crate::record_log::{snp_record_log_vtable, CRecordLog};

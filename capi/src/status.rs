@@ -1,12 +1,9 @@
-//! Status codes, their texts, the thread's last error message, and the one
-//! mapping from [`Error`] to a status.
+//! Status codes, their texts, and the one mapping from [`Error`] to a
+//! status; the library's versions.
 
-use std::cell::RefCell;
 use std::ffi::c_char;
 
 use snp::{Error, ErrorKind};
-
-use crate::panic::guard;
 
 /// The result of every fallible call: `SNP_OK` (0), `SNP_EMPTY` (1), or a
 /// negative `SNP_ERR_*` code. Codes are never reused.
@@ -62,14 +59,6 @@ pub(crate) fn error_of(status: snp_status, what: &str) -> Error {
     ))
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-pub(crate) fn set_last_error(message: String) {
-    LAST_ERROR.with(|m| *m.borrow_mut() = message);
-}
-
 fn status_text(status: snp_status) -> &'static str {
     match status {
         SNP_OK => "ok\0",
@@ -91,41 +80,6 @@ fn status_text(status: snp_status) -> &'static str {
 #[no_mangle]
 pub extern "C" fn snp_status_str(status: snp_status) -> *const c_char {
     status_text(status).as_ptr().cast()
-}
-
-/// Copies the calling thread's last detailed error message into `buf`
-/// (NUL-terminated, truncated to fit `buf_len`; nothing is written when
-/// `buf` is NULL or `buf_len` is 0) and returns the message's full length
-/// in bytes, without the NUL. The message is set by every call that fails
-/// and kept until the next failure on the same thread.
-///
-/// # Safety
-/// `buf` must be NULL or writable for `buf_len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn snp_last_error_message(buf: *mut c_char, buf_len: usize) -> usize {
-    let mut full = 0;
-    let status = guard(|| {
-        LAST_ERROR.with(|m| {
-            let m = m.borrow();
-            full = m.len();
-            if !buf.is_null() && buf_len > 0 {
-                let n = m.len().min(buf_len - 1);
-                // SAFETY: `buf` is not NULL and, by the function's contract,
-                // writable for `buf_len` bytes; `n + 1 <= buf_len` of them are
-                // written, from a `String` that does not overlap it.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(m.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
-                }
-            }
-        });
-        Ok(SNP_OK)
-    });
-    if status == SNP_OK {
-        full
-    } else {
-        0
-    }
 }
 
 /// `SNP_ABI_VERSION`: grows when a symbol or struct layout changes in a way
