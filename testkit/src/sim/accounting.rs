@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use softnet_persistence::EventKind;
+use softnet_persistence::{EventKind, Uuid};
 
 use super::engine::Sim;
 use super::tally::{RunStats, ServiceTally};
@@ -36,7 +36,20 @@ pub(super) struct Info {
 }
 
 impl Sim {
+    /// The run's tallies, once its event loop ended: everything must have
+    /// drained; then what became of each raised event is counted, for the
+    /// service and per client.
     pub(super) fn finish(mut self) -> RunStats {
+        self.check_drained();
+        self.stats.service = self.service_tally();
+        self.client_tallies();
+        self.stats.failures = self.svc.failures.lock().unwrap().clone();
+        self.stats
+    }
+
+    /// At the end nothing is in transit, the service is idle with an empty
+    /// store (its view must match it), and every client caught up.
+    fn check_drained(&mut self) {
         let in_transit = self
             .links
             .iter()
@@ -60,6 +73,11 @@ impl Sim {
             self.check_store(&store, "at the end");
             self.svc.stats_drops += store.stats().dropped_events;
         }
+    }
+
+    /// Service to broker: each raised event counted once, in raise order;
+    /// what the rules cannot explain is a violation.
+    fn service_tally(&mut self) -> ServiceTally {
         let mut t = ServiceTally {
             reported_drops: self.svc.drops.load(Ordering::SeqCst),
             stats_drops: self.svc.stats_drops - self.svc.struck_stats_drops,
@@ -72,64 +90,21 @@ impl Sim {
         let mut lost_detail = Vec::new();
         for uid in &self.order {
             let i = &self.events[uid];
-            if !i.known {
-                t.unknown_raised += 1;
-                if i.accepted > 0 {
-                    lost_detail.push(format!("unknown-name event {uid} was accepted"));
-                } else if i.status == Status::Dropped {
-                    // Dropped for capacity (and reported so), whether or
-                    // not the broker's rejection came back meanwhile.
-                    t.unknown_dropped += 1;
-                } else if i.rejected_reported {
-                    t.unknown_rejected += 1;
-                } else if matches!(i.status, Status::LostAtRestart | Status::InDoubt) {
-                    t.unknown_lost_at_restart += 1;
-                } else {
-                    lost_detail.push(format!(
-                        "unknown-name event {uid} neither rejected nor lost at a restart \
-                         ({:?})",
-                        i.status
-                    ));
-                }
-                continue;
-            }
-            if i.status == Status::InDoubt && i.accepted == 0 {
-                t.in_doubt += 1;
-                continue;
-            }
-            t.raised += 1;
-            if i.accepted > 0 {
-                t.delivered += 1;
-                t.duplicates += u64::from(i.accepted - 1);
-                if i.status == Status::Dropped {
-                    t.dropped_yet_delivered += 1;
-                    if i.dropped_in_flight {
-                        t.dropped_in_flight += 1;
-                    }
-                }
-                continue;
-            }
-            match i.status {
-                Status::Superseded => t.superseded += 1,
-                Status::Dropped => t.dropped += 1,
-                Status::Invalidated => {}
-                Status::LostAtRestart => {
-                    t.lost += 1;
-                    t.lost_pending_at_restart += 1;
-                }
-                other => {
-                    t.lost += 1;
-                    lost_detail.push(format!(
-                        "event {uid} ('{}', {:?}) never reached the broker ({other:?})",
-                        i.name, i.kind
-                    ));
-                }
+            if i.known {
+                count_known(&mut t, uid, i, &mut lost_detail);
+            } else {
+                count_unknown(&mut t, uid, i, &mut lost_detail);
             }
         }
         for d in lost_detail {
             self.violation(d);
         }
-        self.stats.service = t;
+        t
+    }
+
+    /// Broker to each client: every event accepted for it is handled once,
+    /// or left its queue before it got it; it handles nothing else.
+    fn client_tallies(&mut self) {
         for (c, cs) in self.clients.iter().enumerate() {
             let mut tally = cs.tally.clone();
             for uid in &self.accepted_order {
@@ -158,7 +133,66 @@ impl Sim {
             }
             self.stats.clients.push((cs.cfg, tally));
         }
-        self.stats.failures = self.svc.failures.lock().unwrap().clone();
-        self.stats
+    }
+}
+
+/// An event of a name the site does not define: the broker must never
+/// accept it; it is rejected, dropped for capacity or lost at a restart.
+fn count_unknown(t: &mut ServiceTally, uid: &Uuid, i: &Info, lost_detail: &mut Vec<String>) {
+    t.unknown_raised += 1;
+    if i.accepted > 0 {
+        lost_detail.push(format!("unknown-name event {uid} was accepted"));
+    } else if i.status == Status::Dropped {
+        // Dropped for capacity (and reported so), whether or
+        // not the broker's rejection came back meanwhile.
+        t.unknown_dropped += 1;
+    } else if i.rejected_reported {
+        t.unknown_rejected += 1;
+    } else if matches!(i.status, Status::LostAtRestart | Status::InDoubt) {
+        t.unknown_lost_at_restart += 1;
+    } else {
+        lost_detail.push(format!(
+            "unknown-name event {uid} neither rejected nor lost at a restart \
+             ({:?})",
+            i.status
+        ));
+    }
+}
+
+/// An event of a defined name: delivered (perhaps more than once), or
+/// excluded by the rules (in doubt, superseded, dropped, invalidated), or
+/// lost; a loss no rule explains is also a violation.
+fn count_known(t: &mut ServiceTally, uid: &Uuid, i: &Info, lost_detail: &mut Vec<String>) {
+    if i.status == Status::InDoubt && i.accepted == 0 {
+        t.in_doubt += 1;
+        return;
+    }
+    t.raised += 1;
+    if i.accepted > 0 {
+        t.delivered += 1;
+        t.duplicates += u64::from(i.accepted - 1);
+        if i.status == Status::Dropped {
+            t.dropped_yet_delivered += 1;
+            if i.dropped_in_flight {
+                t.dropped_in_flight += 1;
+            }
+        }
+        return;
+    }
+    match i.status {
+        Status::Superseded => t.superseded += 1,
+        Status::Dropped => t.dropped += 1,
+        Status::Invalidated => {}
+        Status::LostAtRestart => {
+            t.lost += 1;
+            t.lost_pending_at_restart += 1;
+        }
+        other => {
+            t.lost += 1;
+            lost_detail.push(format!(
+                "event {uid} ('{}', {:?}) never reached the broker ({other:?})",
+                i.name, i.kind
+            ));
+        }
     }
 }

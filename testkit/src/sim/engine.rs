@@ -120,86 +120,113 @@ fn recorder(failures: &Arc<Mutex<Vec<String>>>, drops: Option<&Arc<AtomicU64>>) 
     })
 }
 
+/// The service endpoint before its app first comes up: its store's
+/// options (capacity drops counted apart from other failure reports), its
+/// simulated device, an empty view of its store.
+fn service_side(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> ServiceSide {
+    let drops = Arc::new(AtomicU64::new(0));
+    let cut = PowerCut::new();
+    let options = ServiceOptions {
+        capacity: cfg.capacity,
+        memory_capacity: cfg.memory_capacity,
+        durability: cfg.durability,
+        overflow: Overflow::DropOldest,
+        on_failure: Some(recorder(failures, Some(&drops))),
+        device_layer: Some(cut.layer()),
+    };
+    ServiceSide {
+        dir: scratch_dir(),
+        uid: Uuid::from_u128(0x5e55_0000 ^ u128::from(cfg.seed)),
+        options,
+        cut,
+        ctl: None,
+        drops,
+        failures: failures.clone(),
+        pending: Vec::new(),
+        ancient: HashSet::new(),
+        armed: None,
+        cut_id: 0,
+        in_doubt: InDoubt::default(),
+        stats_drops: 0,
+        struck_stats_drops: 0,
+        raises: 0,
+    }
+}
+
+/// The client endpoints of `cfg`, in order, before their apps first come
+/// up; each has its own directory and simulated device.
+fn client_sides(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> Vec<ClientSide> {
+    cfg.clients
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let cut = PowerCut::new();
+            ClientSide {
+                cfg: c,
+                // Client ids and instance ids use the full i64 range.
+                client_id: i64::MIN + 7 + i as i64,
+                dir: scratch_dir(),
+                key: format!("client-{i}"),
+                options: ClientOptions {
+                    durability: cfg.durability,
+                    on_failure: Some(recorder(failures, None)),
+                    device_layer: Some(cut.layer()),
+                },
+                cut,
+                ctl: None,
+                handled: HashMap::new(),
+                restarts: 0,
+                dup_since_restart: HashMap::new(),
+                allowed: HashSet::new(),
+                tally: ClientTally::default(),
+            }
+        })
+        .collect()
+}
+
+/// The broker of the site of `cfg`, knowing `clients`. Its instance ids
+/// start at a random point of 2^40..2^41: one draw of `rng`, the first of
+/// the run.
+fn broker_for(cfg: &SimConfig, clients: &[ClientSide], rng: &mut Rng) -> Broker {
+    let specs: Vec<broker::ClientSpec> = clients
+        .iter()
+        .map(|c| broker::ClientSpec {
+            client_id: c.client_id,
+            stateful: c.cfg.stateful,
+        })
+        .collect();
+    let first_id = (1i64 << 40) + rng.below(1 << 40) as i64;
+    Broker::new(&site(cfg), &specs, CLIENT_TIMEOUT, first_id)
+}
+
+/// Nothing counted yet for the run of `seed`.
+fn empty_stats(seed: u64) -> RunStats {
+    RunStats {
+        seed,
+        service: ServiceTally::default(),
+        clients: Vec::new(),
+        faults: BTreeMap::new(),
+        mid_op_cuts: 0,
+        failures: Vec::new(),
+        violations: Vec::new(),
+        sim_time: Duration::ZERO,
+    }
+}
+
 impl Sim {
+    /// A run of `cfg` before its start: every endpoint down, nothing
+    /// scheduled. The generator is seeded here; the broker's first
+    /// instance id is its first draw.
     pub(super) fn new(cfg: SimConfig) -> Sim {
         let mut rng = Rng::new(cfg.seed);
         let failures = Arc::new(Mutex::new(Vec::new()));
-        let drops = Arc::new(AtomicU64::new(0));
-        let cut = PowerCut::new();
-        let options = ServiceOptions {
-            capacity: cfg.capacity,
-            memory_capacity: cfg.memory_capacity,
-            durability: cfg.durability,
-            overflow: Overflow::DropOldest,
-            on_failure: Some(recorder(&failures, Some(&drops))),
-            device_layer: Some(cut.layer()),
-        };
-        let svc = ServiceSide {
-            dir: scratch_dir(),
-            uid: Uuid::from_u128(0x5e55_0000 ^ u128::from(cfg.seed)),
-            options,
-            cut,
-            ctl: None,
-            drops,
-            failures: failures.clone(),
-            pending: Vec::new(),
-            ancient: HashSet::new(),
-            armed: None,
-            cut_id: 0,
-            in_doubt: InDoubt::default(),
-            stats_drops: 0,
-            struck_stats_drops: 0,
-            raises: 0,
-        };
-        let clients: Vec<ClientSide> = cfg
-            .clients
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| {
-                let cut = PowerCut::new();
-                ClientSide {
-                    cfg: c,
-                    // Client ids and instance ids use the full i64 range.
-                    client_id: i64::MIN + 7 + i as i64,
-                    dir: scratch_dir(),
-                    key: format!("client-{i}"),
-                    options: ClientOptions {
-                        durability: cfg.durability,
-                        on_failure: Some(recorder(&failures, None)),
-                        device_layer: Some(cut.layer()),
-                    },
-                    cut,
-                    ctl: None,
-                    handled: HashMap::new(),
-                    restarts: 0,
-                    dup_since_restart: HashMap::new(),
-                    allowed: HashSet::new(),
-                    tally: ClientTally::default(),
-                }
-            })
-            .collect();
-        let specs: Vec<broker::ClientSpec> = clients
-            .iter()
-            .map(|c| broker::ClientSpec {
-                client_id: c.client_id,
-                stateful: c.cfg.stateful,
-            })
-            .collect();
-        let first_id = (1i64 << 40) + rng.below(1 << 40) as i64;
-        let broker = Broker::new(&site(&cfg), &specs, CLIENT_TIMEOUT, first_id);
+        let svc = service_side(&cfg, &failures);
+        let clients = client_sides(&cfg, &failures);
+        let broker = broker_for(&cfg, &clients, &mut rng);
         let links = (0..=clients.len()).map(|_| Link::default()).collect();
         let faults_end = u64::from(cfg.events) * cfg.mean_gap_ms;
         Sim {
-            stats: RunStats {
-                seed: cfg.seed,
-                service: ServiceTally::default(),
-                clients: Vec::new(),
-                faults: BTreeMap::new(),
-                mid_op_cuts: 0,
-                failures: Vec::new(),
-                violations: Vec::new(),
-                sim_time: Duration::ZERO,
-            },
+            stats: empty_stats(cfg.seed),
             cfg,
             rng,
             now: 0,

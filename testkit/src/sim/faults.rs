@@ -62,21 +62,23 @@ impl Sim {
     /// The image an armed cut captured during the last call, if it struck.
     pub(super) fn cut_struck(&mut self) -> Option<Vec<u8>> {
         self.svc.armed?;
-        self.svc.ctl.as_ref()?;
+        self.svc.ctl.as_ref()?.store().journal_path()?;
         self.svc.cut.take_image()
     }
 
     /// The service journal as a power cut now leaves it (at level 2).
     pub(super) fn service_cut_image(&mut self, store: &ServiceStore) -> Option<Vec<u8>> {
-        store.journal_path()?;
+        // Drawn first, at level 2 or not: every run draws the same numbers.
         let mut keep = Rng::new(self.rng.next_u64());
+        store.journal_path()?;
         Some(self.svc.cut.image_now(&mut |_| keep.chance(1, 2)))
     }
 
     /// Client `c`'s file as a power cut now leaves it (at level 2).
     pub(super) fn client_cut_image(&mut self, c: usize, store: &ClientStore) -> Option<Vec<u8>> {
-        store.file_path()?;
+        // Drawn first, at level 2 or not: every run draws the same numbers.
         let mut keep = Rng::new(self.rng.next_u64());
+        store.file_path()?;
         Some(self.clients[c].cut.image_now(&mut |_| keep.chance(1, 2)))
     }
 

@@ -48,6 +48,7 @@ mod faults;
 mod network;
 mod runner;
 mod service;
+mod service_ops;
 mod site;
 mod store_view;
 mod tally;

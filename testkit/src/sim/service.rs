@@ -2,20 +2,17 @@
 //! controller and store, and feeding it what the broker sends.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use softnet_persistence::{Event, EventKind, Mode, ServiceOptions, ServiceStore, Uuid};
-use softnet_persistence::{ServiceController, ServiceOutput, DEFAULT_RESEND_TIMEOUT};
+use softnet_persistence::{Event, EventKind, ServiceOptions, ServiceStore, Uuid};
+use softnet_persistence::{ServiceController, DEFAULT_RESEND_TIMEOUT};
 
-use super::accounting::{Info, Status};
 use super::config::Fault;
-use super::engine::{ms, Ev, Sim};
+use super::engine::{Ev, Sim};
 use super::faults::InDoubt;
-use super::network::Up;
 use super::site::{PRIVATE, QUEUEING, REPLACING, UNKNOWN};
-use crate::broker::FromService;
 use crate::power_cut::PowerCut;
 
 pub(super) struct ServiceSide {
@@ -151,276 +148,38 @@ impl Sim {
         }
     }
 
+    /// Feeds the service controller one input at the current time (after
+    /// its tick); see `service_ops` for each call. Nothing happens while
+    /// the service app is down. A call a power cut struck never returned:
+    /// what it asked to send is never sent.
     pub(super) fn svc_op(&mut self, op: SvcOp) {
         let now = Duration::from_millis(self.now);
         let Some(ctl) = self.svc.ctl.as_mut() else {
             return;
         };
         ctl.tick(now);
+        // A handle on the store for the whole op: it outlives the
+        // controller if a power cut brings the service down in the op.
         let store = ctl.store().clone();
-        let op_kind = match &op {
-            SvcOp::Online(_) => OpKind::Online,
-            SvcOp::Disconnected => OpKind::Disconnected,
-            _ => OpKind::Other,
+        let resets_drain = matches!(op, SvcOp::Online(_) | SvcOp::Disconnected);
+        let returned = match op {
+            SvcOp::Raise(event) => self.svc_raise(&store, event),
+            SvcOp::Online(broker_uid) => self.svc_online(&store, broker_uid),
+            SvcOp::Ack(uid) => self.svc_answer(uid, true),
+            SvcOp::Rejected(uid) => self.svc_answer(uid, false),
+            SvcOp::Tick => true,
+            SvcOp::Disconnected => {
+                ctl.disconnected().expect("disconnected");
+                true
+            }
         };
-        match op {
-            SvcOp::Raise(event) => {
-                let uid = event.uid;
-                let known = event.name != UNKNOWN;
-                self.order.push(uid);
-                self.events.insert(
-                    uid,
-                    Info {
-                        kind: event.kind,
-                        name: event.name.clone(),
-                        known,
-                        status: Status::Pending,
-                        accepted: 0,
-                        dropped_in_flight: false,
-                        rejected_reported: false,
-                        target: None,
-                    },
-                );
-                let in_flight = ctl.in_flight();
-                let candidates: Vec<Uuid> = if event.kind.is_replacing() {
-                    self.svc
-                        .pending
-                        .iter()
-                        .filter(|u| {
-                            let i = &self.events[u];
-                            i.kind.is_replacing() && i.name == event.name && !in_flight.contains(u)
-                        })
-                        .copied()
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let s0 = store.stats();
-                let d0 = self.svc.drops.load(Ordering::SeqCst);
-                ctl.raise_event(&event).expect("raise");
-                if let Some(image) = self.cut_struck() {
-                    let (newest, older) = match candidates.split_last() {
-                        Some((n, o)) => (Some(*n), o.to_vec()),
-                        None => (None, Vec::new()),
-                    };
-                    // The call ran to its end in memory: its drop report
-                    // reached the callback, but the process died in the
-                    // call, so it never did.
-                    let dropped_now = self.svc.drops.load(Ordering::SeqCst) - d0;
-                    self.svc.drops.fetch_sub(dropped_now, Ordering::SeqCst);
-                    self.svc.struck_stats_drops += store.stats().dropped_events - s0.dropped_events;
-                    let dropped = self
-                        .svc
-                        .pending
-                        .iter()
-                        .filter(|u| !candidates.contains(u))
-                        .take(dropped_now as usize)
-                        .copied()
-                        .collect();
-                    let doubt = InDoubt {
-                        raise: Some(uid),
-                        older,
-                        newest,
-                        dropped,
-                        ..InDoubt::default()
-                    };
-                    self.struck(image, doubt);
-                    return;
-                }
-                let s1 = store.stats();
-                let dropped = self.svc.drops.load(Ordering::SeqCst) - d0;
-                self.trace(|| {
-                    format!(
-                        "raise {uid} {:?} '{}' -> {} pending, mode {:?}, superseded {}, dropped \
-                         {}, in flight {in_flight:?}",
-                        event.kind,
-                        event.name,
-                        s1.pending_events,
-                        s1.mode,
-                        s1.superseded_events - s0.superseded_events,
-                        s1.dropped_events - s0.dropped_events
-                    )
-                });
-                let superseded = s1.superseded_events - s0.superseded_events;
-                if s1.dropped_events - s0.dropped_events != dropped {
-                    self.violation(format!(
-                        "raise of {uid}: {} drops in the statistics, {dropped} reported",
-                        s1.dropped_events - s0.dropped_events
-                    ));
-                }
-                if superseded != candidates.len() as u64 {
-                    self.violation(format!(
-                        "raise of {uid} ('{}'): {superseded} superseded, expected {} \
-                         ({candidates:?}; in flight {in_flight:?})",
-                        event.name,
-                        candidates.len()
-                    ));
-                }
-                for c in &candidates {
-                    self.svc.pending.retain(|u| u != c);
-                    self.events.get_mut(c).expect("known").status = Status::Superseded;
-                }
-                for _ in 0..dropped {
-                    if self.svc.pending.is_empty() {
-                        break;
-                    }
-                    let gone = self.svc.pending.remove(0);
-                    let info = self.events.get_mut(&gone).expect("known");
-                    info.status = Status::Dropped;
-                    info.dropped_in_flight = in_flight.contains(&gone);
-                }
-                self.svc.pending.push(uid);
-                if self.cfg.check_every > 0 && self.svc.raises.is_multiple_of(self.cfg.check_every)
-                {
-                    self.check_store(&store, "during the run");
-                }
-            }
-            SvcOp::Online(broker_uid) => {
-                let before = store.stats().invalidated_events;
-                ctl.online(broker_uid).expect("online");
-                if let Some(image) = self.cut_struck() {
-                    self.struck(image, InDoubt::default());
-                    return;
-                }
-                let invalidated = store.stats().invalidated_events - before;
-                if invalidated > 0 {
-                    let ancient: Vec<Uuid> = self
-                        .svc
-                        .pending
-                        .iter()
-                        .filter(|u| self.svc.ancient.contains(u))
-                        .copied()
-                        .collect();
-                    if ancient.len() as u64 != invalidated {
-                        self.violation(format!(
-                            "{invalidated} ancient events invalidated, {} were ancient",
-                            ancient.len()
-                        ));
-                    }
-                    for u in &ancient {
-                        self.events.get_mut(u).expect("known").status = Status::Invalidated;
-                    }
-                    self.svc.pending.retain(|u| !ancient.contains(u));
-                    self.invalidated += invalidated;
-                }
-                self.svc.ancient.clear();
-            }
-            SvcOp::Ack(uid) | SvcOp::Rejected(uid) => {
-                let stale = ctl.stale_acks();
-                if matches!(op, SvcOp::Ack(_)) {
-                    ctl.ack(uid).expect("ack");
-                } else {
-                    ctl.rejected(uid).expect("rejected");
-                }
-                if let Some(image) = self.cut_struck() {
-                    let doubt = if matches!(op, SvcOp::Ack(_)) {
-                        InDoubt {
-                            ack: Some(uid),
-                            ..InDoubt::default()
-                        }
-                    } else {
-                        InDoubt {
-                            reject: Some(uid),
-                            ..InDoubt::default()
-                        }
-                    };
-                    self.struck(image, doubt);
-                    return;
-                }
-                let ctl = self.svc.ctl.as_ref().expect("up");
-                let is_stale = ctl.stale_acks() != stale;
-                self.trace(|| format!("ack {uid} stale {is_stale}"));
-                let ctl = self.svc.ctl.as_ref().expect("up");
-                if ctl.stale_acks() == stale && self.svc.pending.contains(&uid) {
-                    self.svc.pending.retain(|u| *u != uid);
-                    self.events.get_mut(&uid).expect("known").status =
-                        if matches!(op, SvcOp::Ack(_)) {
-                            Status::Acked
-                        } else {
-                            Status::Rejected
-                        };
-                }
-            }
-            SvcOp::Tick => {}
-            SvcOp::Disconnected => ctl.disconnected().expect("disconnected"),
-        }
-        let ctl = self.svc.ctl.as_mut().expect("up");
-        let outputs = ctl.drain_outputs();
-        let deadline = ctl.next_deadline();
-        let in_flight = ctl.in_flight();
-        let storage_mode = ctl.store().mode() == Mode::Storage;
-        if matches!(op_kind, OpKind::Online | OpKind::Disconnected) {
-            self.drain_last = None;
-        }
-        // docs/PROTOCOL.md section 2: one event in flight while draining; then one per name.
-        if storage_mode && in_flight.len() > 1 {
-            self.violation(format!(
-                "storage mode with {} events in flight",
-                in_flight.len()
-            ));
-        }
-        let mut names = HashSet::new();
-        for u in &in_flight {
-            if let Some(i) = self.events.get(u) {
-                let pipeline = (i.kind.is_replacing(), i.kind == EventKind::Private, &i.name);
-                if !names.insert(pipeline) {
-                    let name = i.name.clone();
-                    self.violation(format!("two events of '{name}' in flight: {in_flight:?}"));
-                    break;
-                }
-            }
-        }
-        for out in outputs {
-            match out {
-                ServiceOutput::SendEvent(e) => {
-                    // The drain goes strictly in raise order (a resend
-                    // repeats the same event).
-                    let seq = e.uid.as_u128() as u64;
-                    if storage_mode {
-                        if self.drain_last.is_some_and(|l| seq < l) {
-                            let last = self.drain_last;
-                            self.violation(format!(
-                                "drain sent raise #{seq} after raise #{last:?}"
-                            ));
-                        }
-                        self.drain_last = Some(seq);
-                    }
-                    self.send_up(0, Up::Service(FromService::Event(e)));
-                }
-                ServiceOutput::SendStorageUid(u) => {
-                    self.send_up(0, Up::Service(FromService::StorageUid(u)));
-                }
-                ServiceOutput::Rejected(e) => {
-                    if let Some(info) = self.events.get_mut(&e.uid) {
-                        info.rejected_reported = true;
-                    }
-                }
-            }
-        }
-        if let Some(d) = deadline {
-            let at = ms(d).max(self.now);
-            if self.service_timer.is_none_or(|t| at < t) {
-                self.service_timer = Some(at);
-                self.push(at, Ev::ServiceTimer);
-            }
-        }
-        if let Some(left) = self.svc.armed {
-            if left <= 1 {
-                self.bring_down(0, Fault::PowerCut, None, InDoubt::default());
-            } else {
-                self.svc.armed = Some(left - 1);
-            }
+        if returned {
+            self.svc_after_op(resets_drain);
         }
     }
 }
 
-#[derive(PartialEq, Eq)]
-enum OpKind {
-    Online,
-    Disconnected,
-    Other,
-}
-
+/// An input of the service controller.
 pub(super) enum SvcOp {
     Raise(Event),
     Online(Option<Uuid>),

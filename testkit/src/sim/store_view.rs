@@ -7,6 +7,14 @@ use softnet_persistence::{ServiceStore, Uuid};
 
 use super::accounting::Status;
 use super::engine::Sim;
+use super::faults::InDoubt;
+
+/// The store's counters not yet used to explain an event gone at a
+/// reopen: each explains one event at most.
+struct Unexplained {
+    superseded: u64,
+    dropped: u64,
+}
 
 impl Sim {
     /// After a reopen: what the store holds now against what it held.
@@ -29,66 +37,15 @@ impl Sim {
                 before.len()
             )
         });
-        let mut superseded_left = stats.superseded_events;
-        let mut dropped_left = stats.dropped_events;
+        let mut left = Unexplained {
+            superseded: stats.superseded_events,
+            dropped: stats.dropped_events,
+        };
         for uid in before {
             if now_set.contains(&uid) {
                 continue;
             }
-            let (kind, name) = {
-                let i = &self.events[&uid];
-                (i.kind, i.name.clone())
-            };
-            let newer_same_name = now.iter().any(|u| {
-                let i = &self.events[u];
-                i.kind.is_replacing() && i.name == name && u.as_u128() > uid.as_u128()
-            });
-            let status = if doubt.older.contains(&uid) {
-                Status::Superseded
-            } else if doubt.newest == Some(uid) {
-                if doubt.raise.is_some_and(|r| now_set.contains(&r)) {
-                    Status::Superseded
-                } else {
-                    self.violation(format!(
-                        "a power cut during the raise of {:?} lost both it and the instance \
-                         {uid} it supersedes ('{name}')",
-                        doubt.raise
-                    ));
-                    Status::LostAtRestart
-                }
-            } else if doubt.dropped.contains(&uid) {
-                if doubt.raise.is_some_and(|r| now_set.contains(&r)) {
-                    self.struck_drops += 1;
-                    Status::Dropped
-                } else {
-                    self.violation(format!(
-                        "a power cut during the raise of {:?} lost {uid} ('{name}'), which that \
-                         raise dropped to make room, though the new event was not stored: \
-                         nothing was reported",
-                        doubt.raise
-                    ));
-                    Status::LostAtRestart
-                }
-            } else if doubt.ack == Some(uid) {
-                Status::Acked
-            } else if doubt.reject == Some(uid) {
-                // The rejection was being recorded: its report never came.
-                Status::InDoubt
-            } else if !self.cfg.service_file {
-                Status::LostAtRestart
-            } else if superseded_left > 0 && kind.is_replacing() && newer_same_name {
-                superseded_left -= 1;
-                Status::Superseded
-            } else if dropped_left > 0 {
-                dropped_left -= 1;
-                Status::Dropped
-            } else {
-                self.violation(format!(
-                    "event {uid} ('{name}') was pending in the SPL-2 store and is gone after the \
-                     reopen"
-                ));
-                Status::LostAtRestart
-            };
+            let status = self.vanished_status(uid, &now, &now_set, &doubt, &mut left);
             self.events.get_mut(&uid).expect("known").status = status;
         }
         if let Some(r) = doubt.raise {
@@ -96,7 +53,106 @@ impl Sim {
                 self.events.get_mut(&r).expect("known").status = Status::InDoubt;
             }
         }
-        for uid in &now {
+        self.adopt_reopened(&now, &before_set, &doubt);
+        self.svc.pending = now;
+        self.svc.ancient = now_set;
+    }
+
+    /// What became of `uid`, pending before the reopen and gone after it
+    /// (`now`): what an interrupted call was doing explains it first; then
+    /// a level-1 store loses everything; then the store's counters explain
+    /// it (superseded only by a newer instance still there); anything else
+    /// is a violation.
+    fn vanished_status(
+        &mut self,
+        uid: Uuid,
+        now: &[Uuid],
+        now_set: &HashSet<Uuid>,
+        doubt: &InDoubt,
+        left: &mut Unexplained,
+    ) -> Status {
+        let (kind, name) = {
+            let i = &self.events[&uid];
+            (i.kind, i.name.clone())
+        };
+        let newer_same_name = now.iter().any(|u| {
+            let i = &self.events[u];
+            i.kind.is_replacing() && i.name == name && u.as_u128() > uid.as_u128()
+        });
+        if let Some(status) = self.in_doubt_status(uid, &name, doubt, now_set) {
+            status
+        } else if !self.cfg.service_file {
+            Status::LostAtRestart
+        } else if left.superseded > 0 && kind.is_replacing() && newer_same_name {
+            left.superseded -= 1;
+            Status::Superseded
+        } else if left.dropped > 0 {
+            left.dropped -= 1;
+            Status::Dropped
+        } else {
+            self.violation(format!(
+                "event {uid} ('{name}') was pending in the SPL-2 store and is gone after the \
+                 reopen"
+            ));
+            Status::LostAtRestart
+        }
+    }
+
+    /// The status of `uid` (of `name`), gone at the reopen, if the call a
+    /// power cut interrupted explains it. The raise's own supersession and
+    /// drops stand only if its event was stored: the store must not lose
+    /// an old event for a new one it did not keep.
+    fn in_doubt_status(
+        &mut self,
+        uid: Uuid,
+        name: &str,
+        doubt: &InDoubt,
+        now_set: &HashSet<Uuid>,
+    ) -> Option<Status> {
+        let raise_stored = doubt.raise.is_some_and(|r| now_set.contains(&r));
+        let status = if doubt.older.contains(&uid) {
+            Status::Superseded
+        } else if doubt.newest == Some(uid) {
+            if raise_stored {
+                Status::Superseded
+            } else {
+                self.violation(format!(
+                    "a power cut during the raise of {:?} lost both it and the instance \
+                     {uid} it supersedes ('{name}')",
+                    doubt.raise
+                ));
+                Status::LostAtRestart
+            }
+        } else if doubt.dropped.contains(&uid) {
+            if raise_stored {
+                self.struck_drops += 1;
+                Status::Dropped
+            } else {
+                self.violation(format!(
+                    "a power cut during the raise of {:?} lost {uid} ('{name}'), which that \
+                     raise dropped to make room, though the new event was not stored: \
+                     nothing was reported",
+                    doubt.raise
+                ));
+                Status::LostAtRestart
+            }
+        } else if doubt.ack == Some(uid) {
+            Status::Acked
+        } else if doubt.reject == Some(uid) {
+            // The rejection was being recorded: its report never came.
+            Status::InDoubt
+        } else {
+            return None;
+        };
+        Some(status)
+    }
+
+    /// The events the store holds after the reopen that it did not hold
+    /// before are pending again; one the simulator never raised is a
+    /// violation. Apart from an interrupted raise's own event, each is
+    /// counted as resurrected.
+    fn adopt_reopened(&mut self, now: &[Uuid], before_set: &HashSet<Uuid>, doubt: &InDoubt) {
+        for uid in now {
             if before_set.contains(uid) {
                 continue;
             }
@@ -113,8 +169,6 @@ impl Sim {
                 }
             }
         }
-        self.svc.pending = now;
-        self.svc.ancient = now_set;
     }
 
     /// Compares the simulator's view of the store with the store.
