@@ -46,7 +46,11 @@ pub trait RecordLog: Send {
     fn append(&mut self, payload: &[u8]) -> Result<u64>;
     /// Removes a live record.
     fn remove(&mut self, seq: u64, why: Removal) -> Result<()>;
-    /// Copies one live record into `out` (replacing its contents).
+    /// Copies one live record into `out` (replacing its contents). An
+    /// [`Error::Format`](crate::Error::Format) says this one record is
+    /// damaged (it fails its checksum): the store skips it, reports it (one
+    /// event lost) and stays at this level. Any other error is a failure of
+    /// the level.
     fn read(&mut self, seq: u64, out: &mut Vec<u8>) -> Result<()>;
     /// Visits every live record in sequence order.
     fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()>;
@@ -62,6 +66,13 @@ pub trait RecordLog: Send {
     fn clear(&mut self) -> Result<()>;
     /// The metadata blob last set (empty if never set).
     fn metadata(&mut self) -> Result<Vec<u8>>;
+    /// The records the backend found damaged and stopped holding on its
+    /// own since the last call (a record it had to move or copy failed its
+    /// checksum): the store forgets them and reports each as one event
+    /// lost. Most backends never do this.
+    fn take_lost(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
     /// Replaces the metadata blob (at most [`MAX_METADATA_LEN`](crate::MAX_METADATA_LEN) bytes).
     fn set_metadata(&mut self, meta: &[u8]) -> Result<()>;
 }

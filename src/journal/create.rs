@@ -39,6 +39,8 @@ impl Journal {
             removals_wait: false,
             waiting_removals: Vec::new(),
             scratch: Vec::new(),
+            fork_generation: crate::journal::fork::generation(),
+            lost: Vec::new(),
             file,
         }
     }
@@ -75,13 +77,27 @@ impl Journal {
         meta: &[u8],
         records: &[(u64, Vec<u8>)],
     ) -> Result<Journal> {
+        let mut journal = Journal::build(path, config, first_seq, meta, records)?;
+        file::publish_replacement(&mut journal.file, path)?;
+        Ok(journal)
+    }
+
+    /// Writes a complete new journal holding `records` under a temporary
+    /// name next to `path`, durable, not yet published (dropped, it is
+    /// removed).
+    pub(super) fn build(
+        path: &Path,
+        config: &JournalConfig,
+        first_seq: u64,
+        meta: &[u8],
+        records: &[(u64, Vec<u8>)],
+    ) -> Result<Journal> {
         let temp = file::create_temp(path)?;
         let mut journal = Journal::format(temp, config, config.capacity, first_seq, meta)?;
         for (id, payload) in records {
             journal.write_at_head(payload, Some(*id))?;
         }
         journal.sync_dirty()?;
-        file::publish_replacement(&mut journal.file, path)?;
         Ok(journal)
     }
 }

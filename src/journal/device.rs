@@ -29,6 +29,15 @@ pub trait Device: Send {
     fn bytes_mut(&mut self) -> &mut [u8];
     /// Makes `[offset, offset + len)` durable.
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()>;
+    /// Whether the bytes are still the file's: an `Err` once an access to
+    /// them failed (the map: a page was lost to a truncation by another
+    /// program or to a read error of the medium, and reads as zeros now).
+    /// The journal calls it at the end of every operation, so it must be
+    /// cheap; an `Err` is an I/O failure of the level, like one from
+    /// `sync`. A layer that wraps a device should pass the call on.
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Wraps each device the journal opens: see the module docs.

@@ -4,15 +4,24 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::journal::fork::{self, Detached};
 
 /// An open file under its exclusive, non-blocking `flock`, held until drop.
+///
+/// The lock belongs to the file's open file description: it is released
+/// when the last descriptor of it is closed. The descriptor is opened with
+/// `O_CLOEXEC` (a program the process executes does not inherit it) and
+/// detached in forked children (`fork.rs`), so only this handle holds it.
 #[derive(Debug)]
 pub(crate) struct LockedFile {
+    /// Dropped before `file`: unregistered before the descriptor closes.
+    detached: Detached,
     file: File,
     path: PathBuf,
     /// Not yet published under its final name: removed on drop.
@@ -21,9 +30,19 @@ pub(crate) struct LockedFile {
 
 impl Drop for LockedFile {
     fn drop(&mut self) {
+        if !self.detached.in_owner() {
+            // A forked child's copy: the file and its lock are the parent's.
+            return;
+        }
         if self.temporary {
             let _ = fs::remove_file(&self.path);
         }
+        // Released explicitly rather than by closing: a child forked a
+        // moment ago may still share the open file description (until its
+        // fork handler detached it), and a lock lasts while any descriptor
+        // of it is open. Unlocking releases it for every sharer at once, so
+        // the parent can reopen the file at once.
+        let _ = self.file.unlock();
     }
 }
 
@@ -60,18 +79,80 @@ impl LockedFile {
     }
 }
 
+/// Opens `path` read-write, never through a symbolic link (std opens
+/// with `O_CLOEXEC`).
 fn open_rw(path: &Path, create_new: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).mode(0o600);
+    options
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
     if create_new {
         options.create_new(true);
     }
     options.open(path)
 }
 
+/// The error for a file that cannot be opened, with what to do about it.
+fn open_error(path: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::Io {
+            context: format!(
+                "open {}: it is a symbolic link, and a journal is never opened through one \
+                 (remove the link, or give the store the directory the file really is in)",
+                path.display()
+            ),
+            source: e,
+        };
+    }
+    if e.raw_os_error() == Some(libc::EISDIR) {
+        return Error::Io {
+            context: format!(
+                "open {}: it is not a regular file (a directory is at the journal's name); \
+                 remove it or give the store another directory",
+                path.display()
+            ),
+            source: e,
+        };
+    }
+    Error::io("open", path, e)
+}
+
+/// Refuses a file that is not a regular file or belongs to another user,
+/// and makes the owner's file private (0600) if it is not.
+fn check_ownership(file: &File, path: &Path) -> Result<()> {
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let refuse = |why: String| Error::Io {
+        context: format!("open {}: {why}", path.display()),
+        source: io::Error::from(io::ErrorKind::PermissionDenied),
+    };
+    if !meta.file_type().is_file() {
+        return Err(refuse(
+            "it is not a regular file (a directory, FIFO or device is at the journal's name); \
+             remove it or give the store another directory"
+                .to_string(),
+        ));
+    }
+    let me = crate::journal::sys::effective_uid();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "it belongs to user {}, not to this process's user {me}: a journal must be \
+             private to the service that writes it (chown it to this user, or remove it)",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("make private (chmod 0600)", path, e))?;
+    }
+    Ok(())
+}
+
 fn lock(file: File, path: &Path) -> Result<LockedFile> {
     match file.try_lock() {
         Ok(()) => Ok(LockedFile {
+            detached: fork::detach_in_children(file.as_raw_fd()),
             file,
             path: path.to_path_buf(),
             temporary: false,
@@ -93,14 +174,15 @@ pub(crate) fn open_locked(path: &Path) -> Result<Option<LockedFile>> {
         let file = match open_rw(path, false) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
+            Err(e) => return Err(open_error(path, e)),
         };
+        check_ownership(&file, path)?;
         let locked = lock(file, path)?;
         let ours = locked
             .file
             .metadata()
             .map_err(|e| Error::io("stat", path, e))?;
-        match fs::metadata(path) {
+        match fs::symlink_metadata(path) {
             Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {
                 return Ok(Some(locked))
             }
@@ -119,7 +201,7 @@ const TEMP_MARK: &str = ".tmp-";
 /// `<path>.tmp-<pid>-<random>`: the pid tells a crashed creator's leftover
 /// from a live one's file (see `remove_stale_temps`).
 fn temp_path(path: &Path) -> PathBuf {
-    let n = uuid::Uuid::new_v4().as_u128() as u32;
+    let n = fork::new_uid().as_u128() as u32;
     let mut name = path.as_os_str().to_owned();
     name.push(format!("{TEMP_MARK}{}-{n:08x}", std::process::id()));
     PathBuf::from(name)
@@ -136,7 +218,7 @@ fn temp_owner(name: &[u8], prefix: &[u8]) -> Option<u32> {
 /// `path`. Until it is published it is removed when dropped.
 pub(crate) fn create_temp(path: &Path) -> Result<LockedFile> {
     let temp = temp_path(path);
-    let file = open_rw(&temp, true).map_err(|e| Error::io("create", &temp, e))?;
+    let file = open_rw(&temp, true).map_err(|e| open_error(&temp, e))?;
     let mut locked = lock(file, &temp)?;
     locked.temporary = true;
     Ok(locked)

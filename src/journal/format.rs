@@ -243,6 +243,7 @@ impl Header {
             && header.data_size >= 4096
             && header.data_size.is_multiple_of(8)
             && header.data_size <= (1 << 40)
+            && header.capacity <= header.data_size
             && header.tail_pos.is_multiple_of(8)
             && header.tail_pos < header.data_size
             && header.data_size - header.tail_pos >= record::HEADER_LEN as u64;

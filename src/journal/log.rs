@@ -29,7 +29,7 @@ use crate::journal::device::{Device, SharedLayer};
 use crate::journal::durability::{Dirty, Durability, SyncPolicy};
 use crate::journal::file::LockedFile;
 use crate::journal::format::{
-    data_size_for, record, MAX_META_LEN, MAX_PAYLOAD_LEN, STATE_ACKED, STATE_DROPPED,
+    data_size_for, record, record_len, MAX_META_LEN, MAX_PAYLOAD_LEN, STATE_ACKED, STATE_DROPPED,
     STATE_INVALIDATED, STATE_SUPERSEDED,
 };
 use crate::journal::ring::Ring;
@@ -72,6 +72,12 @@ pub(crate) struct Journal {
     pub(super) waiting_removals: Vec<(usize, u8)>,
     pub(super) policy: SyncPolicy,
     pub(super) scratch: Vec<u8>,
+    /// The fork generation the journal was opened in: in a forked child it
+    /// is the parent's, and the child never writes it (`fork.rs`).
+    pub(super) fork_generation: u64,
+    /// Records found damaged while moving them, dropped; the store learns
+    /// of them through `take_lost`.
+    pub(super) lost: Vec<u64>,
 }
 
 impl fmt::Debug for Journal {
@@ -111,19 +117,49 @@ impl Journal {
         if capacity == self.config.capacity && self.ring.size() == data_size_for(capacity) {
             return Ok(());
         }
-        if self.ring.live_bytes() > capacity {
+        self.rewrite(capacity, &[])
+    }
+
+    /// Writes a new file for `capacity` holding every live record but those
+    /// in `skip`, and replaces this one with it atomically: until the new
+    /// file is durable under the journal's name, the old one is intact. On
+    /// an error (a full disk) nothing changed.
+    pub fn rewrite(&mut self, capacity: u64, skip: &[u64]) -> Result<()> {
+        let skip: std::collections::HashSet<u64> = skip.iter().copied().collect();
+        let mut records = self.live_records()?;
+        records.retain(|(id, _)| !skip.contains(id));
+        let kept: u64 = records.iter().map(|(_, p)| record_len(p.len())).sum();
+        if kept > capacity {
             return Err(Error::invalid(format!(
-                "{}: {} bytes of records do not fit in a capacity of {capacity}",
+                "{}: {kept} bytes of records do not fit in a capacity of {capacity}",
                 self.path().display(),
-                self.ring.live_bytes()
             )));
         }
-        let records = self.live_records()?;
         let mut config = self.config.clone();
         config.capacity = capacity;
         let path = self.path().to_path_buf();
         let next = self.ring.next_seq();
-        *self = Journal::rebuild(&path, &config, next, &self.meta.clone(), &records)?;
+        let rebuilt = Journal::rebuild(&path, &config, next, &self.meta.clone(), &records)?;
+        let lost = std::mem::take(&mut self.lost);
+        *self = rebuilt;
+        self.lost = lost;
+        Ok(())
+    }
+
+    /// Rewrites the file with its live records numbered from 1 (ids and
+    /// sequence numbers), keeping their order.
+    pub(super) fn renumber(&mut self) -> Result<()> {
+        let records: Vec<(u64, Vec<u8>)> = self
+            .live_records()?
+            .into_iter()
+            .zip(1..)
+            .map(|((_, payload), id)| (id, payload))
+            .collect();
+        let path = self.path().to_path_buf();
+        let rebuilt = Journal::rebuild(&path, &self.config, 1, &self.meta.clone(), &records)?;
+        let lost = std::mem::take(&mut self.lost);
+        *self = rebuilt;
+        self.lost = lost;
         Ok(())
     }
 
@@ -142,6 +178,10 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        if crate::journal::fork::generation() != self.fork_generation {
+            // A forked child's copy of the parent's journal: not ours.
+            return;
+        }
         // Batch promises a sync within its limits, checked on each call; an
         // idle store that is closed would otherwise never get it.
         if matches!(self.policy.durability(), Durability::Batch { .. }) && !self.dirty.is_empty() {
@@ -162,6 +202,16 @@ fn removed_state(why: Removal) -> u8 {
 
 impl RecordLog for Journal {
     fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if self.ring.next_seq() > u64::MAX - 4 {
+            return Err(Error::Io {
+                context: format!(
+                    "append to {}: its sequence numbers are used up; reopen the store to \
+                     renumber the journal",
+                    self.path().display()
+                ),
+                source: std::io::Error::other("sequence numbers exhausted"),
+            });
+        }
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(Error::invalid(format!(
                 "record of {} bytes exceeds the journal limit of {MAX_PAYLOAD_LEN}",
@@ -169,8 +219,13 @@ impl RecordLog for Journal {
             )));
         }
         let len = crate::journal::format::record_len(payload.len());
-        self.make_room(len)?;
-        self.write_at_head(payload, None)
+        let result = self
+            .make_room(len)
+            .and_then(|()| self.write_at_head(payload, None));
+        self.device
+            .check()
+            .map_err(|e| Error::io("append to", self.path(), e))?;
+        result
     }
 
     fn remove(&mut self, id: u64, why: Removal) -> Result<()> {
@@ -186,12 +241,23 @@ impl RecordLog for Journal {
             self.dirty.add(at, 1);
         }
         self.ring.remove(id);
-        Ok(())
+        self.device
+            .check()
+            .map_err(|e| Error::io("remove a record from", self.path(), e))
     }
 
     fn read(&mut self, id: u64, out: &mut Vec<u8>) -> Result<()> {
         let (_, slot) = self.ring.find(id).ok_or_else(|| self.missing(id))?;
-        self.read_slot(slot, out)
+        // After a fault the fallback reads what is left through here: a
+        // record that passes its checksum was read whole (a lost page reads
+        // as zeros), so only a fault during this read, or a failed read,
+        // is an error of the device.
+        let faulted_before = self.device.check().is_err();
+        let result = self.read_slot(slot, out);
+        match self.device.check() {
+            Err(e) if !faulted_before || result.is_err() => Err(Error::io("read", self.path(), e)),
+            _ => result,
+        }
     }
 
     fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
@@ -213,6 +279,9 @@ impl RecordLog for Journal {
                     .and_then(|payload| visit(slot.id, payload)),
             };
         });
+        self.device
+            .check()
+            .map_err(|e| Error::io("scan", self.path(), e))?;
         result
     }
 
@@ -222,21 +291,27 @@ impl RecordLog for Journal {
     /// written before it, and a Replacing raise or a full store does not
     /// cost a sync each. None: nothing to order.
     fn barrier(&mut self) -> Result<()> {
-        match self.policy.durability() {
+        let result = match self.policy.durability() {
             Durability::Sync => self.sync_if_ordered(),
             Durability::Batch { .. } => {
                 self.removals_wait |= !self.dirty.is_empty();
                 Ok(())
             }
             Durability::None => Ok(()),
-        }
+        };
+        self.device
+            .check()
+            .map_err(|e| Error::io("sync", self.path(), e))?;
+        result
     }
 
     fn commit(&mut self) -> Result<()> {
         if !self.dirty.is_empty() && self.policy.operation_done() {
             self.sync_dirty()?;
         }
-        Ok(())
+        self.device
+            .check()
+            .map_err(|e| Error::io("commit", self.path(), e))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -245,15 +320,28 @@ impl RecordLog for Journal {
         if !self.dirty.is_empty() {
             self.sync_dirty()?;
         }
-        Ok(())
+        self.device
+            .check()
+            .map_err(|e| Error::io("flush", self.path(), e))
     }
 
     fn clear(&mut self) -> Result<()> {
         self.ring.clear();
-        self.persist_tail()
+        let result = self.persist_tail();
+        self.device
+            .check()
+            .map_err(|e| Error::io("clear", self.path(), e))?;
+        result
+    }
+
+    fn take_lost(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.lost)
     }
 
     fn metadata(&mut self) -> Result<Vec<u8>> {
+        self.device
+            .check()
+            .map_err(|e| Error::io("read the metadata of", self.path(), e))?;
         Ok(self.meta.clone())
     }
 
@@ -268,8 +356,13 @@ impl RecordLog for Journal {
         // Into both slots, one after the other: if the newer slot is later
         // damaged, the older one still carries the metadata.
         self.write_header();
-        self.sync_if_ordered()?;
-        self.write_header();
-        self.sync_if_ordered()
+        let result = self.sync_if_ordered().and_then(|()| {
+            self.write_header();
+            self.sync_if_ordered()
+        });
+        self.device
+            .check()
+            .map_err(|e| Error::io("write the metadata of", self.path(), e))?;
+        result
     }
 }

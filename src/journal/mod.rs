@@ -14,20 +14,27 @@
 //!   files, and what happens to damaged or foreign files.
 //! - `file`: locking, atomic creation and replacement, setting aside.
 //! - `device`: the seam to the storage device ([`Device`], [`DeviceLayer`]);
-//!   `mmap` is the library's own device, `sys` the raw system calls.
+//!   `mmap` is the library's own device, `sys` the raw system calls, `fork`
+//!   what a fork does (descriptors detached in the child, fork generation,
+//!   fork-safe uids), `sigbus` the handler that turns a fault in a mapped
+//!   page (a truncated file, a failing medium) into an I/O error.
+//! - `resync`: recovery past damage in the middle of the log.
 //! - `durability`: when writes are forced to the device.
 
 mod create;
 mod device;
 mod durability;
 mod file;
+mod fork;
 mod format;
 mod log;
 mod mmap;
 mod open;
 mod recovery;
+mod resync;
 mod ring;
 mod salvage;
+mod sigbus;
 mod sys;
 mod write;
 
@@ -37,4 +44,5 @@ mod tests;
 pub(crate) use device::LayerPresence;
 pub use device::{Device, DeviceLayer};
 pub use durability::Durability;
+pub(crate) use fork::{generation as fork_generation, new_uid};
 pub(crate) use log::{Journal, JournalConfig};

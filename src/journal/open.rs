@@ -12,6 +12,11 @@ use crate::journal::recovery::{recover, End};
 use crate::journal::salvage::collect_live;
 use crate::report::{Failure, FailureKind};
 
+/// Sequence numbers above this are renumbered from 1 at open: a file that
+/// claims them (crafted, or damaged in a way that still validates) would
+/// otherwise run out of numbers. No journal reaches it by appending.
+const SEQ_RENUMBER: u64 = u64::MAX - (1 << 40);
+
 impl Journal {
     /// Opens the journal at `path`, creating it if absent, recovering and if
     /// needed salvaging it. The reports say what recovery found (a damaged
@@ -29,7 +34,11 @@ impl Journal {
         file::remove_stale_temps(path);
         for _ in 0..4 {
             if let Some(existing) = file::open_locked(path)? {
-                return Journal::open_existing(existing, config);
+                let (mut journal, reports) = Journal::open_existing(existing, config)?;
+                if journal.ring.next_seq() > SEQ_RENUMBER {
+                    journal.renumber()?;
+                }
+                return Ok((journal, reports));
             }
             let temp = file::create_temp(path)?;
             let mut journal = Journal::format(temp, config, config.capacity, 1, &[])?;
@@ -64,7 +73,7 @@ impl Journal {
             .unwrap_or_default();
         let recovered = recover(data, header.data_size, header.tail_pos, header.tail_seq);
         if recovered.needs_salvage() {
-            let live = collect_live(data, &header, &recovered.ring);
+            let live = collect_live(data, &header, &recovered);
             drop(device);
             return Journal::salvage(file, config, &header, &recovered, live);
         }

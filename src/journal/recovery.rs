@@ -1,14 +1,20 @@
 //! Recovery: rebuild the ring's picture from a journal's bytes.
 //!
 //! The chain starts at the header's tail and continues while each record is
-//! valid (structure, CRC) and carries the next sequence number. The first
-//! record that fails ends the log, so a torn write and stale bytes from an
-//! earlier lap can never be read as events. Then the rest of the region is
-//! searched for valid records newer than the end: if any exist, the end was
-//! damage in the middle of the log, not the log's natural end, and what lay
-//! behind it is reported lost.
+//! valid (structure, CRC) and carries the next sequence number, so a torn
+//! write and stale bytes from an earlier lap are never read as events.
+//! Where a record fails, the rest of the ring is searched for valid records
+//! with newer sequence numbers (`resync.rs`): if there are none, that is
+//! the log's natural end (clean, or a write cut short); if there are, the
+//! record was damaged in the middle of the log, and the chain continues at
+//! the oldest newer record. Only the damaged records are lost: every intact
+//! record, before and after the damage, is kept (the file is then salvaged:
+//! rewritten with them).
+
+use std::collections::BTreeMap;
 
 use crate::journal::format::{self, decode_record, record, RecordHeader, STATE_LIVE, TYPE_WRAP};
+use crate::journal::resync::{lost_in, newer_records, DamagedRun, Salvage};
 use crate::journal::ring::{normalize, Ring, Slot};
 
 /// How the chain ended.
@@ -23,44 +29,74 @@ pub(crate) enum End {
         /// Where the partial record starts in the data region.
         pos: u64,
     },
-    /// Valid records newer than the end exist: the log was damaged.
-    Damaged {
-        /// Where the chain broke.
-        pos: u64,
-        /// Live records found beyond the break.
-        live_beyond: u64,
-        /// Highest sequence number seen beyond the break.
-        max_seq: u64,
-    },
+}
+
+/// Damaged records in the middle of the log, skipped by recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Where the first damaged record starts in the data region.
+    pub pos: u64,
+    /// Records (sequence numbers) that could not be read.
+    pub records: u64,
+    /// Of those, how many held pending events (or may have: a record
+    /// whose header is unreadable counts as one).
+    pub lost: u64,
 }
 
 /// What recovery found.
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    /// The ring, tail to head, with live and removed records.
+    /// The ring, tail to head, with live and removed records: the whole log
+    /// when there is no damage, the part before the first damage otherwise.
     pub ring: Ring,
     /// How the chain ended.
     pub end: End,
+    /// Damage in the middle of the log, in log order.
+    pub damage: Vec<Damage>,
+    /// With damage: every intact live record, in id order.
+    pub intact: Vec<Slot>,
     /// Records whose state byte held an unknown value (kept as live).
     pub unknown_states: u64,
     /// The data region is shorter than the header says (truncated file).
     pub truncated: bool,
+    /// The lowest sequence number no byte of the file carries.
+    next_free_seq: u64,
 }
 
 impl Recovered {
     /// True when the file must be set aside and rewritten.
     pub fn needs_salvage(&self) -> bool {
-        self.truncated || self.unknown_states > 0 || matches!(self.end, End::Damaged { .. })
+        self.truncated || self.unknown_states > 0 || !self.damage.is_empty()
     }
 
     /// The lowest sequence number a rewritten file may start at without
     /// any old byte ever looking like a continuation.
     pub fn next_free_seq(&self) -> u64 {
-        match self.end {
-            End::Damaged { max_seq, .. } => max_seq.max(self.ring.next_seq() - 1) + 1,
-            _ => self.ring.next_seq(),
+        self.next_free_seq
+    }
+
+    /// Every intact live record, in id order.
+    pub fn live(&self) -> Vec<Slot> {
+        if self.damage.is_empty() {
+            self.ring.live_in_id_order()
+        } else {
+            self.intact.clone()
         }
     }
+
+    /// Pending events lost to damage.
+    pub fn lost(&self) -> u64 {
+        self.damage.iter().map(|d| d.lost).sum()
+    }
+}
+
+/// Counts that the walks of one recovery share.
+#[derive(Default)]
+struct Walk {
+    /// Bytes of ring walked: a chain longer than the ring can only come from
+    /// damage that happens to validate; never loop around it.
+    walked: u64,
+    unknown_states: u64,
 }
 
 /// Walks the chain of `data` (the data region; may be shorter than
@@ -70,36 +106,111 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
     // At most one record per 40 bytes of ring (the smallest record): a
     // virtual reservation; only the slots filled are touched.
     ring.reserve((data.len() / 40).min(1 << 24));
+    let mut walk = Walk::default();
     let mut pos = ring.head();
-    let mut walked = 0u64;
-    let mut unknown_states = 0u64;
-    while let Some((h, _)) = decode_record(data, pos, ring_size) {
-        if h.seq != ring.next_seq() {
-            break;
-        }
-        let Some((slot, next)) = chained_slot(&h, pos, ring_size) else {
-            break;
-        };
-        if h.kind != TYPE_WRAP && !format::is_known_state(h.state) {
-            unknown_states += 1;
-        }
-        walked += u64::from(slot.len);
-        if walked >= ring_size {
-            // A chain longer than the ring can only come from damage that
-            // happens to validate; never loop around it.
-            break;
-        }
+    while let Some((slot, next)) = next_in_chain(data, ring_size, pos, ring.next_seq(), &mut walk) {
         ring.push_recovered(slot, next);
         pos = ring.head();
     }
     let truncated = (data.len() as u64) < ring_size;
-    let end = classify_end(data, ring_size, &ring, tail_pos);
+    let tail = normalize(ring_size, tail_pos);
+    let beyond = newer_records(data, ring_size, ring.head(), tail, ring.next_seq());
+    if beyond.is_empty() {
+        return Recovered {
+            end: natural_end(data, ring.head()),
+            next_free_seq: ring.next_seq(),
+            ring,
+            damage: Vec::new(),
+            intact: Vec::new(),
+            unknown_states: walk.unknown_states,
+            truncated,
+        };
+    }
+    let (intact, damage, end, next_free_seq) = resync(data, ring_size, &ring, &beyond, &mut walk);
     Recovered {
         ring,
         end,
-        unknown_states,
+        damage,
+        intact,
+        unknown_states: walk.unknown_states,
         truncated,
+        next_free_seq,
     }
+}
+
+/// The record at `pos` if it continues the chain with sequence `seq`: its
+/// slot and where the next one starts.
+fn next_in_chain(
+    data: &[u8],
+    ring_size: u64,
+    pos: u64,
+    seq: u64,
+    walk: &mut Walk,
+) -> Option<(Slot, u64)> {
+    let (h, _) = decode_record(data, pos, ring_size)?;
+    if h.seq != seq {
+        return None;
+    }
+    let (slot, next) = chained_slot(&h, pos, ring_size)?;
+    walk.walked += u64::from(slot.len);
+    if walk.walked >= ring_size {
+        return None;
+    }
+    if h.kind != TYPE_WRAP && !format::is_known_state(h.state) {
+        walk.unknown_states += 1;
+    }
+    Some((slot, next))
+}
+
+/// Continues the chain past damage: each time the chain breaks and a newer
+/// valid record exists, the records in between are damage and the chain
+/// goes on from the oldest newer record. Returns the intact live records,
+/// the damage, how the log ended and the next free sequence number.
+fn resync(
+    data: &[u8],
+    ring_size: u64,
+    ring: &Ring,
+    beyond: &BTreeMap<u64, u64>,
+    walk: &mut Walk,
+) -> (Vec<Slot>, Vec<Damage>, End, u64) {
+    let mut salvage = Salvage::from_live(ring.live_in_id_order());
+    let mut runs = Vec::new();
+    let (mut pos, mut seq) = (ring.head(), ring.next_seq());
+    while let Some((&found_seq, &found_pos)) = beyond.range(seq..).next() {
+        runs.push(DamagedRun {
+            pos,
+            next: found_pos,
+            first_seq: seq,
+            records: found_seq - seq,
+        });
+        (pos, seq) = (found_pos, found_seq);
+        while let Some((slot, next)) = next_in_chain(data, ring_size, pos, seq, walk) {
+            salvage.push(seq, slot);
+            pos = normalize(ring_size, next);
+            seq += 1;
+        }
+        if walk.walked >= ring_size {
+            break;
+        }
+    }
+    // Counted once every intact record is known: a damaged original whose
+    // relocated copy comes after it cost nothing.
+    let damage = runs
+        .into_iter()
+        .map(|run| Damage {
+            pos: run.pos,
+            records: run.records,
+            lost: lost_in(data, ring_size, run, |id| salvage.holds(id)),
+        })
+        .collect();
+    let highest = beyond.keys().next_back().copied().unwrap_or(0);
+    let next_free = seq.max(highest.saturating_add(1));
+    (
+        salvage.live_in_id_order(),
+        damage,
+        natural_end(data, pos),
+        next_free,
+    )
 }
 
 /// The slot of a valid record or wrap marker at `pos` that continues the
@@ -135,53 +246,12 @@ fn chained_slot(h: &RecordHeader, pos: u64, ring_size: u64) -> Option<(Slot, u64
     Some((slot, pos + h.record_len()))
 }
 
-/// Decides whether the chain ended naturally, on an interrupted write, or
-/// on damage, by looking for newer valid records outside the chain.
-fn classify_end(data: &[u8], ring_size: u64, ring: &Ring, tail_pos: u64) -> End {
-    let pos = ring.head();
-    let expected = ring.next_seq();
-    let mut live_beyond = 0u64;
-    let mut max_seq = 0u64;
-    let mut found = false;
-    // The chain occupies [tail, pos); search the rest of the ring.
-    let tail = normalize(ring_size, tail_pos);
-    let free = if pos == tail {
-        ring_size
-    } else {
-        (tail + ring_size - pos) % ring_size
-    };
-    let mut offset = 0u64;
-    // A plausible sequence is at most one record per header-length byte
-    // beyond the expected one.
-    let horizon = expected.saturating_add(ring_size / record::HEADER_LEN as u64);
-    while offset < free {
-        let at = (pos + offset) % ring_size;
-        offset += 8;
-        let Some(seq) = format::get_u64(data, at as usize + record::SEQ) else {
-            continue;
-        };
-        if seq < expected || seq > horizon {
-            continue;
-        }
-        if let Some((h, _)) = decode_record(data, at, ring_size) {
-            found = true;
-            max_seq = max_seq.max(h.seq);
-            if h.kind != TYPE_WRAP && h.state == STATE_LIVE {
-                live_beyond += 1;
-            }
-        }
-    }
-    if found {
-        return End::Damaged {
-            pos,
-            live_beyond,
-            max_seq,
-        };
-    }
-    // The writer zeroes the header-sized stretch after every record, so a
-    // log that ended cleanly ends on zeroes. Anything else is the partial
-    // record of a write that began and did not finish, or damage to what
-    // was the last record: both are reported.
+/// How a log whose chain ends at `pos`, with nothing newer after it,
+/// ended. The writer zeroes the header-sized stretch after every record,
+/// so a log that ended cleanly ends on zeroes. Anything else is the partial
+/// record of a write that began and did not finish, or damage to what was
+/// the last record: both are reported.
+fn natural_end(data: &[u8], pos: u64) -> End {
     let start = pos as usize;
     match data.get(start..start + record::HEADER_LEN) {
         Some(head) if head.iter().any(|&b| b != 0) => End::Interrupted { pos },
@@ -204,7 +274,7 @@ mod tests {
     }
 
     fn ids(r: &Recovered) -> Vec<u64> {
-        r.ring.live_in_id_order().iter().map(|s| s.id).collect()
+        r.live().iter().map(|s| s.id).collect()
     }
 
     #[test]
@@ -243,17 +313,49 @@ mod tests {
         }
         data[starts[2] as usize + 40] ^= 1; // record 3's payload
         let r = recover(&data, SIZE, 0, 1);
-        assert_eq!(ids(&r), vec![1, 2]);
+        let kept: Vec<u64> = r.live().iter().map(|s| s.id).collect();
         assert_eq!(
-            r.end,
-            End::Damaged {
-                pos: starts[2],
-                live_beyond: 2,
-                max_seq: 5
-            }
+            kept,
+            vec![1, 2, 4, 5],
+            "intact records before and after are kept"
         );
+        assert_eq!(
+            r.damage,
+            vec![Damage {
+                pos: starts[2],
+                records: 1,
+                lost: 1
+            }]
+        );
+        assert_eq!(r.end, End::Clean);
         assert!(r.needs_salvage());
         assert_eq!(r.next_free_seq(), 6);
+    }
+
+    #[test]
+    fn damage_to_a_removed_record_or_the_tail_loses_only_what_was_live() {
+        let mut data = vec![0u8; SIZE as usize];
+        let mut pos = 0;
+        let mut starts = Vec::new();
+        for seq in 1..=5 {
+            starts.push(pos);
+            pos = write(&mut data, pos, seq, b"0123456789");
+        }
+        // Record 2 was acknowledged (state byte outside the CRC), then its
+        // payload was damaged; record 1, at the tail, is damaged too.
+        data[starts[1] as usize + record::STATE] = format::STATE_ACKED;
+        data[starts[1] as usize + 40] ^= 1;
+        data[starts[0] as usize + 20] ^= 4;
+        let r = recover(&data, SIZE, 0, 1);
+        let kept: Vec<u64> = r.live().iter().map(|s| s.id).collect();
+        assert_eq!(kept, vec![3, 4, 5]);
+        assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+        assert_eq!(
+            (r.damage[0].records, r.damage[0].lost),
+            (2, 1),
+            "record 2 was removed: only record 1 is lost"
+        );
+        assert_eq!(r.lost(), 1);
     }
 
     #[test]

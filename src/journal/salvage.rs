@@ -5,37 +5,52 @@
 use crate::error::Result;
 use crate::journal::file::{self, LockedFile};
 use crate::journal::format::{
-    decode_record, record, record_len, Header, DATA_OFFSET, STATE_LIVE, TYPE_DATA,
+    decode_record, is_known_state, record, record_len, Header, DATA_OFFSET, STATE_LIVE, TYPE_DATA,
 };
 use crate::journal::log::{Journal, JournalConfig};
 use crate::journal::mmap::MappedFile;
-use crate::journal::recovery::{End, Recovered};
-use crate::journal::ring::Ring;
+use crate::journal::recovery::Recovered;
 use crate::report::{Failure, FailureKind};
 
 impl Journal {
-    /// Sets a damaged file aside and rewrites it with every intact record
-    /// that came before the damage.
+    /// Sets a damaged file aside and rewrites it with every intact record,
+    /// before and after the damage.
     pub(super) fn salvage(
         file: LockedFile,
         config: &JournalConfig,
         header: &Header,
         recovered: &Recovered,
-        live: Vec<(u64, Vec<u8>)>,
+        live: Vec<Kept>,
     ) -> Result<(Journal, Vec<Failure>)> {
         let path = file.path().to_path_buf();
-        let (what, lost) = describe_damage(recovered);
-        let aside = file::set_aside(&path)?;
-        let kept_bytes: u64 = live.iter().map(|(_, p)| record_len(p.len())).sum();
+        let (mut what, mut lost) = describe_damage(recovered);
+        let (live, doubtful_dropped) = fit_doubtful(live, config.capacity);
+        if doubtful_dropped > 0 {
+            what.push(format!(
+                "{doubtful_dropped} of the records with an unreadable state byte did not fit \
+                 beside the pending events and were not kept (counted lost: they may have \
+                 been pending)"
+            ));
+            lost += doubtful_dropped;
+        }
+        let kept_bytes: u64 = live.iter().map(|r| record_len(r.payload.len())).sum();
         let mut config = config.clone();
-        config.capacity = header.capacity.max(kept_bytes).max(1);
-        let journal = Journal::rebuild(
+        // The capacity the store asks for now (the damaged header's may be
+        // damage too), and never less than what was kept.
+        config.capacity = config.capacity.max(kept_bytes);
+        // The repaired file first: if it cannot be written (a full disk),
+        // the damaged file stays as it is, and no evidence copy is made
+        // that the next attempt would make again.
+        let live: Vec<(u64, Vec<u8>)> = live.into_iter().map(|r| (r.id, r.payload)).collect();
+        let mut journal = Journal::build(
             &path,
             &config,
             recovered.next_free_seq(),
             &header.meta,
             &live,
         )?;
+        let aside = file::set_aside(&path)?;
+        file::publish_replacement(&mut journal.file, &path)?;
         drop(file);
         let report = Failure {
             kind: FailureKind::Corruption,
@@ -61,10 +76,8 @@ impl Journal {
     ) -> Result<(Journal, Vec<Failure>)> {
         let path = file.path().to_path_buf();
         let lost = count_live_looking_records(&file, len);
+        let mut journal = Journal::build(&path, config, 1, &[], &[])?;
         let aside = file::set_aside(&path)?;
-        let temp = file::create_temp(&path)?;
-        let mut journal = Journal::format(temp, config, config.capacity, 1, &[])?;
-        journal.sync_dirty()?;
         file::publish_replacement(&mut journal.file, &path)?;
         drop(file);
         let report = Failure {
@@ -82,19 +95,29 @@ impl Journal {
     }
 }
 
-/// What recovery found wrong, in words, and how many records it cost.
+/// What recovery found wrong, in words, and how many events it cost.
 fn describe_damage(recovered: &Recovered) -> (Vec<String>, u64) {
     let mut what = Vec::new();
-    let mut lost = 0;
-    if let End::Damaged {
-        pos, live_beyond, ..
-    } = recovered.end
-    {
+    if !recovered.damage.is_empty() {
+        let records: u64 = recovered.damage.iter().map(|d| d.records).sum();
+        let at: Vec<String> = recovered
+            .damage
+            .iter()
+            .take(8)
+            .map(|d| d.pos.to_string())
+            .collect();
+        let more = if recovered.damage.len() > 8 {
+            ", ..."
+        } else {
+            ""
+        };
         what.push(format!(
-            "a damaged record at data offset {pos} ended the log with {live_beyond} \
-             pending event(s) behind it"
+            "{records} damaged record(s) in the middle of the log (at data offset(s) {}{more}) \
+             were skipped, losing {} pending event(s); the intact records before and after \
+             them were kept",
+            at.join(", "),
+            recovered.lost()
         ));
-        lost = live_beyond;
     }
     if recovered.truncated {
         what.push("the file is shorter than its header says (truncated)".to_string());
@@ -106,18 +129,51 @@ fn describe_damage(recovered: &Recovered) -> (Vec<String>, u64) {
             recovered.unknown_states
         ));
     }
-    (what, lost)
+    (what, recovered.lost())
 }
 
-/// The intact live records of a recovered ring, in id order.
-pub(super) fn collect_live(data: &[u8], header: &Header, ring: &Ring) -> Vec<(u64, Vec<u8>)> {
-    ring.live_in_id_order()
+/// An intact live record recovery found, with its payload.
+pub(super) struct Kept {
+    id: u64,
+    payload: Vec<u8>,
+    /// Its state byte held an unknown value: kept as pending, though it
+    /// may have been removed.
+    doubtful: bool,
+}
+
+/// The intact live records recovery found, in id order, with their
+/// payloads.
+pub(super) fn collect_live(data: &[u8], header: &Header, recovered: &Recovered) -> Vec<Kept> {
+    recovered
+        .live()
         .into_iter()
         .filter_map(|slot| {
-            decode_record(data, slot.pos, header.data_size)
-                .map(|(_, payload)| (slot.id, payload.to_vec()))
+            decode_record(data, slot.pos, header.data_size).map(|(h, payload)| Kept {
+                id: slot.id,
+                payload: payload.to_vec(),
+                doubtful: !is_known_state(h.state),
+            })
         })
         .collect()
+}
+
+/// The records of `live` that fit in `capacity` bytes, and how many
+/// doubtful ones were left out: when they do not all fit, the doubtful
+/// records (oldest first) give way, never a record known to be pending
+/// (a damaged state byte of an acknowledged record must not push out the
+/// oldest pending event).
+fn fit_doubtful(mut live: Vec<Kept>, capacity: u64) -> (Vec<Kept>, u64) {
+    let mut bytes: u64 = live.iter().map(|r| record_len(r.payload.len())).sum();
+    let mut dropped = 0;
+    live.retain(|r| {
+        if bytes <= capacity || !r.doubtful {
+            return true;
+        }
+        bytes -= record_len(r.payload.len());
+        dropped += 1;
+        false
+    });
+    (live, dropped)
 }
 
 /// Counts records in an unusable file that pass their checksum and say

@@ -22,3 +22,10 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(rc))
     }
 }
+
+/// The process's effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: `geteuid` takes no arguments, touches no memory and cannot
+    // fail.
+    unsafe { libc::geteuid() }
+}

@@ -187,13 +187,30 @@ impl Journal {
         }
     }
 
+    /// Copies the live record pinning the tail to the head. A record that
+    /// fails its checksum cannot be copied: it is dropped (its state byte
+    /// says so) and handed to the store as lost (`take_lost`).
     fn relocate(&mut self, front: Slot) -> Result<()> {
         let mut payload = std::mem::take(&mut self.scratch);
-        let result = self
-            .read_slot(front, &mut payload)
-            .and_then(|()| self.write_at_head(&payload, Some(front.id)));
+        let result = match self.read_slot(front, &mut payload) {
+            Ok(()) => self.write_at_head(&payload, Some(front.id)).map(|_| ()),
+            Err(e) if e.kind() == crate::error::ErrorKind::Format => {
+                self.drop_damaged(front);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
         self.scratch = payload;
-        result.map(|_| ())
+        result
+    }
+
+    /// Stops holding a live record that failed its checksum.
+    pub(super) fn drop_damaged(&mut self, slot: Slot) {
+        let at = self.data_offset(slot.pos) + record::STATE;
+        self.device.bytes_mut()[at] = crate::journal::format::STATE_DROPPED;
+        self.dirty.add(at, 1);
+        self.ring.remove(slot.id);
+        self.lost.push(slot.id);
     }
 
     /// The payload of a live slot, checked again against its CRC.
@@ -217,12 +234,17 @@ impl Journal {
         Ok(())
     }
 
-    pub(super) fn live_records(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// The live records with their payloads, for a rewrite; a record that
+    /// fails its checksum is dropped and handed to the store as lost.
+    pub(super) fn live_records(&mut self) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::with_capacity(self.ring.live_count() as usize);
         for slot in self.ring.live_in_id_order() {
             let mut payload = Vec::new();
-            self.read_slot(slot, &mut payload)?;
-            out.push((slot.id, payload));
+            match self.read_slot(slot, &mut payload) {
+                Ok(()) => out.push((slot.id, payload)),
+                Err(e) if e.kind() == crate::error::ErrorKind::Format => self.drop_damaged(slot),
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
