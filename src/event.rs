@@ -83,21 +83,6 @@ pub struct Event {
     pub uid: Uuid,
 }
 
-impl Event {
-    /// A new event with a fresh random uid, after checking every rule of
-    /// docs/BEHAVIOUR.md section 2. `client_id` must be `Some` exactly for Private events.
-    pub fn new(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<Event> {
-        validate(kind, name, args, client_id)?;
-        Ok(Event {
-            kind,
-            name: name.to_owned(),
-            args: args.to_vec(),
-            client_id,
-            uid: Uuid::new_v4(),
-        })
-    }
-}
-
 /// Checks an event before it is stored; the error names the rule broken.
 pub fn validate(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<()> {
     validate_name(name)?;
@@ -207,14 +192,6 @@ mod tests {
         assert!(validate(EventKind::Private, "A", b"", None).is_err());
         validate(EventKind::Private, "A", b"", Some(i64::MIN)).unwrap();
         assert!(validate(EventKind::Replacing, "A", b"", Some(1)).is_err());
-    }
-
-    #[test]
-    fn new_events_get_distinct_uids() {
-        let a = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
-        let b = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
-        assert_ne!(a.uid, b.uid);
-        assert_eq!(a.uid.get_version_num(), 4);
     }
 
     #[test]

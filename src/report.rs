@@ -1,6 +1,8 @@
 //! Failure reports: how a store tells the application that something went
-//! wrong and what it cost. Nothing is dropped silently: every report reaches
-//! the failure callback (if one is set) and the store's statistics.
+//! wrong and what it cost. Nothing is dropped silently: every report of a
+//! failure reaches the failure callback (if one is set) and the store's
+//! statistics, except where a callback loop holds reports back (then those
+//! still reach the statistics, and one CallbackLoop report says so).
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,6 +23,16 @@ pub enum FailureKind {
     /// A partial record from an interrupted write was discarded at open.
     /// The write never completed, so no stored event was lost.
     InterruptedWrite = 4,
+    /// Reports caused by the failure callback's own calls while it handled
+    /// earlier reports were held back, to end a loop; they are counted in
+    /// the statistics. This report is about the callback, not the store:
+    /// it is not counted in `failures`, and `events_lost` is 0 (the
+    /// held-back reports counted theirs).
+    CallbackLoop = 5,
+    /// The capacity asked for at open could not be applied to the journal
+    /// (its rewrite failed, e.g. on a full disk): it keeps the capacity it
+    /// was written with, and nothing was lost.
+    CapacityUnchanged = 6,
 }
 
 impl FailureKind {
@@ -37,6 +49,8 @@ impl fmt::Display for FailureKind {
             FailureKind::Corruption => "corrupt file",
             FailureKind::CapacityDrop => "capacity drop",
             FailureKind::InterruptedWrite => "interrupted write",
+            FailureKind::CallbackLoop => "reports held back",
+            FailureKind::CapacityUnchanged => "capacity unchanged",
         })
     }
 }
@@ -64,4 +78,6 @@ impl fmt::Display for Failure {
 
 /// The failure callback. It runs after the store's lock is released, on the
 /// thread whose call caused the failure, so it may call back into the store.
+/// Reports caused by those calls are delivered after it returns, never
+/// recursively.
 pub type FailureCallback = Arc<dyn Fn(&Failure) + Send + Sync>;

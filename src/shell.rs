@@ -2,11 +2,38 @@
 //! [`ClientStore`](crate::ClientStore): the lock around a store's state, and
 //! the reports that state queues, handed to the failure callback once the
 //! lock is released (so the callback may call the store).
+//!
+//! Three things a caller could do to a store are refused here rather than
+//! left to crash or corrupt it:
+//! - a call from a forked child on its parent's handle (the journal is the
+//!   parent's; see `journal/fork.rs`): [`Error::State`]; closing it is
+//!   allowed and writes nothing;
+//! - a call from inside the store's own custom backend, which runs under
+//!   the store's lock (it would deadlock): [`Error::State`];
+//! - a failure callback that calls the store, whose call causes another
+//!   report, and so on (a callback that raises an event per capacity drop
+//!   into a full store): reports are never delivered recursively. A report
+//!   caused by a call the callback makes is queued and delivered after the
+//!   callback returns; a report caused while such a queued report is being
+//!   delivered is not delivered (that would loop for ever): it is counted
+//!   in the statistics like every report, and one last report says how many
+//!   were held back.
+//!
+//! The readers (statistics, mode, level, uids, path) do not take the
+//! store's lock: they read a copy of those values (the *view*) that every
+//! call refreshes before it releases the lock, behind a lock of its own
+//! that is never held while other code runs. So a reader never waits for a
+//! call in progress (it sees the values as of the last call that
+//! finished), may be called from inside the store's own backend, and in a
+//! forked child cannot hang on a lock a parent thread held at the fork.
+
+use std::cell::RefCell;
 
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::report::{Failure, FailureCallback};
+use crate::journal::fork_generation;
+use crate::report::{Failure, FailureCallback, FailureKind};
 
 /// What the shell needs from a store's state.
 pub(crate) trait StoreState {
@@ -14,12 +41,69 @@ pub(crate) trait StoreState {
     fn take_reports(&mut self) -> Vec<Failure>;
     /// True once the store was closed.
     fn is_closed(&self) -> bool;
+    /// What the readers return (see the module docs).
+    type View;
+    /// The view of the current state.
+    fn view(&self) -> Self::View;
+    /// Brings `view` up to date with the state.
+    fn refresh(&self, view: &mut Self::View);
 }
 
 /// A store's state behind its lock, with its failure callback.
-pub(crate) struct Shell<S> {
+pub(crate) struct Shell<S: StoreState> {
     state: Mutex<S>,
+    view: Mutex<S::View>,
     on_failure: Option<FailureCallback>,
+    /// The fork generation the store was opened in.
+    fork_generation: u64,
+}
+
+/// How far a thread is into delivering one store's reports.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Stage {
+    /// Delivering the reports of a call made by the application.
+    Direct,
+    /// Delivering reports caused by calls made from the callback.
+    Queued,
+}
+
+/// One store whose reports this thread is delivering.
+struct Delivery {
+    store: usize,
+    stage: Stage,
+    queued: Vec<Failure>,
+    held_back: u64,
+    held_back_lost: u64,
+}
+
+thread_local! {
+    /// The stores whose lock this thread holds (by address).
+    static LOCKED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// The stores whose reports this thread is delivering.
+    static DELIVERING: RefCell<Vec<Delivery>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks this thread as holding a store's lock until dropped.
+struct Held(usize);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        LOCKED.with(|l| {
+            let mut l = l.borrow_mut();
+            if let Some(i) = l.iter().rposition(|&s| s == self.0) {
+                l.remove(i);
+            }
+        });
+    }
+}
+
+/// Ends a delivery when dropped, also if a callback panics.
+struct Delivering(usize);
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        DELIVERING.with(|d| d.borrow_mut().retain(|x| x.store != self.0));
+    }
 }
 
 impl<S: StoreState> Shell<S> {
@@ -27,20 +111,18 @@ impl<S: StoreState> Shell<S> {
     /// callback.
     pub fn new(state: S, on_failure: Option<FailureCallback>) -> Shell<S> {
         let shell = Shell {
+            view: Mutex::new(state.view()),
             state: Mutex::new(state),
             on_failure,
+            fork_generation: fork_generation(),
         };
         let reports = shell.state.lock().take_reports();
         shell.dispatch(reports);
         shell
     }
 
-    fn dispatch(&self, reports: Vec<Failure>) {
-        if let Some(callback) = &self.on_failure {
-            for report in &reports {
-                callback(report);
-            }
-        }
+    fn id(&self) -> usize {
+        self as *const Shell<S> as usize
     }
 
     /// Runs `op` under the lock (refused with [`Error::Closed`] once the
@@ -52,22 +134,154 @@ impl<S: StoreState> Shell<S> {
             } else {
                 op(state)
             }
-        })
+        })?
     }
 
     /// As [`Shell::with`], also when the store is closed (for `close`).
-    pub fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> T {
+    fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> Result<T> {
+        self.check_caller()?;
         let (result, reports) = {
             let mut state = self.state.lock();
+            let _held = self.hold();
             let result = op(&mut state);
+            state.refresh(&mut self.view.lock());
             (result, state.take_reports())
         };
         self.dispatch(reports);
-        result
+        Ok(result)
     }
 
-    /// Reads the state under the lock (counters, mode: also once closed).
-    pub fn read<T>(&self, op: impl FnOnce(&S) -> T) -> T {
-        op(&self.state.lock())
+    /// Reads the view (see the module docs).
+    ///
+    /// In a forked child on the parent's handle it returns the parent's
+    /// values as of the fork; it panics if a parent thread was refreshing
+    /// the view at that instant (the lock would never be released). The C
+    /// ABI and Python check [`Shell::check_process`] first.
+    pub fn read<T>(&self, op: impl FnOnce(&S::View) -> T) -> T {
+        if fork_generation() == self.fork_generation {
+            return op(&self.view.lock());
+        }
+        let view = self.view.try_lock().expect(
+            "a forked child read its parent's store while a parent thread was using it: a \
+             child must not use its parent's handle",
+        );
+        op(&view)
     }
+
+    /// Refuses ([`Error::State`]) a call from a forked child on its
+    /// parent's handle.
+    pub fn check_process(&self) -> Result<()> {
+        if fork_generation() != self.fork_generation {
+            return Err(Error::state(
+                "this store was opened by the parent process and this is a forked child: a \
+                 child must not use its parent's handle (it would write the parent's file \
+                 behind its back). Open a store of the child's own, after the parent has \
+                 closed it if it is the same file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `close` under the lock; in a forked child on the parent's
+    /// handle does nothing (the file is the parent's) and returns `in_child`.
+    pub fn close<T>(&self, in_child: T, close: impl FnOnce(&mut S) -> T) -> Result<T> {
+        if self.check_process().is_err() {
+            return Ok(in_child);
+        }
+        self.with_any(close)
+    }
+
+    /// Refuses a call from a forked child on its parent's handle, and a
+    /// call from inside the store's own backend.
+    fn check_caller(&self) -> Result<()> {
+        self.check_process()?;
+        let id = self.id();
+        if LOCKED.with(|l| l.borrow().contains(&id)) {
+            return Err(Error::state(
+                "the store was called from inside its own custom backend (or from a function \
+                 the store is running): the backend runs under the store's lock, so the call \
+                 would deadlock; a backend must only keep bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn hold(&self) -> Held {
+        let id = self.id();
+        LOCKED.with(|l| l.borrow_mut().push(id));
+        Held(id)
+    }
+
+    /// Hands `reports` to the callback, or queues them if this thread is
+    /// already delivering this store's reports (see the module docs).
+    fn dispatch(&self, reports: Vec<Failure>) {
+        let Some(callback) = &self.on_failure else {
+            return;
+        };
+        if reports.is_empty() {
+            return;
+        }
+        let id = self.id();
+        let nested = DELIVERING.with(|d| {
+            let mut d = d.borrow_mut();
+            let Some(delivery) = d.iter_mut().find(|x| x.store == id) else {
+                return false;
+            };
+            match delivery.stage {
+                Stage::Direct => delivery.queued.extend(reports.iter().cloned()),
+                Stage::Queued => {
+                    delivery.held_back += reports.len() as u64;
+                    delivery.held_back_lost += reports.iter().map(|r| r.events_lost).sum::<u64>();
+                }
+            }
+            true
+        });
+        if nested {
+            return;
+        }
+        DELIVERING.with(|d| {
+            d.borrow_mut().push(Delivery {
+                store: id,
+                stage: Stage::Direct,
+                queued: Vec::new(),
+                held_back: 0,
+                held_back_lost: 0,
+            })
+        });
+        let _delivering = Delivering(id);
+        for report in &reports {
+            callback(report);
+        }
+        let queued = DELIVERING.with(|d| {
+            let mut d = d.borrow_mut();
+            let delivery = d.iter_mut().find(|x| x.store == id).expect("delivering");
+            delivery.stage = Stage::Queued;
+            std::mem::take(&mut delivery.queued)
+        });
+        for report in &queued {
+            callback(report);
+        }
+        if let Some(summary) = held_back_summary(id) {
+            callback(&summary);
+        }
+    }
+}
+
+/// The report of what a delivery held back, if anything.
+fn held_back_summary(id: usize) -> Option<Failure> {
+    let (count, lost) = DELIVERING.with(|d| {
+        let d = d.borrow();
+        let delivery = d.iter().find(|x| x.store == id).expect("delivering");
+        (delivery.held_back, delivery.held_back_lost)
+    });
+    (count > 0).then(|| Failure {
+        kind: FailureKind::CallbackLoop,
+        message: format!(
+            "{count} failure report(s) ({lost} event(s) lost) were caused by calls the failure \
+             callback made while it handled earlier reports, and were not passed to it: \
+             passing them on would loop (a callback that raises an event into a full store \
+             causes one drop per raise). They are counted in the store's statistics"
+        ),
+        events_lost: 0,
+    })
 }

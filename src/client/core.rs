@@ -205,12 +205,43 @@ impl ClientCore {
     }
 }
 
+/// What a client store's readers return, as of the last call that
+/// finished (see `shell.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientView {
+    pub stats: ClientStats,
+    pub file_path: Option<PathBuf>,
+    pub closed: bool,
+}
+
 impl StoreState for ClientCore {
+    type View = ClientView;
+
     fn take_reports(&mut self) -> Vec<Failure> {
         std::mem::take(&mut self.reports)
     }
 
     fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    fn view(&self) -> ClientView {
+        ClientView {
+            stats: self.stats(),
+            file_path: self.file_path(),
+            closed: self.closed,
+        }
+    }
+
+    fn refresh(&self, view: &mut ClientView) {
+        view.stats = self.stats();
+        view.closed = self.closed;
+        let path = match &self.backend {
+            IdBackend::File(f) => Some(f.path()),
+            _ => None,
+        };
+        if view.file_path.as_deref() != path {
+            view.file_path = self.file_path();
+        }
     }
 }

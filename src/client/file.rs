@@ -25,7 +25,7 @@ use crate::report::{Failure, FailureKind};
 const INITIAL_CLIENT_CAPACITY: u64 = 16 * 1024;
 
 /// Magic of a client persistence file (`.scp`, docs/FORMAT.md).
-const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
+pub(super) const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
 
 fn encode(out: &mut Vec<u8>, name: &str, id: i64) {
     out.clear();
@@ -50,6 +50,9 @@ pub(crate) struct ClientFile {
     journal: Journal,
     /// name -> (record id, instance id) of its newest record.
     entries: HashMap<String, (u64, i64)>,
+    /// Live bytes below which growing the file is not tried again (after
+    /// it failed).
+    grow_after: u64,
     buf: Vec<u8>,
 }
 
@@ -107,6 +110,7 @@ impl ClientFile {
             ClientFile {
                 journal,
                 entries,
+                grow_after: 0,
                 buf: Vec::new(),
             },
             reports,
@@ -116,6 +120,28 @@ impl ClientFile {
     /// The file.
     pub fn path(&self) -> &Path {
         self.journal.path()
+    }
+}
+
+impl ClientFile {
+    /// Writes the ids again whose records the journal dropped as damaged
+    /// while it moved them (`RecordLog::take_lost`): the ids are known, only
+    /// their copy on the device was lost.
+    fn write_again(&mut self, mut lost: Vec<u64>) -> Result<()> {
+        let mut buf = Vec::new();
+        while !lost.is_empty() {
+            for rid in lost {
+                let Some((name, &(_, id))) = self.entries.iter().find(|(_, v)| v.0 == rid) else {
+                    continue;
+                };
+                let name = name.clone();
+                encode(&mut buf, &name, id);
+                let again = self.journal.append(&buf)?;
+                self.entries.insert(name, (again, id));
+            }
+            lost = self.journal.take_lost();
+        }
+        Ok(())
     }
 }
 
@@ -136,20 +162,31 @@ impl IdStore for ClientFile {
         encode(&mut buf, name, id);
         let len = stored_size(buf.len());
         let capacity = self.journal.capacity();
-        if 2 * (self.journal.live_bytes() + len) > capacity {
+        let live = self.journal.live_bytes();
+        if 2 * (live + len) > capacity && live >= self.grow_after {
             // Keep the subscriptions under half the capacity: a ring nearly
             // full of long-lived records would copy them forward on most
             // puts (and sync its header often) to reuse the space between.
-            let wanted = (capacity * 2).max(4 * (self.journal.live_bytes() + len));
-            self.journal.resize(wanted)?;
+            let wanted = (capacity * 2).max(4 * (live + len));
+            if let Err(e) = self.journal.resize(wanted) {
+                // Growing only makes copying rare: while the ids fit, the
+                // file goes on as it is (a full disk), and growing is tried
+                // again once it holds an eighth more.
+                if live + len > capacity {
+                    return Err(e);
+                }
+                self.grow_after = live + capacity / 8;
+            }
         }
         let appended = self.journal.append(&buf);
         self.buf = buf;
         let rid = appended?;
         self.entries.insert(name.to_owned(), (rid, id));
-        if let Some((older, _)) = previous {
+        let lost = self.journal.take_lost();
+        if let Some((older, _)) = previous.filter(|p| !lost.contains(&p.0)) {
             self.journal.forget(older)?;
         }
+        self.write_again(lost)?;
         self.journal.commit()
     }
 

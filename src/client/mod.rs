@@ -4,10 +4,12 @@
 //!
 //! - `options`: how a store is opened, what it reports, handler orders;
 //! - `core`: the ids behind the lock, and the level that keeps them;
-//! - `file`: level 2 in a journal file; `naming`: that file's name.
+//! - `file`: level 2 in a journal file; `naming`: that file's name;
+//!   `migrate`: files named by the old rule, found under the new name.
 
 mod core;
 mod file;
+mod migrate;
 mod naming;
 mod options;
 
@@ -52,19 +54,38 @@ impl ClientStore {
     }
 
     /// A level-2 store in `softnet.client.persistence_<server>_<client-key>.scp`
-    /// in `dir`. A damaged file is salvaged and reported; an I/O error
-    /// starts the store at level 1 (reported). Errors: [`Error::Locked`],
+    /// in `dir`, each part encoded: `A-Z a-z 0-9 . -` stay as they are,
+    /// every other byte is written `%XX` (uppercase hex), so `fe80::1`
+    /// becomes `fe80%3A%3A1` and `a_b` becomes `a%5Fb`, and no two pairs
+    /// share a file.
+    ///
+    /// A file with the name the pair had before this encoding (`:` as `-`,
+    /// the parts as they are) is renamed to the new name when its header
+    /// says it was written for this pair, and left alone otherwise (it is
+    /// another pair's, or damaged).
+    ///
+    /// A damaged file is salvaged and reported; an I/O error starts the
+    /// store at level 1 (reported). Errors: [`Error::Locked`],
     /// [`Error::InvalidArgument`] (a server address or key that cannot be
-    /// part of a file name).
+    /// part of a file name: empty, not printable ASCII, one of
+    /// `/ \ * ? " < > |`, `:` in the key, or too long once encoded).
     pub fn open_file(
         dir: impl AsRef<Path>,
         server_address: &str,
         client_key: &str,
         options: &ClientOptions,
     ) -> Result<ClientStore> {
+        if dir.as_ref().as_os_str().is_empty() {
+            return Err(Error::invalid(
+                "the client file's directory is empty (\"\"): give the directory the file is \
+                 kept in (an empty path would put it in whatever the current directory is)",
+            ));
+        }
         let path = naming::client_file_path(dir.as_ref(), server_address, client_key)?;
         let owner = naming::owner_uid(server_address, client_key);
-        let core = match ClientFile::open(&path, owner, options) {
+        let opened = migrate::adopt_old_file(&path, server_address, client_key)
+            .and_then(|()| ClientFile::open(&path, owner, options));
+        let core = match opened {
             Ok((file, reports)) => ClientCore::open(IdBackend::File(Box::new(file)), reports),
             Err(e @ (Error::Locked { .. } | Error::InvalidArgument(_))) => return Err(e),
             Err(e) => {
@@ -155,25 +176,37 @@ impl ClientStore {
 
     /// State and counters.
     pub fn stats(&self) -> ClientStats {
-        self.shell.read(|c| c.stats())
+        self.shell.read(|v| v.stats)
     }
 
     /// The current level.
     pub fn level(&self) -> Level {
-        self.shell.read(|c| c.level())
+        self.shell.read(|v| v.stats.level)
     }
 
     /// The client file, while at level 2 on a file.
     pub fn file_path(&self) -> Option<PathBuf> {
-        self.shell.read(|c| c.file_path())
+        self.shell.read(|v| v.file_path.clone())
+    }
+
+    /// `Err(`[`Error::State`]`)` in a forked child on its parent's handle,
+    /// where every call but `close` is refused (docs/BEHAVIOUR.md section
+    /// 5.8). The readers (`stats`, `level`...) have no error to return:
+    /// there they return the parent's values as of the fork. Bindings call
+    /// this first to refuse them too.
+    pub fn check_process(&self) -> Result<()> {
+        self.shell.check_process()
+    }
+
+    /// True once the store was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shell.read(|v| v.closed)
     }
 
     /// Flushes and releases the file; later calls return [`Error::Closed`]
-    /// (closing again is fine).
+    /// (closing again is fine). In a forked child on the parent's handle it
+    /// does nothing (the file is the parent's) and succeeds.
     pub fn close(&self) -> Result<()> {
-        self.shell.with_any(|c| {
-            c.close();
-            Ok(())
-        })
+        self.shell.close((), |c| c.close())
     }
 }

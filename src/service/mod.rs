@@ -19,14 +19,33 @@ use uuid::Uuid;
 use self::core::{Core, Limits};
 use crate::backend::{Level, RecordLog};
 use crate::error::{Error, Result};
+use crate::event::validate;
 use crate::event::{Event, EventKind};
-use crate::journal::{Journal, JournalConfig};
+use crate::journal::{new_uid, Journal, JournalConfig};
 use crate::shell::Shell;
 
 pub use self::options::{
     Mode, Overflow, ServiceOptions, ServiceStats, DEFAULT_FILE_CAPACITY, DEFAULT_MEMORY_CAPACITY,
     MAX_CAPACITY, MIN_FILE_CAPACITY, MIN_MEMORY_CAPACITY,
 };
+
+// Here rather than beside `Event`: a new event's uid comes from the
+// fork-safe generator of the journal layer (`journal/fork.rs`), which the
+// vocabulary below it may not use.
+impl Event {
+    /// A new event with a fresh random uid, after checking every rule of
+    /// docs/BEHAVIOUR.md section 2. `client_id` must be `Some` exactly for Private events.
+    pub fn new(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>) -> Result<Event> {
+        validate(kind, name, args, client_id)?;
+        Ok(Event {
+            kind,
+            name: name.to_owned(),
+            args: args.to_vec(),
+            client_id,
+            uid: new_uid(),
+        })
+    }
+}
 
 /// Magic of a service journal (`.ssp`, docs/FORMAT.md).
 const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
@@ -103,6 +122,12 @@ impl ServiceStore {
                  would share one journal; give the service's own uid",
             ));
         }
+        if dir.as_ref().as_os_str().is_empty() {
+            return Err(Error::invalid(
+                "the journal's directory is empty (\"\"): give the directory the journal is \
+                 kept in (an empty path would put it in whatever the current directory is)",
+            ));
+        }
         let path = journal_path(dir.as_ref(), service_uid);
         let config = JournalConfig {
             kind: "service journal",
@@ -137,14 +162,14 @@ impl ServiceStore {
     /// Stores an event; returns its new uid. Errors: invalid name or
     /// arguments, storage full (reject-new policy), closed.
     pub fn raise(&self, kind: EventKind, name: &str, args: &[u8]) -> Result<Uuid> {
-        let uid = Uuid::new_v4();
+        let uid = new_uid();
         self.shell.with(|c| c.raise(kind, name, args, None, uid))?;
         Ok(uid)
     }
 
     /// Stores a Private event for `client_id`; returns its new uid.
     pub fn raise_private(&self, name: &str, args: &[u8], client_id: i64) -> Result<Uuid> {
-        let uid = Uuid::new_v4();
+        let uid = new_uid();
         self.shell
             .with(|c| c.raise(EventKind::Private, name, args, Some(client_id), uid))?;
         Ok(uid)
@@ -202,14 +227,25 @@ impl ServiceStore {
         })
     }
 
+    /// Nothing is in flight any more (the link went down), and the mode
+    /// stays: in cache mode the events that were in flight stay the oldest
+    /// of their names, to be sent again first (`ServiceController` does
+    /// this). A Replacing raise may supersede them meanwhile.
+    pub fn release_in_flight(&self) -> Result<()> {
+        self.shell.with(|c| {
+            c.release_in_flight();
+            Ok(())
+        })
+    }
+
     /// The current mode.
     pub fn mode(&self) -> Mode {
-        self.shell.read(|c| c.mode())
+        self.shell.read(|v| v.stats.mode)
     }
 
     /// The storage uid.
     pub fn storage_uid(&self) -> Uuid {
-        self.shell.read(|c| c.storage_uid())
+        self.shell.read(|v| v.stats.storage_uid)
     }
 
     /// The storage uid the store had before a level-2 failure moved it to
@@ -221,17 +257,17 @@ impl ServiceStore {
     /// it like our own uid (invalidate nothing) and tell the broker the new
     /// one. [`ServiceController`](crate::ServiceController) does this.
     pub fn previous_storage_uid(&self) -> Option<Uuid> {
-        self.shell.read(|c| c.previous_storage_uid())
+        self.shell.read(|v| v.previous_storage_uid)
     }
 
     /// The current level.
     pub fn level(&self) -> Level {
-        self.shell.read(|c| c.level())
+        self.shell.read(|v| v.stats.level)
     }
 
     /// The journal file, while at level 2 on a file.
     pub fn journal_path(&self) -> Option<PathBuf> {
-        self.shell.read(|c| c.journal_path())
+        self.shell.read(|v| v.journal_path.clone())
     }
 
     /// Discards the events that were stored when the store was opened
@@ -253,12 +289,40 @@ impl ServiceStore {
 
     /// Counters and state.
     pub fn stats(&self) -> ServiceStats {
-        self.shell.read(|c| c.stats())
+        self.shell.read(|v| v.stats)
+    }
+
+    /// `Err(`[`Error::State`]`)` in a forked child on its parent's handle,
+    /// where every call but `close` is refused (docs/BEHAVIOUR.md section
+    /// 5.8). The readers (`stats`, `level`...) have no error to return:
+    /// there they return the parent's values as of the fork. Bindings call
+    /// this first to refuse them too.
+    pub fn check_process(&self) -> Result<()> {
+        self.shell.check_process()
+    }
+
+    /// True once the store was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shell.read(|v| v.closed)
     }
 
     /// Flushes and releases the file; later calls return [`Error::Closed`]
-    /// (closing again is fine). Dropping the store releases it too.
+    /// (closing again is fine). In a forked child on the parent's handle it
+    /// does nothing (the file is the parent's) and succeeds. Dropping the store releases it too.
     pub fn close(&self) -> Result<()> {
-        self.shell.with_any(|c| c.close())
+        self.shell.close(Ok(()), |c| c.close())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_events_get_distinct_uids() {
+        let a = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
+        let b = Event::new(EventKind::Queueing, "A", b"1", None).unwrap();
+        assert_ne!(a.uid, b.uid);
+        assert_eq!(a.uid.get_version_num(), 4);
     }
 }

@@ -106,6 +106,10 @@ impl Core {
         self.index.clear_in_flight();
     }
 
+    pub fn release_in_flight(&mut self) {
+        self.index.clear_in_flight();
+    }
+
     pub fn invalidate_ancient(&mut self) -> Result<u64> {
         let limit = self.index.ancient_max;
         let ancient: Vec<u64> = self

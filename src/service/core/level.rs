@@ -2,9 +2,7 @@
 //! to level 1 when it fails (docs/BEHAVIOUR.md section 5). The level of a
 //! store changes here and nowhere else.
 
-use std::path::PathBuf;
-
-use uuid::Uuid;
+use std::path::{Path, PathBuf};
 
 use crate::backend::{Level, MemoryLog, RecordLog, Removal};
 use crate::error::{Error, Result};
@@ -48,8 +46,12 @@ impl Backend {
     }
 
     pub fn journal_path(&self) -> Option<PathBuf> {
+        self.journal_path_ref().map(Path::to_path_buf)
+    }
+
+    pub fn journal_path_ref(&self) -> Option<&Path> {
         match self {
-            Backend::Journal(j) => Some(j.path().to_path_buf()),
+            Backend::Journal(j) => Some(j.path()),
             _ => None,
         }
     }
@@ -63,11 +65,19 @@ impl Backend {
         }
     }
 
-    /// Makes the journal file match the configured capacity (the live
-    /// records already fit).
-    pub fn fit_capacity(&mut self, capacity: u64) -> Result<()> {
+    /// The capacity the journal file was written with (level 2 on a file).
+    pub fn file_capacity(&self) -> Option<u64> {
         match self {
-            Backend::Journal(j) => j.resize(capacity),
+            Backend::Journal(j) => Some(j.capacity()),
+            _ => None,
+        }
+    }
+
+    /// Rewrites the journal file for `capacity`, leaving out the records
+    /// in `skip` (see `Journal::rewrite`).
+    pub fn rewrite_journal(&mut self, capacity: u64, skip: &[u64]) -> Result<()> {
+        match self {
+            Backend::Journal(j) => j.rewrite(capacity, skip),
             _ => Ok(()),
         }
     }
@@ -83,12 +93,33 @@ impl Core {
     /// level 1 (moving what it can read) and makes the same call there, so
     /// an operation never runs twice: it continues where it was, at level 1.
     pub(super) fn call<T>(&mut self, f: impl Fn(&mut dyn RecordLog) -> Result<T>) -> Result<T> {
-        match f(self.log()) {
+        let result = match f(self.log()) {
             Err(e) if self.level() == Level::Persistent => {
                 self.fall_back(&e);
                 f(self.log())
             }
             result => result,
+        };
+        self.forget_lost();
+        result
+    }
+
+    /// Forgets the records the backend dropped as damaged on its own (see
+    /// `RecordLog::take_lost`), and reports each.
+    pub(super) fn forget_lost(&mut self) {
+        for id in self.log().take_lost() {
+            if self.index.remove(id).is_some() {
+                let at = self.backend.describe();
+                self.report(
+                    FailureKind::Corruption,
+                    format!(
+                        "pending record {id} in {at} failed its checksum when it was moved \
+                         (damaged on the medium, or changed by another program); it was \
+                         dropped and the store continues at this level"
+                    ),
+                    1,
+                );
+            }
         }
     }
 
@@ -103,7 +134,7 @@ impl Core {
         // The broker's duplicate detection for the moved events is tied to
         // the uid they were stored under: remembered for the handshake.
         self.previous_storage_uid = Some(self.storage_uid);
-        self.storage_uid = Uuid::new_v4();
+        self.storage_uid = crate::journal::new_uid();
         // Memory operations cannot fail; the result is checked anyway.
         let _ = self.save_storage_uid();
         let over = self.drop_over_memory_capacity();

@@ -22,12 +22,89 @@ impl Core {
             self.discard_corrupt(id, "its length is impossible for an event")?;
         }
         self.load_storage_uid()?;
-        self.settle_capacity()?;
-        let capacity = self.capacity;
-        if let Err(e) = self.backend.fit_capacity(capacity) {
-            self.fall_back(&e);
+        match self.backend.file_capacity() {
+            Some(written) if written != self.capacity => self.change_capacity(written)?,
+            _ => self.settle_capacity()?,
         }
         self.call(|log| log.commit())
+    }
+
+    /// The journal was written for another capacity than the one asked for
+    /// now: it is rewritten for the new one, without the events that no
+    /// longer fit (older Replacing instances first, then the oldest). Those
+    /// are dropped, and reported, only once the new file is durable. If the
+    /// rewrite fails (a full disk), the journal keeps the capacity it has,
+    /// nothing is dropped, and the report says so.
+    fn change_capacity(&mut self, written: u64) -> Result<()> {
+        let wanted = self.capacity;
+        let (superseded, dropped) = self.capacity_victims(wanted)?;
+        let skip: Vec<u64> = superseded.iter().chain(&dropped).copied().collect();
+        if let Err(e) = self.backend.rewrite_journal(wanted, &skip) {
+            self.forget_lost();
+            self.capacity = written;
+            let at = self.backend.describe();
+            self.report(
+                FailureKind::CapacityUnchanged,
+                format!(
+                    "{at} was written for a capacity of {written} bytes; rewriting it for the \
+                     {wanted} bytes asked for failed ({e}), so it keeps {written} bytes and \
+                     nothing was dropped (free disk space and reopen the store to apply the \
+                     new capacity)"
+                ),
+                0,
+            );
+            return self.settle_capacity();
+        }
+        self.forget_lost();
+        for id in &superseded {
+            if self.index.remove(*id).is_some() {
+                self.counters.superseded += 1;
+            }
+        }
+        let over = dropped
+            .iter()
+            .filter(|&&id| self.index.remove(id).is_some())
+            .count() as u64;
+        self.counters.dropped += over;
+        if over > 0 {
+            self.report(
+                FailureKind::CapacityDrop,
+                format!(
+                    "the stored events exceeded the new capacity of {wanted} bytes (the journal \
+                     was written for {written}): the {over} oldest were dropped, after the \
+                     rewritten journal was on the device"
+                ),
+                over,
+            );
+        }
+        Ok(())
+    }
+
+    /// What must go for the pending events to fit `capacity`: older
+    /// instances of Replacing events, then the oldest events.
+    fn capacity_victims(&mut self, capacity: u64) -> Result<(Vec<u64>, Vec<u64>)> {
+        if self.index.used() <= capacity {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.ensure_names()?;
+        let superseded = self.index.older_replacing_instances();
+        let gone: std::collections::HashSet<u64> = superseded.iter().copied().collect();
+        let mut used = self.index.used()
+            - self
+                .index
+                .entries()
+                .filter(|e| gone.contains(&e.id))
+                .map(|e| u64::from(e.size))
+                .sum::<u64>();
+        let mut dropped = Vec::new();
+        for entry in self.index.entries().filter(|e| !gone.contains(&e.id)) {
+            if used <= capacity {
+                break;
+            }
+            used -= u64::from(entry.size);
+            dropped.push(entry.id);
+        }
+        Ok((superseded, dropped))
     }
 
     /// Scans the backend into the index; returns the records whose length
@@ -79,10 +156,11 @@ impl Core {
         let meta = self.call(|log| log.metadata())?;
         match meta.as_slice() {
             [META_VERSION, uid @ ..] if uid.len() == 16 => {
-                self.storage_uid = Uuid::from_slice(uid).unwrap_or_else(|_| Uuid::new_v4());
+                self.storage_uid =
+                    Uuid::from_slice(uid).unwrap_or_else(|_| crate::journal::new_uid());
             }
             _ => {
-                self.storage_uid = Uuid::new_v4();
+                self.storage_uid = crate::journal::new_uid();
                 if self.index.live() > 0 {
                     let at = self.backend.describe();
                     self.report(

@@ -84,7 +84,7 @@ impl Core {
     fn new(backend: Backend, limits: Limits) -> Core {
         Core {
             backend,
-            storage_uid: Uuid::new_v4(),
+            storage_uid: crate::journal::new_uid(),
             previous_storage_uid: None,
             capacity: limits.capacity,
             memory_capacity: limits.memory_capacity,
@@ -157,18 +157,6 @@ impl Core {
         self.backend.level()
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    pub fn storage_uid(&self) -> Uuid {
-        self.storage_uid
-    }
-
-    pub fn previous_storage_uid(&self) -> Option<Uuid> {
-        self.previous_storage_uid
-    }
-
     pub fn journal_path(&self) -> Option<PathBuf> {
         self.backend.journal_path()
     }
@@ -206,12 +194,42 @@ impl Core {
     }
 }
 
+/// What a service store's readers return, as of the last call that
+/// finished (see `shell.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceView {
+    pub stats: ServiceStats,
+    pub previous_storage_uid: Option<Uuid>,
+    pub journal_path: Option<PathBuf>,
+    pub closed: bool,
+}
+
 impl StoreState for Core {
+    type View = ServiceView;
+
     fn take_reports(&mut self) -> Vec<Failure> {
         std::mem::take(&mut self.reports)
     }
 
     fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    fn view(&self) -> ServiceView {
+        ServiceView {
+            stats: self.stats(),
+            previous_storage_uid: self.previous_storage_uid,
+            journal_path: self.journal_path(),
+            closed: self.closed,
+        }
+    }
+
+    fn refresh(&self, view: &mut ServiceView) {
+        view.stats = self.stats();
+        view.previous_storage_uid = self.previous_storage_uid;
+        view.closed = self.closed;
+        if view.journal_path.as_deref() != self.backend.journal_path_ref() {
+            view.journal_path = self.journal_path();
+        }
     }
 }

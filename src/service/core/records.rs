@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
-use crate::backend::Removal;
-use crate::error::{Error, Result};
+use crate::backend::{Level, Removal};
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::report::FailureKind;
 use crate::service::codec;
@@ -75,11 +75,31 @@ impl Core {
 
     /// Reads a pending record into `buf`; `false` if a fallback during the
     /// read found it unreadable (it is then no longer pending).
+    ///
+    /// A record that fails its checksum (`Error::Format` from the backend)
+    /// is skipped and reported, at the level the store runs at; any other
+    /// error is a failure of level 2 (as in `call`).
     fn read_into(&mut self, id: u64, buf: &mut Vec<u8>) -> Result<bool> {
-        let cell = std::cell::RefCell::new(std::mem::take(buf));
-        let read = self.call(|log| log.read(id, &mut cell.borrow_mut()));
-        *buf = cell.into_inner();
-        match read {
+        let read = self.log().read(id, buf);
+        self.forget_lost();
+        let error = match read {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == ErrorKind::Format => {
+                self.discard_corrupt(id, &e.to_string())?;
+                return Ok(false);
+            }
+            Err(e) => e,
+        };
+        if self.level() != Level::Persistent {
+            // Not pending any more: a fallback earlier in this operation
+            // found it unreadable (and reported it).
+            return match self.index.get(id) {
+                None => Ok(false),
+                Some(_) => Err(error),
+            };
+        }
+        self.fall_back(&error);
+        match self.log().read(id, buf) {
             Ok(()) => Ok(true),
             Err(_) if self.index.get(id).is_none() => Ok(false),
             Err(e) => Err(e),
