@@ -4,6 +4,7 @@
 //! happened and sends what comes out.
 
 mod client;
+mod drain;
 mod service;
 #[cfg(test)]
 mod tests;

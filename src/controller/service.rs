@@ -1,6 +1,8 @@
-//! The service side of the delivery protocol (docs/PROTOCOL.md section 2), sans I/O.
+//! The service side of the delivery protocol (docs/PROTOCOL.md section 2),
+//! sans I/O: the controller's inputs and outputs. How it decides what to
+//! send is in `drain.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ pub enum ServiceOutput {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
+pub(super) enum Link {
     /// No transport.
     Offline,
     /// Transport up, waiting for the broker's "online" with its uid.
@@ -38,9 +40,12 @@ enum Link {
 }
 
 #[derive(Debug, Clone)]
-struct Flight {
-    event: Event,
-    deadline: Duration,
+pub(super) struct Flight {
+    pub(super) event: Event,
+    pub(super) deadline: Duration,
+    /// When it was first sent, in this controller's order of sends: ties
+    /// between resends due at the same moment go oldest first.
+    pub(super) order: u64,
 }
 
 /// Drives a [`ServiceStore`] through the delivery protocol: the storage-uid
@@ -57,26 +62,35 @@ struct Flight {
 /// last one ticked), then send what [`drain_outputs`](Self::drain_outputs)
 /// returns and call `tick` again by [`next_deadline`](Self::next_deadline).
 ///
-/// After a disconnect the drain starts again from the oldest pending event,
-/// in raise order; every event that was in flight is sent again with its
-/// uid, and the broker drops the repeats it already has.
+/// After a disconnect, the events that were in flight are sent first (each
+/// name's events stay in raise order), then the drain goes on from the
+/// oldest pending event in raise order. A new storage uid (after a level-2
+/// failure) is told to the broker only once no event stored under the old
+/// one is in flight, so no event reaches the broker twice because its
+/// duplicate detection started afresh.
 #[derive(Debug)]
 pub struct ServiceController {
-    store: Arc<ServiceStore>,
-    link: Link,
-    now: Duration,
-    timeout: Duration,
+    pub(super) store: Arc<ServiceStore>,
+    pub(super) link: Link,
+    pub(super) now: Duration,
+    pub(super) timeout: Duration,
     /// In flight, keyed by pipeline: in storage mode only the key of the
     /// one event in flight is used.
-    flights: HashMap<(EventKind, String), Flight>,
-    outputs: Vec<ServiceOutput>,
+    pub(super) flights: HashMap<(EventKind, String), Flight>,
+    /// The events that were in flight when the link went down, to send
+    /// again first after the next `online`, in the order they were sent.
+    pub(super) resend_first: VecDeque<Event>,
+    /// True while those are being sent again: nothing else is sent.
+    pub(super) replaying: bool,
+    pub(super) outputs: Vec<ServiceOutput>,
     /// The storage uid the broker was last told about in this session.
-    announced: Option<Uuid>,
-    stale_acks: u64,
-    rejected: u64,
+    pub(super) announced: Option<Uuid>,
+    pub(super) sent: u64,
+    pub(super) stale_acks: u64,
+    pub(super) rejected: u64,
 }
 
-fn key(e: &Event) -> (EventKind, String) {
+pub(super) fn key(e: &Event) -> (EventKind, String) {
     (e.kind.pipeline(), e.name.clone())
 }
 
@@ -94,8 +108,11 @@ impl ServiceController {
             now: Duration::ZERO,
             timeout,
             flights: HashMap::new(),
+            resend_first: VecDeque::new(),
+            replaying: false,
             outputs: Vec::new(),
             announced: None,
+            sent: 0,
             stale_acks: 0,
             rejected: 0,
         }
@@ -137,58 +154,6 @@ impl ServiceController {
         self.flights.values().map(|f| f.deadline).min()
     }
 
-    fn send(&mut self, event: Event) {
-        self.announce_uid_change();
-        self.outputs.push(ServiceOutput::SendEvent(event.clone()));
-        let deadline = self.now + self.timeout;
-        self.flights.insert(key(&event), Flight { event, deadline });
-    }
-
-    /// Storage mode with nothing in flight: send the oldest pending event;
-    /// if there is none the store is now in cache mode.
-    /// Online: tells the broker a storage uid that changed under us (a
-    /// level-2 failure gives the store a new one), before any event
-    /// stored under it goes out.
-    fn announce_uid_change(&mut self) {
-        let ours = self.store.storage_uid();
-        if self.link == Link::Online && self.announced != Some(ours) {
-            self.announced = Some(ours);
-            self.outputs.push(ServiceOutput::SendStorageUid(ours));
-        }
-    }
-
-    fn pump(&mut self) -> Result<()> {
-        if self.link != Link::Online {
-            return Ok(());
-        }
-        self.announce_uid_change();
-        if self.store.mode() != Mode::Storage || !self.flights.is_empty() {
-            return Ok(());
-        }
-        if let Some(event) = self.store.peek()? {
-            self.send(event);
-        }
-        Ok(())
-    }
-
-    /// Cache mode: send the name's next event if the name has none in
-    /// flight.
-    fn pump_name(&mut self, kind: EventKind, name: &str) -> Result<()> {
-        if self.link != Link::Online
-            || self.store.mode() != Mode::Cache
-            || self
-                .flights
-                .contains_key(&(kind.pipeline(), name.to_string()))
-        {
-            return Ok(());
-        }
-        self.announce_uid_change();
-        if let Some(event) = self.store.peek_name(kind, name)? {
-            self.send(event);
-        }
-        Ok(())
-    }
-
     /// The application raised an event: store it, and send it now if the
     /// protocol allows. Returns its uid.
     pub fn raise(&mut self, kind: EventKind, name: &str, args: &[u8]) -> Result<Uuid> {
@@ -205,13 +170,6 @@ impl ServiceController {
         Ok(uid)
     }
 
-    fn after_raise(&mut self, kind: EventKind, name: &str) -> Result<()> {
-        match self.store.mode() {
-            Mode::Storage => self.pump(),
-            Mode::Cache => self.pump_name(kind, name),
-        }
-    }
-
     /// The transport is up; the broker's `online` (with the storage uid it
     /// remembers) comes next.
     pub fn connected(&mut self) {
@@ -223,27 +181,28 @@ impl ServiceController {
     /// The broker is ready and remembers `broker_storage_uid` for us (None:
     /// nothing). Performs the storage-uid handshake (invalidating ancient
     /// data when the broker remembers another uid than ours, or than the one
-    /// we had before a fallback) and starts the drain.
+    /// we had before a fallback), sends again what was in flight when the
+    /// link went down, and starts the drain.
     pub fn online(&mut self, broker_storage_uid: Option<Uuid>) -> Result<()> {
         self.link = Link::Online;
         let ours = self.store.storage_uid();
         match broker_storage_uid {
-            Some(theirs) if theirs == ours => {}
+            Some(theirs) if theirs == ours => self.announced = Some(ours),
             Some(theirs) if Some(theirs) == self.store.previous_storage_uid() => {
                 // A level-2 failure gave the store a new uid after the
                 // broker last saw it; the events it moved were stored under
                 // the uid the broker remembers, so they are not ancient to
-                // it. Only the new uid is news.
-                self.outputs.push(ServiceOutput::SendStorageUid(ours));
+                // it. The new uid is told once what was in flight under
+                // the old one is acknowledged (`pump`).
+                self.announced = Some(theirs);
             }
             Some(_) => {
                 self.store.invalidate_ancient()?;
-                self.outputs.push(ServiceOutput::SendStorageUid(ours));
+                self.announce(ours);
             }
-            None => self.outputs.push(ServiceOutput::SendStorageUid(ours)),
+            None => self.announce(ours),
         }
-        self.announced = Some(ours);
-        self.pump()
+        self.start_session()
     }
 
     /// The broker acknowledged `uid`. Counts only if it is in flight;
@@ -278,32 +237,47 @@ impl ServiceController {
                 .ack_name(flight.event.kind, &flight.event.name, uid),
         };
         match settled {
-            Ok(Some(next)) => self.send(next),
-            Ok(None) => {}
+            // Cache mode: the name's next event, under the uid the broker
+            // knows (else the drain starts again once it is told).
+            Ok(Some(next)) if !self.replaying && self.uid_current() => self.send(next),
+            Ok(_) => {}
             // The store no longer holds it (dropped for capacity while in
             // flight): nothing to remove.
             Err(e) if e.kind() == ErrorKind::State => self.stale_acks += 1,
             Err(e) => return Err(e),
         }
-        if self.store.mode() == Mode::Cache {
-            // The name's next event, if the store holds one that was raised
-            // while this one was in flight but is not in flight yet.
-            self.pump_name(flight.event.kind, &flight.event.name)?;
-        }
         if rejected {
             self.rejected += 1;
-            self.outputs.push(ServiceOutput::Rejected(flight.event));
+            self.outputs
+                .push(ServiceOutput::Rejected(flight.event.clone()));
         }
-        self.pump()
+        self.after_settle(&flight.event)
     }
 
-    /// The transport is gone: back to storage mode; what was in flight is
-    /// sent again after the next `online`.
+    /// The transport is gone: what was in flight is sent again first after
+    /// the next `online`.
     pub fn disconnected(&mut self) -> Result<()> {
         self.link = Link::Offline;
         self.announced = None;
-        self.flights.clear();
-        self.store.set_storage_mode()
+        let mut flights: Vec<Flight> = self.flights.drain().map(|(_, f)| f).collect();
+        flights.sort_by_key(|f| f.order);
+        let mut again: VecDeque<Event> = flights.into_iter().map(|f| f.event).collect();
+        // What was left to send again from an earlier session goes first.
+        again.extend(std::mem::take(&mut self.resend_first));
+        let mut seen = std::collections::HashSet::new();
+        again.retain(|e| seen.insert(e.uid));
+        self.resend_first = again;
+        self.replaying = false;
+        if self.store.mode() == Mode::Storage || self.resend_first.is_empty() {
+            // In storage mode the one event in flight is the oldest: the
+            // drain sends it first anyway.
+            self.resend_first.clear();
+            return self.store.set_storage_mode();
+        }
+        // Cache mode stays until the events in flight were sent again:
+        // each is still the oldest pending event of its name (unless a
+        // newer Replacing instance supersedes it meanwhile).
+        self.store.release_in_flight()
     }
 
     /// The time is `now` (monotonic, from any epoch the caller likes):
@@ -318,8 +292,8 @@ impl ServiceController {
             .values_mut()
             .filter(|f| f.deadline <= now)
             .collect();
-        // Oldest first, so resends keep raise order within the batch.
-        due.sort_by_key(|f| f.deadline);
+        // Oldest first, so resends keep the order they were sent in.
+        due.sort_by_key(|f| (f.deadline, f.order));
         for f in due {
             f.deadline = now + self.timeout;
             self.outputs.push(ServiceOutput::SendEvent(f.event.clone()));

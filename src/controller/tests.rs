@@ -154,7 +154,7 @@ mod service {
     }
 
     #[test]
-    fn disconnect_in_cache_mode_returns_to_storage_mode() {
+    fn disconnect_in_cache_mode_resends_what_was_in_flight_then_drains() {
         let mut c = controller();
         c.connected();
         c.online(None).unwrap();
@@ -162,12 +162,62 @@ mod service {
         let b1 = c.raise(EventKind::Queueing, "B", b"1").unwrap();
         c.drain_outputs();
         c.disconnected().unwrap();
-        assert_eq!(c.store().mode(), Mode::Storage);
         c.connected();
         c.online(Some(c.store().storage_uid())).unwrap();
         assert_eq!(sent(&c.drain_outputs()), vec![a1]);
         c.ack(a1).unwrap();
         assert_eq!(sent(&c.drain_outputs()), vec![b1]);
+        c.ack(b1).unwrap();
+        assert_eq!(c.store().stats().pending_events, 0);
+    }
+
+    /// docs/PROTOCOL.md section 2.8: after a disconnect, the events that
+    /// were in flight go first, each name's events in raise order. Before,
+    /// the drain restarted in raise order and A2 (never sent) went before
+    /// B1 (in flight).
+    #[test]
+    fn in_flight_events_are_sent_first_after_a_reconnect() {
+        let mut c = controller();
+        c.connected();
+        c.online(None).unwrap();
+        let a1 = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let a2 = c.raise(EventKind::Queueing, "A", b"2").unwrap();
+        let b1 = c.raise(EventKind::Queueing, "B", b"1").unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![a1, b1], "A2 waits for A1");
+        c.disconnected().unwrap();
+        c.connected();
+        c.online(Some(c.store().storage_uid())).unwrap();
+        let mut order = sent(&c.drain_outputs());
+        while order.len() < 3 {
+            let last = *order.last().unwrap();
+            c.ack(last).unwrap();
+            order.extend(sent(&c.drain_outputs()));
+        }
+        assert_eq!(order, vec![a1, b1, a2]);
+        assert_eq!(
+            c.store().mode(),
+            Mode::Storage,
+            "then the drain, in storage mode"
+        );
+    }
+
+    #[test]
+    fn a_new_controller_drains_a_store_left_in_cache_mode() {
+        let store = Arc::new(ServiceStore::open_memory(&ServiceOptions::default()).unwrap());
+        let mut first = ServiceController::new(store.clone());
+        first.connected();
+        first.online(None).unwrap();
+        let a = first.raise(EventKind::Queueing, "A", b"1").unwrap();
+        let b = first.raise(EventKind::Queueing, "A", b"2").unwrap();
+        assert_eq!(store.mode(), Mode::Cache);
+        drop(first);
+        // Before: pump did nothing unless the store was in storage mode.
+        let mut second = ServiceController::new(store.clone());
+        second.connected();
+        second.online(Some(store.storage_uid())).unwrap();
+        assert_eq!(sent(&second.drain_outputs()), vec![a]);
+        second.ack(a).unwrap();
+        assert_eq!(sent(&second.drain_outputs()), vec![b]);
     }
 
     #[test]

@@ -225,7 +225,8 @@ fn row_2_spl2_sync_exactly_once_through_outages_restarts_and_power_cuts() {
 /// unreported disappearance, is a violation.
 ///
 /// Power cuts here strike between store calls; a cut inside a raise that
-/// drops is `power_cut_inside_a_raise_that_drops_for_room` (a known bug).
+/// drops is `power_cut_inside_a_raise_that_drops_for_room` (a regression
+/// test: no event may be lost silently there).
 #[test]
 fn row_3_store_full_drops_the_oldest_and_reports_exactly_those() {
     let spl2 = SimConfig {

@@ -4,3 +4,4 @@
 
 mod broker_model;
 mod delivery_quality;
+mod fallback_uid;
