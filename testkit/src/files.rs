@@ -23,9 +23,32 @@ pub fn journal_name(service: Uuid) -> String {
     format!("softnet.service.persistence_{}.ssp", service.hyphenated())
 }
 
-/// docs/BEHAVIOUR.md section 4: `softnet.client.persistence_<server>_<key>.scp`, with
-/// the server address's colons as dashes.
+/// docs/FORMAT.md, "Client file": `softnet.client.persistence_<server>_<key>.scp`
+/// with each part encoded: `A-Z a-z 0-9 . -` as they are, every other byte
+/// as `%XX` (uppercase hex).
 pub fn client_file_name(server: &str, key: &str) -> String {
+    let encode = |part: &str| {
+        part.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'.' || b == b'-' {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    format!(
+        "softnet.client.persistence_{}_{}.scp",
+        encode(server),
+        encode(key)
+    )
+}
+
+/// The name a client file had before the parts were encoded: the server
+/// address's colons as dashes, the parts as they are (so two pairs could
+/// share it). The library renames such a file when it opens its pair.
+pub fn old_client_file_name(server: &str, key: &str) -> String {
     format!(
         "softnet.client.persistence_{}_{key}.scp",
         server.replace(':', "-")

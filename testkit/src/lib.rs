@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod files;
 pub mod flaky;
+pub mod layout;
 pub mod power_cut;
 pub mod process;
 pub mod reports;
@@ -19,10 +20,11 @@ pub mod stores;
 pub mod sweep;
 
 pub use files::{
-    assert_locked, client_file_name, journal_name, scratch_dir, u32_at, u64_at, DATA_OFFSET,
-    RECORD_HEADER, SLOT_LEN, SLOT_OFFSETS, STATE,
+    assert_locked, client_file_name, journal_name, old_client_file_name, scratch_dir, u32_at,
+    u64_at, DATA_OFFSET, RECORD_HEADER, SLOT_LEN, SLOT_OFFSETS, STATE,
 };
 pub use flaky::{open_flaky, Control, Fault, FlakyLog};
+pub use layout::{decode_event, Laid, Layout, Part};
 pub use power_cut::PowerCut;
 pub use process::{env_number, kill_at_random};
 pub use reports::{client_options, collect_into, Reports};

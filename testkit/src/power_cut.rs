@@ -70,6 +70,10 @@ impl Device for CutDevice {
         self.inner.bytes_mut()
     }
 
+    fn check(&self) -> io::Result<()> {
+        self.inner.check()
+    }
+
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
         let mut copy = self.copy.lock().unwrap();
         copy.syncs += 1;

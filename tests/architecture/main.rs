@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("event", &["error"]),
     ("backend", &["error", "event"]),
     ("journal", &["error", "report", "backend"]),
-    ("shell", &["error", "report"]),
+    ("shell", &["error", "report", "journal"]),
     (
         "service",
         &["error", "report", "event", "backend", "journal", "shell"],

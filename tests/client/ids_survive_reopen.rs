@@ -305,13 +305,13 @@ fn file_name_follows_the_rules() {
         (
             "fe80::1",
             "key",
-            "softnet.client.persistence_fe80--1_key.scp",
+            "softnet.client.persistence_fe80%3A%3A1_key.scp",
         ),
         ("10.0.0.7", "K", "softnet.client.persistence_10.0.0.7_K.scp"),
         (
             "2001:db8::ff00:42:8329",
             "gw.7",
-            "softnet.client.persistence_2001-db8--ff00-42-8329_gw.7.scp",
+            "softnet.client.persistence_2001%3Adb8%3A%3Aff00%3A42%3A8329_gw.7.scp",
         ),
     ] {
         let store = ClientStore::open_file(dir.path(), server, key, &opts).unwrap();

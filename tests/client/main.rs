@@ -2,6 +2,7 @@
 //! per invariant.
 
 mod duplicates;
+mod file_names;
 mod ids_survive_reopen;
 mod locked_and_fallback;
 mod model_proptest;

@@ -47,10 +47,10 @@ fn options(reports: &Reports) -> ServiceOptions {
 // ----- the journal under test ---------------------------------------------
 
 /// One raised event and where its record lies.
-struct Record {
-    event: Event,
+pub(crate) struct Record {
+    pub(crate) event: Event,
     /// Still pending (a later Replacing raise of its name supersedes it).
-    live: bool,
+    pub(crate) live: bool,
     /// Start of the record, relative to the data region.
     start: usize,
     payload_len: usize,
@@ -74,11 +74,11 @@ impl Record {
     }
 }
 
-struct Fixture {
-    service: Uuid,
+pub(crate) struct Fixture {
+    pub(crate) service: Uuid,
     storage_uid: Uuid,
-    bytes: Vec<u8>,
-    records: Vec<Record>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) records: Vec<Record>,
 }
 
 impl Fixture {
@@ -138,7 +138,7 @@ fn raised_events() -> Vec<(EventKind, String, Vec<u8>, Option<i64>)> {
 }
 
 /// Writes the journal and reads its bytes back after closing it.
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let dir = scratch_dir();
     let service = Uuid::new_v4();
     let reports = Reports::default();

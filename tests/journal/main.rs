@@ -5,5 +5,8 @@
 mod client_corruption;
 mod client_power_cut;
 mod corruption;
+mod damage_sweeps;
 mod format_offsets;
 mod power_cut;
+mod runtime_damage;
+mod truncated_file;

@@ -4,11 +4,13 @@
 
 mod capacity_drops_oldest;
 mod fault_injection;
+mod hostile_files;
 mod invalidate_ancient;
 mod locked_file;
 mod model_proptest;
 mod no_loss_across_reopen;
 mod order_kept;
+mod reentrancy;
 mod replacing_collapse;
 mod storage_uid;
 mod wrong_mode;

@@ -8,6 +8,8 @@
 
 mod client_crash_sigkill;
 mod crash_sigkill;
+mod full_disk;
+mod mounts;
 mod real_power_cut;
 
 use std::process::ExitCode;
@@ -15,11 +17,26 @@ use std::time::Instant;
 
 type Test = (&'static str, fn() -> Result<(), String>);
 
-const TESTS: [Test; 3] = [
+const TESTS: [Test; 4] = [
     ("crash_sigkill", crash_sigkill::test),
     ("client_crash_sigkill", client_crash_sigkill::test),
     ("real_power_cut", real_power_cut::test),
+    ("full_disk", full_disk::test),
 ];
+
+/// What a test that cannot run here (not root, no loop devices) counts as:
+/// a failure saying what is missing, or, when `SNP_SKIP_ROOT_TESTS=1` asks
+/// for it, a skip (never a pass).
+fn unrunnable(why: &str) -> Result<(), String> {
+    if std::env::var("SNP_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        return Err(format!("SKIPPED: {why}"));
+    }
+    Err(format!(
+        "cannot run here: {why}. Run `make test` as root on Linux with loop devices and \
+         e2fsprogs (apt-get install e2fsprogs), or set SNP_SKIP_ROOT_TESTS=1 to skip the tests \
+         that need them knowingly"
+    ))
+}
 
 fn main() -> ExitCode {
     if crash_sigkill::child_from_env()
@@ -38,7 +55,10 @@ fn main() -> ExitCode {
             continue;
         }
         let started = Instant::now();
-        let outcome = test();
+        let outcome = match test() {
+            Err(e) if e.starts_with("SKIPPED: ") => unrunnable(&e["SKIPPED: ".len()..]),
+            other => other,
+        };
         let secs = started.elapsed().as_secs_f64();
         match outcome {
             Ok(()) => {
