@@ -9,7 +9,8 @@
  * success. NULL where a pointer is required gives SNP_ERR_INVALID_ARGUMENT;
  * *_close(NULL) is fine. Options and stats structs begin with struct_size:
  * call the *_options_init function, or set struct_size to the sizeof of the
- * struct. Handles may be used from several threads at once. Outputs are
+ * struct. Handles may be used from several threads at once, not across
+ * fork() (a child gets SNP_ERR_STATE and opens its own). Outputs are
  * caller-owned copies: nothing returned borrows library memory, except the
  * static strings of snp_status_str() and snp_version().
  */
@@ -22,6 +23,41 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/**
+ * Client kind: the broker remembers the client and resumes each
+ * subscription after the last event it delivered.
+ */
+#define SNP_CLIENT_STATEFUL 0
+
+/**
+ * Client kind: the broker remembers nothing; on connect the client sends
+ * the last id it holds per subscription (`snp_client_for_each` over its
+ * store gives them).
+ */
+#define SNP_CLIENT_STATELESS 1
+
+/**
+ * Handler order: handle, then record the id (at least once; the default).
+ */
+#define SNP_ORDER_RECORD_AFTER_HANDLE 0
+
+/**
+ * Handler order: record the id, then handle (at most once).
+ */
+#define SNP_ORDER_RECORD_BEFORE_HANDLE 1
+
+/**
+ * Decision: hand the event to the application, then call
+ * `snp_client_controller_handled`.
+ */
+#define SNP_DECISION_HANDLE 0
+
+/**
+ * Decision: already handled: acknowledge it to the broker without handing
+ * it to the application.
+ */
+#define SNP_DECISION_ACK_DUPLICATE 1
 
 /**
  * Longest event name in bytes.
@@ -80,6 +116,20 @@
 #define SNP_FAILURE_INTERRUPTED_WRITE 4
 
 /**
+ * Reports caused by the callback's own calls while it handled earlier
+ * reports were held back to end a loop (they are counted in the stats;
+ * this report itself is not counted in `failures`).
+ */
+#define SNP_FAILURE_CALLBACK_LOOP 5
+
+/**
+ * The capacity asked for at open could not be applied (the journal's
+ * rewrite failed, e.g. on a full disk): it keeps its old capacity, nothing
+ * was lost.
+ */
+#define SNP_FAILURE_CAPACITY_UNCHANGED 6
+
+/**
  * Level 1: memory.
  */
 #define SNP_LEVEL_MEMORY 1
@@ -136,6 +186,23 @@
 #define SNP_MAX_METADATA_LEN 64
 
 /**
+ * Output kind: send `event` to the broker (again, with the same uid, on a
+ * resend).
+ */
+#define SNP_OUTPUT_SEND_EVENT 1
+
+/**
+ * Output kind: tell the broker `storage_uid`.
+ */
+#define SNP_OUTPUT_SEND_STORAGE_UID 2
+
+/**
+ * Output kind: `event` was refused by the broker and dropped (for the
+ * log).
+ */
+#define SNP_OUTPUT_REJECTED 3
+
+/**
  * Overflow policy: drop the oldest pending events (reported).
  */
 #define SNP_OVERFLOW_DROP_OLDEST 0
@@ -167,9 +234,21 @@
 typedef struct snp_client snp_client;
 
 /**
+ * A client controller. Opaque; safe to use from several threads at once
+ * (each call takes its lock).
+ */
+typedef struct snp_client_controller snp_client_controller;
+
+/**
  * A service store. Opaque; safe to use from several threads at once.
  */
 typedef struct snp_service snp_service;
+
+/**
+ * A service controller. Opaque; safe to use from several threads at once
+ * (each call takes its lock).
+ */
+typedef struct snp_service_controller snp_service_controller;
 
 /**
  * The result of every fallible call: `SNP_OK` (0), `SNP_EMPTY` (1), or a
@@ -205,8 +284,11 @@ typedef struct snp_client_options {
      */
     const char *directory;
     /**
-     * The broker's address (NUL-terminated; level 2 only). `:` becomes
-     * `-` in the file name.
+     * The broker's address (NUL-terminated; level 2 only). In the file
+     * name, server address and client key keep `A-Z a-z 0-9 . -` and
+     * write every other byte as `%XX` (`fe80::1` becomes `fe80%3A%3A1`),
+     * so no two pairs share a file; a file named by the earlier rule (`:`
+     * as `-`) is renamed when its header says it is this pair's.
      */
     const char *server_address;
     /**
@@ -249,6 +331,11 @@ typedef void (*snp_id_visit_fn)(void *visit_ctx,
 /**
  * A client-side level-2 backend: the last id per subscription name.
  * Required: `load`, `put`, `clear`; `flush` and `destroy` may be NULL.
+ *
+ * The store calls these functions with its lock held, one at a time: they
+ * must not call the store they belong to. A call that can fail returns
+ * `SNP_ERR_STATE` instead of deadlocking; `snp_*_get_stats` and the other
+ * readers return `SNP_ERR_PANIC`.
  */
 typedef struct snp_id_store_vtable {
     /**
@@ -398,6 +485,11 @@ typedef snp_status (*snp_record_visit_fn)(void *visit_ctx,
  * A service-side level-2 backend: ordered records with sequence numbers.
  * Required: `append`, `remove`, `read`, `scan`, `clear`, `get_metadata`,
  * `set_metadata`; `commit`, `flush` and `destroy` may be NULL.
+ *
+ * The store calls these functions with its lock held, one at a time: they
+ * must not call the store they belong to. A call that can fail returns
+ * `SNP_ERR_STATE` instead of deadlocking; `snp_*_get_stats` and the other
+ * readers return `SNP_ERR_PANIC`.
  */
 typedef struct snp_record_log_vtable {
     /**
@@ -538,6 +630,29 @@ typedef struct snp_stored_event {
      */
     struct snp_uuid uid;
 } snp_stored_event;
+
+/**
+ * One thing the controller asks the caller to do. Set `struct_size` to
+ * `sizeof(snp_service_output)` before `snp_service_controller_next_output`.
+ */
+typedef struct snp_service_output {
+    /**
+     * Set by the caller: `sizeof(snp_service_output)`.
+     */
+    uint32_t struct_size;
+    /**
+     * `SNP_OUTPUT_*`.
+     */
+    int32_t kind;
+    /**
+     * `SNP_OUTPUT_SEND_EVENT`, `SNP_OUTPUT_REJECTED`: the event.
+     */
+    struct snp_stored_event event;
+    /**
+     * `SNP_OUTPUT_SEND_STORAGE_UID`: the storage uid.
+     */
+    struct snp_uuid storage_uid;
+} snp_service_output;
 
 /**
  * Counters and state of a service store. Set `struct_size` to
@@ -681,6 +796,12 @@ size_t snp_last_error_message(char *buf,
  * missing at level 2, characters that cannot be in a file name),
  * `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
  *
+ * A handle belongs to the process that opened it: after `fork()` every
+ * call on it in the child returns `SNP_ERR_STATE` (the child opens a store
+ * of its own); `snp_client_close` in the child frees it without writing
+ * anything. The file's descriptor is close-on-exec and detached in forked
+ * children, so a child never holds the parent's lock.
+ *
  * # Safety
  * `options` must point to an initialised `snp_client_options` whose
  * strings are NULL or NUL-terminated; `out_client` must be writable.
@@ -802,7 +923,8 @@ snp_status snp_client_flush(struct snp_client *client);
 /**
  * Copies the state into `*out_stats`, up to `out_stats->struct_size`
  * bytes (set it to `sizeof(snp_client_stats)` first).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE` (a forked
+ * child on its parent's handle), `SNP_ERR_PANIC`.
  *
  * # Safety
  * `client` must be a live handle and `out_stats` writable for its own
@@ -810,6 +932,81 @@ snp_status snp_client_flush(struct snp_client *client);
  */
 snp_status snp_client_get_stats(const struct snp_client *client,
                                 struct snp_client_stats *out_stats);
+
+/**
+ * Makes a controller over `store` and writes its handle to `*out`.
+ * `client_kind` is `SNP_CLIENT_STATEFUL` or `SNP_CLIENT_STATELESS` (a
+ * stateless client's hello is `snp_client_for_each` over its store);
+ * `handler_order` is `SNP_ORDER_RECORD_AFTER_HANDLE` or
+ * `SNP_ORDER_RECORD_BEFORE_HANDLE`. The controller keeps the store alive:
+ * `snp_client_close` may come first, and the controller's calls then
+ * answer `SNP_ERR_CLOSED`. Free it with `snp_client_controller_free`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, bad kind or order),
+ * `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `store` must be NULL or a live handle; `out` must be writable.
+ */
+snp_status snp_client_controller_new(struct snp_client *store_handle,
+                                     int32_t client_kind,
+                                     int32_t handler_order,
+                                     struct snp_client_controller **out);
+
+/**
+ * Frees a controller. NULL is fine.
+ *
+ * # Safety
+ * `controller` must be NULL or a live handle, with no call on it in
+ * progress; it must not be used afterwards.
+ */
+void snp_client_controller_free(struct snp_client_controller *controller);
+
+/**
+ * An event `id` of subscription `name` arrived: writes what to do with it
+ * (`SNP_DECISION_HANDLE` or `SNP_DECISION_ACK_DUPLICATE`). With
+ * `SNP_ORDER_RECORD_BEFORE_HANDLE` the id is recorded here, before the
+ * application sees the event.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, name rules,
+ * `name_len` 0 or over `SNP_MAX_NAME_LEN`), `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle, `name` `name_len` readable bytes
+ * (when within the limit), `out_decision` writable.
+ */
+snp_status snp_client_controller_incoming(struct snp_client_controller *controller,
+                                          const char *name,
+                                          size_t name_len,
+                                          int64_t id,
+                                          int32_t *out_decision);
+
+/**
+ * The application finished handling event `id` of `name`: with
+ * `SNP_ORDER_RECORD_AFTER_HANDLE` the id is recorded now. Then acknowledge
+ * the event to the broker.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle and `name` `name_len` readable bytes
+ * (when within the limit).
+ */
+snp_status snp_client_controller_handled(struct snp_client_controller *controller,
+                                         const char *name,
+                                         size_t name_len,
+                                         int64_t id);
+
+/**
+ * Writes how many duplicates were acknowledged without reaching the
+ * application.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle and `out` writable.
+ */
+snp_status snp_client_controller_duplicates(const struct snp_client_controller *controller,
+                                            uint64_t *out);
 
 /**
  * Fills `options` with the defaults (NULL is ignored).
@@ -830,6 +1027,12 @@ void snp_client_options_init(struct snp_client_options *options);
  * than `sizeof(snp_service_options)`, no directory at level 2, bad enum
  * value), `SNP_ERR_LOCKED` (another handle has the journal),
  * `SNP_ERR_PANIC`.
+ *
+ * A handle belongs to the process that opened it: after `fork()` every
+ * call on it in the child returns `SNP_ERR_STATE` (the child opens a store
+ * of its own); `snp_service_close` in the child frees it without writing
+ * anything. The file's descriptor is close-on-exec and detached in forked
+ * children, so a child never holds the parent's lock.
  *
  * # Safety
  * `options` must point to an initialised `snp_service_options`; its
@@ -977,40 +1180,6 @@ snp_status snp_service_ack_name(struct snp_service *service,
 snp_status snp_service_set_storage_mode(struct snp_service *service);
 
 /**
- * Writes the current mode (`SNP_MODE_STORAGE` or `SNP_MODE_CACHE`).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
- *
- * # Safety
- * `service` must be a live handle and `out_mode` writable.
- */
-snp_status snp_service_mode(const struct snp_service *service,
-                            int32_t *out_mode);
-
-/**
- * Writes the storage uid (what the broker's duplicate detection is tied
- * to). Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
- *
- * # Safety
- * `service` must be a live handle and `out_uid` writable.
- */
-snp_status snp_service_storage_uid(const struct snp_service *service,
-                                   struct snp_uuid *out_uid);
-
-/**
- * Writes the storage uid the store had before a level-2 failure moved it
- * to level 1 with a new one; `SNP_EMPTY` (nothing written) if that never
- * happened. When going online, a broker that remembers this uid knows the
- * delivery state of the moved events: treat it like the current uid
- * (invalidate nothing) and send the broker the current one.
- * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
- *
- * # Safety
- * `service` must be a live handle and `out_uid` writable.
- */
-snp_status snp_service_previous_storage_uid(const struct snp_service *service,
-                                            struct snp_uuid *out_uid);
-
-/**
  * Discards the events stored when the store was opened ("ancient data":
  * call it when the broker remembers another storage uid than the current
  * or the previous one); keeps events raised since. Writes how many were discarded to `*out_count` unless it
@@ -1043,17 +1212,145 @@ snp_status snp_service_reset(struct snp_service *service);
 snp_status snp_service_flush(struct snp_service *service);
 
 /**
- * Copies the counters into `*out_stats`, up to `out_stats->struct_size`
- * bytes (set it to `sizeof(snp_service_stats)` first).
- * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size too
- * small), `SNP_ERR_PANIC`.
+ * Makes a controller over `store`, offline, and writes its handle to
+ * `*out`. `resend_timeout_ms` is how long an event waits for its ack
+ * before it is sent again (0: 30,000). The controller keeps the store
+ * alive: `snp_service_close` may come first, and the controller's calls
+ * then answer `SNP_ERR_CLOSED`. The store may still be used directly for
+ * `snp_service_get_stats` and the like, but not for peek and ack, which
+ * are the controller's. Free it with `snp_service_controller_free`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL), `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
  *
  * # Safety
- * `service` must be a live handle and `out_stats` writable for its own
+ * `store` must be NULL or a live handle; `out` must be writable.
+ */
+snp_status snp_service_controller_new(struct snp_service *store_handle,
+                                      uint64_t resend_timeout_ms,
+                                      struct snp_service_controller **out);
+
+/**
+ * Frees a controller. NULL is fine. The store it was made over stays
+ * open until its own handle is closed.
+ *
+ * # Safety
+ * `controller` must be NULL or a live handle, with no call on it in
+ * progress; it must not be used afterwards.
+ */
+void snp_service_controller_free(struct snp_service_controller *controller);
+
+/**
+ * Stores an event (a new uid, written to `*out_uid` unless it is NULL)
+ * and sends it now if the protocol allows (see `next_output`). As
+ * `snp_service_raise` otherwise: the same checks and statuses, plus
+ * `SNP_ERR_CLOSED`.
+ *
+ * # Safety
+ * `controller` must be a live handle, `event` an initialised `snp_event`
+ * whose buffers hold their lengths, `out_uid` NULL or writable.
+ */
+snp_status snp_service_controller_raise(struct snp_service_controller *controller,
+                                        const struct snp_event *event,
+                                        struct snp_uuid *out_uid);
+
+/**
+ * The transport is up; the broker's "online" comes next.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle.
+ */
+snp_status snp_service_controller_connected(struct snp_service_controller *controller);
+
+/**
+ * The broker is ready and remembers `*broker_storage_uid` for this
+ * service (NULL: it remembers none): the storage-uid handshake, then the
+ * events that were in flight when the link went down, then the drain.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle; `broker_storage_uid` NULL or
+ * readable.
+ */
+snp_status snp_service_controller_online(struct snp_service_controller *controller,
+                                         const struct snp_uuid *broker_storage_uid);
+
+/**
+ * The broker acknowledged `*uid`. Only the event in flight counts; a
+ * stale or repeated ack is `SNP_OK` and counted.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle, `uid` readable.
+ */
+snp_status snp_service_controller_ack(struct snp_service_controller *controller,
+                                      const struct snp_uuid *uid);
+
+/**
+ * The broker refused the name of the event `*uid`: it is dropped and
+ * handed out as `SNP_OUTPUT_REJECTED`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle, `uid` readable.
+ */
+snp_status snp_service_controller_rejected(struct snp_service_controller *controller,
+                                           const struct snp_uuid *uid);
+
+/**
+ * The transport is gone: what was in flight is sent again first after the
+ * next online.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle.
+ */
+snp_status snp_service_controller_disconnected(struct snp_service_controller *controller);
+
+/**
+ * The time is `now_ms` (monotonic milliseconds, any origin): events whose
+ * ack is overdue are sent again. Call it by `next_deadline`.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle.
+ */
+snp_status snp_service_controller_tick(struct snp_service_controller *controller,
+                                       uint64_t now_ms);
+
+/**
+ * Writes the next thing to do to `*out` (its `struct_size` set by the
+ * caller; the fields that fit are written): `SNP_OK`, or `SNP_EMPTY`
+ * (nothing written) when there is nothing to do. Take every output after
+ * each input, in order.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL,
+ * `struct_size` too small), `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle and `out` writable for its own
  * `struct_size` bytes.
  */
-snp_status snp_service_get_stats(const struct snp_service *service,
-                                 struct snp_service_stats *out_stats);
+snp_status snp_service_controller_next_output(struct snp_service_controller *controller,
+                                              struct snp_service_output *out);
+
+/**
+ * Writes when `tick` must be called next (the earliest resend, in the
+ * clock of the times given to `tick`): `SNP_OK`, or `SNP_EMPTY` (nothing
+ * written) when nothing is in flight.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`,
+ * `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle and `out_ms` writable.
+ */
+snp_status snp_service_controller_next_deadline(const struct snp_service_controller *controller,
+                                                uint64_t *out_ms);
 
 /**
  * Fills `options` with the defaults (NULL is ignored).
@@ -1062,6 +1359,57 @@ snp_status snp_service_get_stats(const struct snp_service *service,
  * `options` must be NULL or writable.
  */
 void snp_service_options_init(struct snp_service_options *options);
+
+/**
+ * Writes the current mode (`SNP_MODE_STORAGE` or `SNP_MODE_CACHE`).
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE`
+ * (a forked child on its parent's handle), `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle and `out_mode` writable.
+ */
+snp_status snp_service_mode(const struct snp_service *service,
+                            int32_t *out_mode);
+
+/**
+ * Writes the storage uid (what the broker's duplicate detection is tied
+ * to). Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE`
+ * (a forked child on its parent's handle), `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle and `out_uid` writable.
+ */
+snp_status snp_service_storage_uid(const struct snp_service *service,
+                                   struct snp_uuid *out_uid);
+
+/**
+ * Writes the storage uid the store had before a level-2 failure moved it
+ * to level 1 with a new one; `SNP_EMPTY` (nothing written) if that never
+ * happened. When going online, a broker that remembers this uid knows the
+ * delivery state of the moved events: treat it like the current uid
+ * (invalidate nothing) and send the broker the current one.
+ * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE`
+ * (a forked child on its parent's handle), `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle and `out_uid` writable.
+ */
+snp_status snp_service_previous_storage_uid(const struct snp_service *service,
+                                            struct snp_uuid *out_uid);
+
+/**
+ * Copies the counters into `*out_stats`, up to `out_stats->struct_size`
+ * bytes (set it to `sizeof(snp_service_stats)` first).
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size too
+ * small), `SNP_ERR_STATE` (a forked child on its parent's handle),
+ * `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle and `out_stats` writable for its own
+ * `struct_size` bytes.
+ */
+snp_status snp_service_get_stats(const struct snp_service *service,
+                                 struct snp_service_stats *out_stats);
 
 /**
  * A fixed text for a status (never NULL, static storage).

@@ -15,7 +15,10 @@ use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
 
 /// A client store. Opaque; safe to use from several threads at once.
 pub struct snp_client {
-    store: ClientStore,
+    /// Shared with the controllers made over it: they keep the store
+    /// alive after the handle is closed (their calls then answer
+    /// `SNP_ERR_CLOSED`).
+    store: std::sync::Arc<ClientStore>,
 }
 
 impl Handle for snp_client {
@@ -27,7 +30,9 @@ impl Handle for snp_client {
 /// # Safety
 /// `client` must be NULL or a live handle from `snp_client_open*`, not
 /// closed during the call (the header's contract for every function).
-unsafe fn store<'a>(client: *const snp_client) -> Result<&'a ClientStore, Error> {
+pub(crate) unsafe fn store<'a>(
+    client: *const snp_client,
+) -> Result<&'a std::sync::Arc<ClientStore>, Error> {
     // SAFETY: forwarded contract: NULL or a live handle, not closed during
     // the call.
     Ok(&unsafe { handle(client) }?.store)
@@ -66,6 +71,12 @@ unsafe fn open_by_level(o: &snp_client_options) -> Result<ClientStore, Error> {
 /// missing at level 2, characters that cannot be in a file name),
 /// `SNP_ERR_LOCKED`, `SNP_ERR_PANIC`.
 ///
+/// A handle belongs to the process that opened it: after `fork()` every
+/// call on it in the child returns `SNP_ERR_STATE` (the child opens a store
+/// of its own); `snp_client_close` in the child frees it without writing
+/// anything. The file's descriptor is close-on-exec and detached in forked
+/// children, so a child never holds the parent's lock.
+///
 /// # Safety
 /// `options` must point to an initialised `snp_client_options` whose
 /// strings are NULL or NUL-terminated; `out_client` must be writable.
@@ -81,7 +92,14 @@ pub unsafe extern "C" fn snp_client_open(
         // SAFETY: its strings are NULL or NUL-terminated (the contract).
         let store = unsafe { open_by_level(&o) }?;
         // SAFETY: `out_client` is writable (the contract), not NULL (checked).
-        unsafe { hand_out(snp_client { store }, out) }
+        unsafe {
+            hand_out(
+                snp_client {
+                    store: std::sync::Arc::new(store),
+                },
+                out,
+            )
+        }
     })
 }
 
@@ -114,7 +132,14 @@ pub unsafe extern "C" fn snp_client_open_custom(
         let ids = unsafe { CIdStore::from_vtable(backend) }?;
         let store = ClientStore::open_custom(Box::new(ids), &rust);
         // SAFETY: `out_client` is writable (the contract), not NULL (checked).
-        unsafe { hand_out(snp_client { store }, out) }
+        unsafe {
+            hand_out(
+                snp_client {
+                    store: std::sync::Arc::new(store),
+                },
+                out,
+            )
+        }
     })
 }
 
@@ -280,7 +305,8 @@ pub unsafe extern "C" fn snp_client_flush(client: *mut snp_client) -> snp_status
 
 /// Copies the state into `*out_stats`, up to `out_stats->struct_size`
 /// bytes (set it to `sizeof(snp_client_stats)` first).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE` (a forked
+/// child on its parent's handle), `SNP_ERR_PANIC`.
 ///
 /// # Safety
 /// `client` must be a live handle and `out_stats` writable for its own
@@ -292,7 +318,9 @@ pub unsafe extern "C" fn snp_client_get_stats(
 ) -> snp_status {
     guard(|| {
         // SAFETY: NULL or a live handle (the contract).
-        let stats = unsafe { store(client) }?.stats();
+        let store = unsafe { store(client) }?;
+        store.check_process()?;
+        let stats = store.stats();
         // SAFETY: `out_stats` is NULL or writable for its own struct_size
         // bytes (the contract).
         unsafe { write_versioned(out_stats, &snp_client_stats::of(&stats), "out_stats") }

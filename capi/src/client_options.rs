@@ -21,8 +21,11 @@ pub struct snp_client_options {
     pub level: i32,
     /// Directory of the file (NUL-terminated; level 2 only).
     pub directory: *const c_char,
-    /// The broker's address (NUL-terminated; level 2 only). `:` becomes
-    /// `-` in the file name.
+    /// The broker's address (NUL-terminated; level 2 only). In the file
+    /// name, server address and client key keep `A-Z a-z 0-9 . -` and
+    /// write every other byte as `%XX` (`fe80::1` becomes `fe80%3A%3A1`),
+    /// so no two pairs share a file; a file named by the earlier rule (`:`
+    /// as `-`) is renamed when its header says it is this pair's.
     pub server_address: *const c_char,
     /// The client's key (NUL-terminated; level 2 only).
     pub client_key: *const c_char,

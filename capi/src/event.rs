@@ -150,7 +150,7 @@ pub(crate) fn kind_of(code: i32) -> Result<EventKind, Error> {
 /// # Safety
 /// `event` must be NULL or point to an `snp_event` whose buffers hold
 /// their lengths in readable bytes (when within the limits).
-pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<Event, Error> {
+pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<EventIn, Error> {
     // SAFETY: forwarded contract: NULL or an initialised `snp_event`.
     let e = unsafe { read_arg(event, "event") }?;
     let kind = kind_of(e.kind)?;
@@ -174,13 +174,50 @@ pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<Event, Error> {
         other => other,
     })?;
     let client_id = (kind == EventKind::Private).then_some(e.client_id);
-    Ok(Event {
+    Ok(EventIn {
         kind,
         name,
         args,
         client_id,
-        uid: snp::Uuid::new_v4(),
     })
+}
+
+/// A caller's event, copied: everything but the uid.
+pub(crate) struct EventIn {
+    kind: EventKind,
+    name: String,
+    args: Vec<u8>,
+    client_id: Option<i64>,
+}
+
+impl EventIn {
+    /// Stores it with a new uid from the store (fork-safe); returns the uid.
+    pub(crate) fn raise(&self, store: &snp::ServiceStore) -> Result<snp::Uuid, Error> {
+        match self.client_id {
+            Some(client) => store.raise_private(&self.name, &self.args, client),
+            None => store.raise(self.kind, &self.name, &self.args),
+        }
+    }
+
+    /// Raises it through a controller, with a new uid; returns the uid.
+    pub(crate) fn raise_through(
+        &self,
+        ctl: &mut snp::ServiceController,
+    ) -> Result<snp::Uuid, Error> {
+        let event = Event::new(self.kind, &self.name, &self.args, self.client_id)?;
+        ctl.raise_event(&event)
+    }
+
+    /// The event with the caller's uid.
+    pub(crate) fn with_uid(self, uid: snp::Uuid) -> Event {
+        Event {
+            kind: self.kind,
+            name: self.name,
+            args: self.args,
+            client_id: self.client_id,
+            uid,
+        }
+    }
 }
 
 /// Writes an event to the caller's output (`SNP_OK`), or nothing

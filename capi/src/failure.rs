@@ -13,6 +13,14 @@ pub const SNP_FAILURE_CORRUPTION: i32 = 2;
 pub const SNP_FAILURE_CAPACITY_DROP: i32 = 3;
 /// A partial record from an interrupted write was discarded at open.
 pub const SNP_FAILURE_INTERRUPTED_WRITE: i32 = 4;
+/// Reports caused by the callback's own calls while it handled earlier
+/// reports were held back to end a loop (they are counted in the stats;
+/// this report itself is not counted in `failures`).
+pub const SNP_FAILURE_CALLBACK_LOOP: i32 = 5;
+/// The capacity asked for at open could not be applied (the journal's
+/// rewrite failed, e.g. on a full disk): it keeps its old capacity, nothing
+/// was lost.
+pub const SNP_FAILURE_CAPACITY_UNCHANGED: i32 = 6;
 
 // The header's codes are the library's.
 const _: () = assert!(
@@ -20,6 +28,8 @@ const _: () = assert!(
         && SNP_FAILURE_CORRUPTION == FailureKind::Corruption.code()
         && SNP_FAILURE_CAPACITY_DROP == FailureKind::CapacityDrop.code()
         && SNP_FAILURE_INTERRUPTED_WRITE == FailureKind::InterruptedWrite.code()
+        && SNP_FAILURE_CALLBACK_LOOP == FailureKind::CallbackLoop.code()
+        && SNP_FAILURE_CAPACITY_UNCHANGED == FailureKind::CapacityUnchanged.code()
 );
 
 /// `void on_failure(void *user_data, int32_t failure_kind, const char

@@ -25,6 +25,11 @@ pub type snp_id_visit_fn = Option<
 
 /// A client-side level-2 backend: the last id per subscription name.
 /// Required: `load`, `put`, `clear`; `flush` and `destroy` may be NULL.
+///
+/// The store calls these functions with its lock held, one at a time: they
+/// must not call the store they belong to. A call that can fail returns
+/// `SNP_ERR_STATE` instead of deadlocking; `snp_*_get_stats` and the other
+/// readers return `SNP_ERR_PANIC`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_id_store_vtable {

@@ -27,9 +27,10 @@
 //! mapping from the library's errors; `panic` the boundary and the last
 //! error message; then one file per
 //! C type (`uuid`, `event`, `failure`, `options`, `service`,
-//! `service_options`, `service_stats`, `client`, `client_options`,
-//! `client_stats`, `record_log`, `id_store`, with `vtable` shared by the
-//! last two). The order of the modules below is the order of the header.
+//! `service_options`, `service_stats`, `service_controller`, `client`,
+//! `client_options`, `client_stats`, `client_controller`, `record_log`,
+//! `id_store`, with `vtable` shared by the last two). The header follows
+//! the order of the modules below.
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -37,6 +38,7 @@ mod cast;
 mod panic;
 
 pub mod client;
+pub mod client_controller;
 pub mod client_options;
 pub mod client_stats;
 pub mod event;
@@ -45,6 +47,7 @@ pub mod id_store;
 pub mod options;
 pub mod record_log;
 pub mod service;
+pub mod service_controller;
 pub mod service_options;
 pub mod service_stats;
 pub mod status;

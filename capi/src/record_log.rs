@@ -51,6 +51,11 @@ pub type snp_record_visit_fn = Option<
 /// A service-side level-2 backend: ordered records with sequence numbers.
 /// Required: `append`, `remove`, `read`, `scan`, `clear`, `get_metadata`,
 /// `set_metadata`; `commit`, `flush` and `destroy` may be NULL.
+///
+/// The store calls these functions with its lock held, one at a time: they
+/// must not call the store they belong to. A call that can fail returns
+/// `SNP_ERR_STATE` instead of deadlocking; `snp_*_get_stats` and the other
+/// readers return `SNP_ERR_PANIC`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_record_log_vtable {

@@ -4,19 +4,21 @@ use std::ffi::c_char;
 
 use snp::{Error, ServiceStore};
 
-use crate::cast::{free, hand_out, handle, read_arg, write_versioned, Handle, Out};
+use crate::cast::{free, hand_out, handle, read_arg, Handle, Out};
 use crate::event::{copy_out, event_of, kind_of, owned_name, snp_event, snp_stored_event};
 use crate::options::{SNP_DURABILITY_SYNC, SNP_LEVEL_FILE, SNP_LEVEL_MEMORY};
 use crate::panic::guard;
 use crate::record_log::{snp_record_log_vtable, CRecordLog};
 use crate::service_options::{read_options, rust_options, snp_service_options};
-use crate::service_stats::{mode_code, snp_service_stats};
-use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
+use crate::status::{snp_status, SNP_OK};
 use crate::uuid::snp_uuid;
 
 /// A service store. Opaque; safe to use from several threads at once.
 pub struct snp_service {
-    store: ServiceStore,
+    /// Shared with the controllers made over it: they keep the store
+    /// alive after the handle is closed (their calls then answer
+    /// `SNP_ERR_CLOSED`).
+    store: std::sync::Arc<ServiceStore>,
 }
 
 impl Handle for snp_service {
@@ -28,10 +30,27 @@ impl Handle for snp_service {
 /// # Safety
 /// `service` must be NULL or a live handle from `snp_service_open*`, not
 /// closed during the call (the header's contract for every function).
-unsafe fn store<'a>(service: *const snp_service) -> Result<&'a ServiceStore, Error> {
+pub(crate) unsafe fn store<'a>(
+    service: *const snp_service,
+) -> Result<&'a std::sync::Arc<ServiceStore>, Error> {
     // SAFETY: forwarded contract: NULL or a live handle, not closed during
     // the call.
     Ok(&unsafe { handle(service) }?.store)
+}
+
+/// The store behind a handle, for a reader: refused with a state error
+/// in a forked child on the parent's handle (the Rust readers have no
+/// error to return; see `ServiceStore::check_process`).
+///
+/// # Safety
+/// As [`store`].
+pub(crate) unsafe fn reader<'a>(
+    service: *const snp_service,
+) -> Result<&'a std::sync::Arc<ServiceStore>, Error> {
+    // SAFETY: forwarded contract.
+    let store = unsafe { store(service) }?;
+    store.check_process()?;
+    Ok(store)
 }
 
 /// The store `options` ask for (level 1, or level 2 in their directory).
@@ -71,6 +90,12 @@ unsafe fn open_by_level(o: &snp_service_options) -> Result<ServiceStore, Error> 
 /// value), `SNP_ERR_LOCKED` (another handle has the journal),
 /// `SNP_ERR_PANIC`.
 ///
+/// A handle belongs to the process that opened it: after `fork()` every
+/// call on it in the child returns `SNP_ERR_STATE` (the child opens a store
+/// of its own); `snp_service_close` in the child frees it without writing
+/// anything. The file's descriptor is close-on-exec and detached in forked
+/// children, so a child never holds the parent's lock.
+///
 /// # Safety
 /// `options` must point to an initialised `snp_service_options`; its
 /// `directory` must be NULL or NUL-terminated; `out_service` must be
@@ -87,7 +112,14 @@ pub unsafe extern "C" fn snp_service_open(
         // SAFETY: its `directory` is NULL or NUL-terminated (the contract).
         let store = unsafe { open_by_level(&o) }?;
         // SAFETY: `out_service` is writable (the contract), not NULL (checked).
-        unsafe { hand_out(snp_service { store }, out) }
+        unsafe {
+            hand_out(
+                snp_service {
+                    store: std::sync::Arc::new(store),
+                },
+                out,
+            )
+        }
     })
 }
 
@@ -128,7 +160,14 @@ pub unsafe extern "C" fn snp_service_open_custom(
         let log = unsafe { CRecordLog::from_vtable(backend) }?;
         let store = ServiceStore::open_custom(Box::new(log), &rust)?;
         // SAFETY: `out_service` is writable (the contract), not NULL (checked).
-        unsafe { hand_out(snp_service { store }, out) }
+        unsafe {
+            hand_out(
+                snp_service {
+                    store: std::sync::Arc::new(store),
+                },
+                out,
+            )
+        }
     })
 }
 
@@ -174,7 +213,7 @@ pub unsafe extern "C" fn snp_service_raise(
         // SAFETY: `service` is NULL or a live handle; `event` is NULL or an
         // initialised event whose buffers hold their lengths (the contract).
         let (store, event) = unsafe { (store(service)?, event_of(event)?) };
-        let uid = store.raise_event(&event)?;
+        let uid = event.raise(store)?;
         if let Some(o) = Out::optional(out_uid) {
             // SAFETY: `out_uid` is not NULL, so writable (the contract).
             unsafe { o.write(uid.into()) };
@@ -196,10 +235,9 @@ pub unsafe extern "C" fn snp_service_raise_with_uid(
 ) -> snp_status {
     guard(|| {
         // SAFETY: as in `snp_service_raise`; `uid` is NULL or readable.
-        let (store, mut event, uid) =
+        let (store, event, uid) =
             unsafe { (store(service)?, event_of(event)?, read_arg(uid, "uid")?) };
-        event.uid = uid.into();
-        store.raise_event(&event)?;
+        store.raise_event(&event.with_uid(uid.into()))?;
         Ok(SNP_OK)
     })
 }
@@ -331,79 +369,6 @@ pub unsafe extern "C" fn snp_service_set_storage_mode(service: *mut snp_service)
     })
 }
 
-/// Writes `value` to a required output: `SNP_OK`, or an invalid-argument
-/// error naming `what` if it is NULL.
-///
-/// # Safety
-/// `out` must be NULL or writable.
-unsafe fn put<T: Copy>(out: *mut T, what: &str, value: T) -> Result<snp_status, Error> {
-    let o = Out::new(out, what)?;
-    // SAFETY: forwarded contract; not NULL (checked).
-    unsafe { o.write(value) };
-    Ok(SNP_OK)
-}
-
-/// Writes the current mode (`SNP_MODE_STORAGE` or `SNP_MODE_CACHE`).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
-///
-/// # Safety
-/// `service` must be a live handle and `out_mode` writable.
-#[no_mangle]
-pub unsafe extern "C" fn snp_service_mode(
-    service: *const snp_service,
-    out_mode: *mut i32,
-) -> snp_status {
-    guard(|| {
-        // SAFETY: NULL or a live handle; `out_mode` writable (the contract).
-        unsafe { put(out_mode, "out_mode", mode_code(store(service)?.mode())) }
-    })
-}
-
-/// Writes the storage uid (what the broker's duplicate detection is tied
-/// to). Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
-///
-/// # Safety
-/// `service` must be a live handle and `out_uid` writable.
-#[no_mangle]
-pub unsafe extern "C" fn snp_service_storage_uid(
-    service: *const snp_service,
-    out_uid: *mut snp_uuid,
-) -> snp_status {
-    guard(|| {
-        // SAFETY: NULL or a live handle; `out_uid` writable (the contract).
-        unsafe { put(out_uid, "out_uid", store(service)?.storage_uid().into()) }
-    })
-}
-
-/// Writes the storage uid the store had before a level-2 failure moved it
-/// to level 1 with a new one; `SNP_EMPTY` (nothing written) if that never
-/// happened. When going online, a broker that remembers this uid knows the
-/// delivery state of the moved events: treat it like the current uid
-/// (invalidate nothing) and send the broker the current one.
-/// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_PANIC`.
-///
-/// # Safety
-/// `service` must be a live handle and `out_uid` writable.
-#[no_mangle]
-pub unsafe extern "C" fn snp_service_previous_storage_uid(
-    service: *const snp_service,
-    out_uid: *mut snp_uuid,
-) -> snp_status {
-    guard(|| {
-        // SAFETY: NULL or a live handle (the contract).
-        let store = unsafe { store(service) }?;
-        let o = Out::new(out_uid, "out_uid")?;
-        match store.previous_storage_uid() {
-            Some(uid) => {
-                // SAFETY: `out_uid` is writable (the contract), not NULL.
-                unsafe { o.write(uid.into()) };
-                Ok(SNP_OK)
-            }
-            None => Ok(SNP_EMPTY),
-        }
-    })
-}
-
 /// Discards the events stored when the store was opened ("ancient data":
 /// call it when the broker remembers another storage uid than the current
 /// or the previous one); keeps events raised since. Writes how many were discarded to `*out_count` unless it
@@ -454,27 +419,5 @@ pub unsafe extern "C" fn snp_service_flush(service: *mut snp_service) -> snp_sta
         // SAFETY: NULL or a live handle (the contract).
         unsafe { store(service) }?.flush()?;
         Ok(SNP_OK)
-    })
-}
-
-/// Copies the counters into `*out_stats`, up to `out_stats->struct_size`
-/// bytes (set it to `sizeof(snp_service_stats)` first).
-/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size too
-/// small), `SNP_ERR_PANIC`.
-///
-/// # Safety
-/// `service` must be a live handle and `out_stats` writable for its own
-/// `struct_size` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn snp_service_get_stats(
-    service: *const snp_service,
-    out_stats: *mut snp_service_stats,
-) -> snp_status {
-    guard(|| {
-        // SAFETY: NULL or a live handle (the contract).
-        let stats = unsafe { store(service) }?.stats();
-        // SAFETY: `out_stats` is NULL or writable for its own struct_size
-        // bytes (the contract).
-        unsafe { write_versioned(out_stats, &snp_service_stats::of(&stats), "out_stats") }
     })
 }

@@ -447,14 +447,14 @@ static void test_level2(const char *dir) {
     snp_client *c = NULL;
     CHECK_OK(snp_client_open(&o, &c));
     CHECK(client_stats(c).level == SNP_LEVEL_FILE);
-    /* ':' in an IPv6 server address becomes '-' in the file name. */
-    CHECK(file_exists(dir, "softnet.client.persistence_fd00--1_gateway-7.scp"));
+    /* ':' in an IPv6 server address is written %3A in the file name. */
+    CHECK(file_exists(dir, "softnet.client.persistence_fd00%3A%3A1_gateway-7.scp"));
 
     /* A second open of the same file is refused, naming it. */
     snp_client *second = SENTINEL_CLIENT;
     CHECK_STATUS(snp_client_open(&o, &second), SNP_ERR_LOCKED);
     CHECK(second == SENTINEL_CLIENT);
-    CHECK(last_error_contains("softnet.client.persistence_fd00--1_gateway-7.scp"));
+    CHECK(last_error_contains("softnet.client.persistence_fd00%3A%3A1_gateway-7.scp"));
 
     /* A bracketed address with a port; another key is another file. */
     snp_client_options o2 = file_options(dir, "[fe80::1]:7000", "gateway-8");
@@ -463,7 +463,7 @@ static void test_level2(const char *dir) {
     o2.batch_max_delay_ms = 10;
     snp_client *c2 = NULL;
     CHECK_OK(snp_client_open(&o2, &c2));
-    CHECK(file_exists(dir, "softnet.client.persistence_[fe80--1]-7000_gateway-8.scp"));
+    CHECK(file_exists(dir, "softnet.client.persistence_%5Bfe80%3A%3A1%5D%3A7000_gateway-8.scp"));
     for (int i = 0; i < 10; i++) put_id(c2, "Counter", i);
     snp_client_close(c2);
 

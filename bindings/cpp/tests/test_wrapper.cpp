@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -647,7 +648,7 @@ void test_client_file() {
         CHECK_THROWS(sp::ClientStore::open(client_file_options(dir.path)), SNP_ERR_LOCKED);
     }
     CHECK(std::filesystem::exists(dir.path +
-                                  "/softnet.client.persistence_broker.local-7778_gateway-1.scp"));
+                                  "/softnet.client.persistence_broker.local%3A7778_gateway-1.scp"));
     {
         sp::ClientStore client = sp::ClientStore::open(client_file_options(dir.path));
         CHECK(*client.get("temperature") == 41);
@@ -819,6 +820,104 @@ void test_custom_client_backend() {
     CHECK_THROWS(sp::ClientStore::open_custom(nullptr), SNP_ERR_INVALID_ARGUMENT);
 }
 
+// The natural pattern: on_failure raises an event into its own full store
+// for every capacity drop (each of those raises drops one more event).
+// The callback is never entered recursively: the drop its first raise
+// causes is passed on after it returns, the drop its second raise causes is
+// held back, and one FailureKind::CallbackLoop report per outer raise says
+// so. Every raised event is pending or counted dropped. (The release before
+// nested the callback once per raise until the stack overflowed.)
+void test_callback_raising_into_full_store() {
+    struct State {
+        sp::ServiceStore *store = nullptr;
+        bool raise_on_drop = false;
+        int depth = 0;
+        int max_depth = 0;
+        std::size_t drops = 0;
+        std::size_t loops = 0;
+        std::uint64_t loop_lost = 0;
+        std::string loop_message;
+        std::size_t raised = 0;
+        std::size_t raise_errors = 0;
+    };
+    State state;
+    sp::ServiceOptions o;
+    o.memory_capacity = 4096;
+    o.on_failure = [&state](const sp::Failure &f) {
+        ++state.depth;
+        state.max_depth = std::max(state.max_depth, state.depth);
+        if (f.kind == sp::FailureKind::CapacityDrop) {
+            ++state.drops;
+            if (state.raise_on_drop) {
+                try {
+                    state.store->raise(sp::EventKind::Queueing, "fromcb", "cb-000000000");
+                    ++state.raised;
+                } catch (const sp::Error &) {
+                    ++state.raise_errors;
+                }
+            }
+        } else if (f.kind == sp::FailureKind::CallbackLoop) {
+            ++state.loops;
+            state.loop_lost += f.events_lost;
+            state.loop_message = f.message;
+        }
+        --state.depth;
+    };
+    sp::ServiceStore store = sp::ServiceStore::open_memory(o);
+    state.store = &store;
+
+    // Fill to the brim: every event below has the same size, so each raise
+    // into the full store drops exactly one.
+    std::size_t filled = 0;
+    while (store.stats().dropped_events == 0) {
+        store.raise(sp::EventKind::Queueing, "fillup", "fi-" + std::to_string(100000000 + filled));
+        ++filled;
+        CHECK(filled < 1000);
+    }
+    const std::uint64_t brim = store.stats().pending_events;
+    CHECK(brim == filled - 1);
+    CHECK(state.drops == 1 && state.loops == 0);
+
+    state.raise_on_drop = true;
+    const int outer = 1000;
+    int wrong = 0;
+    for (int i = 0; i < outer; ++i) {
+        const std::size_t drops = state.drops;
+        const std::size_t loops = state.loops;
+        const std::size_t raised = state.raised;
+        store.raise(sp::EventKind::Queueing, "outers", "ou-" + std::to_string(100000000 + i));
+        if (state.drops - drops != 2 || state.loops - loops != 1 || state.raised - raised != 2) {
+            ++wrong;
+        }
+    }
+    CHECK(wrong == 0);
+    CHECK(state.max_depth == 1);
+    CHECK(state.depth == 0);
+    CHECK(state.raise_errors == 0);
+    CHECK(state.loops == static_cast<std::size_t>(outer));
+    CHECK(state.loop_lost == 0);
+    CHECK(contains(state.loop_message, "1 failure report"));
+    CHECK(state.raised == 2 * static_cast<std::size_t>(outer));
+
+    const sp::ServiceStats st = store.stats();
+    CHECK(st.pending_events == brim);
+    CHECK(st.dropped_events == 1 + 3 * static_cast<std::uint64_t>(outer));
+    CHECK(st.pending_events + st.dropped_events == filled + outer + state.raised);
+
+    // The newest events are kept, in raise order: the last outer raise and
+    // the callback's two raises after it.
+    state.raise_on_drop = false;
+    std::vector<sp::StoredEvent> pending;
+    while (auto ev = store.peek()) {
+        pending.push_back(*ev);
+        store.ack(ev->uid);
+    }
+    CHECK(pending.size() == brim);
+    CHECK(pending[brim - 3].name == "outers");
+    CHECK(pending[brim - 3].args_string() == "ou-" + std::to_string(100000000 + outer - 1));
+    CHECK(pending[brim - 2].name == "fromcb" && pending[brim - 1].name == "fromcb");
+}
+
 }  // namespace
 
 int main() {
@@ -830,6 +929,7 @@ int main() {
     test_errors();
     test_move_semantics_and_callback();
     test_callback_exception_is_contained();
+    test_callback_raising_into_full_store();
     test_fallback_reported_at_open();
     test_corruption_reported_at_open();
     test_concurrent_raises();

@@ -110,7 +110,7 @@ fn enums(py: Python<'_>) -> PyResult<&Enums> {
     ENUMS.get_or_try_init(py, || {
         Ok(Enums {
             event_kinds: members(py, "EventKind", &[1, 2, 4, 5])?,
-            failure_kinds: members(py, "FailureKind", &[1, 2, 3, 4])?,
+            failure_kinds: members(py, "FailureKind", &[1, 2, 3, 4, 5, 6])?,
         })
     })
 }

@@ -215,13 +215,18 @@ impl PyServiceStore {
         let name: &str = &name;
         let raised = match (client_id, uid) {
             (None, None) => self.store.run(py, |s| s.raise(kind, name, args))?,
-            (client_id, uid) => {
+            (client_id, None) => {
+                // A new uid from the library's fork-safe generator.
+                let event = Event::new(kind, name, args, client_id).into_py_result(py)?;
+                self.store.run(py, |s| s.raise_event(&event))?
+            }
+            (client_id, Some(uid)) => {
                 let event = Event {
                     kind,
                     name: name.to_owned(),
                     args: args.to_vec(),
                     client_id,
-                    uid: uid.unwrap_or_else(core::Uuid::new_v4),
+                    uid,
                 };
                 self.store.run(py, |s| s.raise_event(&event))?
             }

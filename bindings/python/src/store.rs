@@ -15,17 +15,27 @@ use crate::errors::{to_py_err, IntoPyResult};
 pub trait CoreStore: Send + Sync {
     /// Flushes and releases the store.
     fn close(&self) -> Result<(), Error>;
+    /// Refuses a forked child's use of its parent's store.
+    fn check_process(&self) -> Result<(), Error>;
 }
 
 impl CoreStore for core::ServiceStore {
     fn close(&self) -> Result<(), Error> {
         core::ServiceStore::close(self)
     }
+
+    fn check_process(&self) -> Result<(), Error> {
+        core::ServiceStore::check_process(self)
+    }
 }
 
 impl CoreStore for core::ClientStore {
     fn close(&self) -> Result<(), Error> {
         core::ClientStore::close(self)
+    }
+
+    fn check_process(&self) -> Result<(), Error> {
+        core::ClientStore::check_process(self)
     }
 }
 
@@ -68,12 +78,16 @@ impl<S: CoreStore> StoreHandle<S> {
     }
 
     /// For the accessors the core answers even when closed: raises
-    /// `StoreClosedError` once closed, else runs `op` as [`Self::run`] does.
+    /// `StoreClosedError` once closed, `InvalidStateError` in a forked
+    /// child on the parent's store, else runs `op` as [`Self::run`] does.
     pub fn read<T: Send>(&self, py: Python<'_>, op: impl FnOnce(&S) -> T + Send) -> PyResult<T> {
         if self.is_closed() {
             return Err(to_py_err(py, Error::Closed));
         }
-        self.run(py, |s| Ok(op(s)))
+        self.run(py, |s| {
+            s.check_process()?;
+            Ok(op(s))
+        })
     }
 
     /// True once [`Self::close`] was called.

@@ -126,7 +126,7 @@ def test_file_keeps_ids_across_reopen(tmp_path):
         assert client.level == 2
         path = client.file_path
         assert isinstance(path, pathlib.Path)
-        assert path.name == "softnet.client.persistence_fe80--1_key.scp"
+        assert path.name == "softnet.client.persistence_fe80%3A%3A1_key.scp"
         client.put("Temperature", 41)
         client.put("Door", I64_MAX)
     with snp.ClientStore.open_file(str(tmp_path), "fe80::1", "key", durability="batch") as client:

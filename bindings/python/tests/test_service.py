@@ -41,7 +41,7 @@ def test_event_kind_is_an_int_enum():
         ("PRIVATE", 4),
         ("REPLACING_NULL", 5),
     ]
-    assert [int(k) for k in snp.FailureKind] == [1, 2, 3, 4]
+    assert [int(k) for k in snp.FailureKind] == [1, 2, 3, 4, 5, 6]
 
 
 def test_raise_peek_ack_in_order(store):

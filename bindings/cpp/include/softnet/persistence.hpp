@@ -162,6 +162,12 @@ enum class FailureKind : std::int32_t {
     CapacityDrop = SNP_FAILURE_CAPACITY_DROP,
     /// A partial record from an interrupted write was discarded at open.
     InterruptedWrite = SNP_FAILURE_INTERRUPTED_WRITE,
+    /// Reports caused by the callback's own calls while it handled earlier
+    /// reports were held back (counted in the stats).
+    CallbackLoop = SNP_FAILURE_CALLBACK_LOOP,
+    /// The capacity asked for at open could not be applied; the journal
+    /// keeps its old capacity (nothing lost).
+    CapacityUnchanged = SNP_FAILURE_CAPACITY_UNCHANGED,
 };
 
 /// Why a custom service backend is asked to remove a record
@@ -397,7 +403,8 @@ struct ClientOptions {
     Level level = Level::Memory;
     /// Directory of the file (level 2; required there).
     std::string directory;
-    /// The broker's address (level 2; `:` becomes `-` in the file name).
+    /// The broker's address (level 2; written `%3A` for `:` in the file
+    /// name, as every byte other than `A-Z a-z 0-9 . -`).
     std::string server_address;
     /// The client's key (level 2).
     std::string client_key;

@@ -36,9 +36,17 @@ class FailureKind(enum.IntEnum):
       room (overflow "drop_oldest").
     - ``INTERRUPTED_WRITE`` (4): a partial record from an interrupted write
       was discarded at open; no stored event was lost.
+    - ``CALLBACK_LOOP`` (5): reports caused by the callback's own calls while
+      it handled earlier reports were held back (a callback raising into a
+      full store would otherwise loop); they are counted in the stats.
+    - ``CAPACITY_UNCHANGED`` (6): the capacity asked for at open could not be
+      applied (the journal's rewrite failed, e.g. a full disk); the journal
+      keeps its old capacity and nothing was lost.
     """
 
     FALLBACK = 1
     CORRUPTION = 2
     CAPACITY_DROP = 3
     INTERRUPTED_WRITE = 4
+    CALLBACK_LOOP = 5
+    CAPACITY_UNCHANGED = 6
