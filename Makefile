@@ -107,7 +107,7 @@ install-test: lib
 python-test:
 	bindings/python/run_tests.sh
 
-test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test
+test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test fuzz
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet
@@ -122,11 +122,25 @@ bench:
 	$(CARGO) bench --bench service
 	$(CARGO) bench --bench client
 
-# Fuzz the journal's recovery for FUZZ_SECONDS (needs `cargo install cargo-fuzz`;
-# runs on the stable toolchain without a sanitizer). Not part of `make test`.
+# Fuzz each target in fuzz/fuzz_targets for FUZZ_SECONDS (part of `make test`):
+# the journal's recovery and the C ABI call sequence, without a sanitizer (so
+# on the stable toolchain). The committed seeds (fuzz/corpus/<target>) are
+# read, new inputs go to target/fuzz-corpus/<target>, so a run leaves the tree
+# as it was. A crash stops with a non-zero status and leaves the input in
+# fuzz/artifacts/<target>/. Needs cargo-fuzz (.ci/run installs it).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := recovery capi_calls
+FUZZ_WORK := $(CURDIR)/target/fuzz-corpus
 fuzz:
-	cd fuzz && $(CARGO) fuzz run -s none recovery -- -max_total_time=$(FUZZ_SECONDS)
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "make fuzz: cargo-fuzz is missing;" \
+		"install it with: cargo install cargo-fuzz --locked"; exit 1; }
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		mkdir -p $(FUZZ_WORK)/$$t && \
+		(cd fuzz && $(CARGO) fuzz run -s none --target-dir $(CURDIR)/target/fuzz $$t \
+			$(FUZZ_WORK)/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -21,15 +21,27 @@ fn options() -> ServiceOptions {
     }
 }
 
+/// A temp dir, on tmpfs if there is one (files are made and dropped at
+/// every run).
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("temp dir")
+}
+
 /// A real journal with a few events, the base the input is laid over.
 fn seed_file() -> &'static Vec<u8> {
     static SEED: OnceLock<Vec<u8>> = OnceLock::new();
     SEED.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = temp_dir();
         let store = ServiceStore::open_file(dir.path(), SERVICE, &options()).expect("open");
-        for (i, kind) in [EventKind::Queueing, EventKind::Replacing, EventKind::Queueing]
-            .into_iter()
-            .enumerate()
+        for (i, kind) in [
+            EventKind::Queueing,
+            EventKind::Replacing,
+            EventKind::Queueing,
+        ]
+        .into_iter()
+        .enumerate()
         {
             store.raise(kind, "Sensor", &[i as u8; 20]).expect("raise");
         }
@@ -52,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     if patch.len() > file.len() - at && patch.len() % 2 == 1 {
         file.truncate(at + patch.len() / 2 % (file.len() - at + 1));
     }
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = temp_dir();
     let name = format!("softnet.service.persistence_{}.ssp", SERVICE.hyphenated());
     std::fs::write(dir.path().join(name), &file).expect("write");
     let Ok(store) = ServiceStore::open_file(dir.path(), SERVICE, &options()) else {
