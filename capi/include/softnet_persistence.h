@@ -235,7 +235,8 @@ typedef struct snp_client snp_client;
 
 /**
  * A client controller. Opaque; safe to use from several threads at once
- * (each call takes its lock).
+ * (each call takes its lock). A failure callback of its store must not
+ * call it: such a call returns `SNP_ERR_STATE`.
  */
 typedef struct snp_client_controller snp_client_controller;
 
@@ -246,7 +247,8 @@ typedef struct snp_service snp_service;
 
 /**
  * A service controller. Opaque; safe to use from several threads at once
- * (each call takes its lock).
+ * (each call takes its lock). A failure callback of its store must not
+ * call it: such a call returns `SNP_ERR_STATE`.
  */
 typedef struct snp_service_controller snp_service_controller;
 
@@ -655,6 +657,34 @@ typedef struct snp_service_output {
 } snp_service_output;
 
 /**
+ * The state of a service controller. Set `struct_size` to
+ * `sizeof(snp_service_controller_stats)` before
+ * `snp_service_controller_get_stats`.
+ */
+typedef struct snp_service_controller_stats {
+    /**
+     * `sizeof(snp_service_controller_stats)` as the caller knows it.
+     */
+    uint32_t struct_size;
+    /**
+     * 1 between `online` and `disconnected`, else 0.
+     */
+    int32_t online;
+    /**
+     * Events sent and not yet acknowledged.
+     */
+    uint64_t in_flight;
+    /**
+     * Acks that matched no event in flight (stale or repeated), ignored.
+     */
+    uint64_t stale_acks;
+    /**
+     * Events the broker refused (handed out as `SNP_OUTPUT_REJECTED`).
+     */
+    uint64_t rejected;
+} snp_service_controller_stats;
+
+/**
  * Counters and state of a service store. Set `struct_size` to
  * `sizeof(snp_service_stats)` before `snp_service_get_stats`.
  */
@@ -947,7 +977,7 @@ snp_status snp_client_get_stats(const struct snp_client *client,
  * # Safety
  * `store` must be NULL or a live handle; `out` must be writable.
  */
-snp_status snp_client_controller_new(struct snp_client *store_handle,
+snp_status snp_client_controller_new(struct snp_client *store,
                                      int32_t client_kind,
                                      int32_t handler_order,
                                      struct snp_client_controller **out);
@@ -1225,7 +1255,7 @@ snp_status snp_service_flush(struct snp_service *service);
  * # Safety
  * `store` must be NULL or a live handle; `out` must be writable.
  */
-snp_status snp_service_controller_new(struct snp_service *store_handle,
+snp_status snp_service_controller_new(struct snp_service *store,
                                       uint64_t resend_timeout_ms,
                                       struct snp_service_controller **out);
 
@@ -1326,9 +1356,9 @@ snp_status snp_service_controller_tick(struct snp_service_controller *controller
 
 /**
  * Writes the next thing to do to `*out` (its `struct_size` set by the
- * caller; the fields that fit are written): `SNP_OK`, or `SNP_EMPTY`
+ * caller to `sizeof(snp_service_output)`): `SNP_OK`, or `SNP_EMPTY`
  * (nothing written) when there is nothing to do. Take every output after
- * each input, in order.
+ * each input, in order. An output refused (a bad `out`) stays queued.
  * Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL,
  * `struct_size` too small), `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
  *
@@ -1351,6 +1381,20 @@ snp_status snp_service_controller_next_output(struct snp_service_controller *con
  */
 snp_status snp_service_controller_next_deadline(const struct snp_service_controller *controller,
                                                 uint64_t *out_ms);
+
+/**
+ * Copies the controller's state into `*out_stats`, up to
+ * `out_stats->struct_size` bytes.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size too
+ * small), `SNP_ERR_CLOSED`, `SNP_ERR_STATE` (from its store's failure
+ * callback), `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `controller` must be a live handle and `out_stats` writable for its own
+ * `struct_size` bytes.
+ */
+snp_status snp_service_controller_get_stats(const struct snp_service_controller *controller,
+                                            struct snp_service_controller_stats *out_stats);
 
 /**
  * Fills `options` with the defaults (NULL is ignored).

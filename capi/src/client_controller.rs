@@ -4,13 +4,13 @@
 
 use std::ffi::c_char;
 
-use parking_lot::Mutex;
 use snp::{ClientController, ClientDecision, ClientKind, Error, HandlerOrder};
 
 use crate::cast::{free, hand_out, handle, Handle, Out};
-use crate::client::{snp_client, store};
+use crate::client::{snp_client, store as store_of};
 use crate::event::owned_name;
 use crate::panic::guard;
+use crate::reentry::Guarded;
 use crate::status::{snp_status, SNP_OK};
 
 /// Client kind: the broker remembers the client and resumes each
@@ -32,9 +32,10 @@ pub const SNP_DECISION_HANDLE: i32 = 0;
 pub const SNP_DECISION_ACK_DUPLICATE: i32 = 1;
 
 /// A client controller. Opaque; safe to use from several threads at once
-/// (each call takes its lock).
+/// (each call takes its lock). A failure callback of its store must not
+/// call it: such a call returns `SNP_ERR_STATE`.
 pub struct snp_client_controller {
-    ctl: Mutex<ClientController>,
+    ctl: Guarded<ClientController>,
 }
 
 impl Handle for snp_client_controller {
@@ -53,7 +54,7 @@ unsafe fn with<T>(
 ) -> Result<T, Error> {
     // SAFETY: forwarded contract: NULL or a live handle.
     let handle = unsafe { handle(controller) }?;
-    let mut ctl = handle.ctl.lock();
+    let mut ctl = handle.ctl.lock()?;
     if ctl.store().is_closed() {
         return Err(Error::Closed);
     }
@@ -74,14 +75,14 @@ unsafe fn with<T>(
 /// `store` must be NULL or a live handle; `out` must be writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_client_controller_new(
-    store_handle: *mut snp_client,
+    store: *mut snp_client,
     client_kind: i32,
     handler_order: i32,
     out: *mut *mut snp_client_controller,
 ) -> snp_status {
     guard(|| {
         // SAFETY: NULL or a live handle (the contract).
-        let store = unsafe { store(store_handle) }?.clone();
+        let store = unsafe { store_of(store) }?.clone();
         let out = Out::new(out, "out")?;
         let kind = match client_kind {
             SNP_CLIENT_STATEFUL => ClientKind::Stateful,
@@ -106,7 +107,7 @@ pub unsafe extern "C" fn snp_client_controller_new(
             return Err(Error::Closed);
         }
         let controller = snp_client_controller {
-            ctl: Mutex::new(ClientController::new(store, kind, order)),
+            ctl: Guarded::new(ClientController::new(store, kind, order)),
         };
         // SAFETY: `out` is writable (the contract), not NULL (checked).
         unsafe { hand_out(controller, out) }

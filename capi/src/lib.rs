@@ -36,6 +36,7 @@
 
 mod cast;
 mod panic;
+mod reentry;
 
 pub mod client;
 pub mod client_controller;

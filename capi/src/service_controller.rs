@@ -6,13 +6,13 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use snp::{Error, Event, ServiceController, ServiceOutput};
 
 use crate::cast::{free, hand_out, handle, read_arg, write_versioned, Handle, Out};
 use crate::event::{event_of, snp_event, snp_stored_event};
 use crate::panic::guard;
-use crate::service::{snp_service, store};
+use crate::reentry::Guarded;
+use crate::service::{snp_service, store as store_of};
 use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
 use crate::uuid::snp_uuid;
 
@@ -79,9 +79,10 @@ struct State {
 }
 
 /// A service controller. Opaque; safe to use from several threads at once
-/// (each call takes its lock).
+/// (each call takes its lock). A failure callback of its store must not
+/// call it: such a call returns `SNP_ERR_STATE`.
 pub struct snp_service_controller {
-    state: Mutex<State>,
+    state: Guarded<State>,
 }
 
 impl Handle for snp_service_controller {
@@ -100,7 +101,7 @@ unsafe fn with<T>(
 ) -> Result<T, Error> {
     // SAFETY: forwarded contract: NULL or a live handle.
     let handle = unsafe { handle(controller) }?;
-    let mut state = handle.state.lock();
+    let mut state = handle.state.lock()?;
     if state.ctl.store().is_closed() {
         return Err(Error::Closed);
     }
@@ -121,13 +122,13 @@ unsafe fn with<T>(
 /// `store` must be NULL or a live handle; `out` must be writable.
 #[no_mangle]
 pub unsafe extern "C" fn snp_service_controller_new(
-    store_handle: *mut snp_service,
+    store: *mut snp_service,
     resend_timeout_ms: u64,
     out: *mut *mut snp_service_controller,
 ) -> snp_status {
     guard(|| {
         // SAFETY: NULL or a live handle (the contract).
-        let store = unsafe { store(store_handle) }?.clone();
+        let store = unsafe { store_of(store) }?.clone();
         let out = Out::new(out, "out")?;
         if store.is_closed() {
             return Err(Error::Closed);
@@ -141,7 +142,7 @@ pub unsafe extern "C" fn snp_service_controller_new(
             queued: VecDeque::new(),
         };
         let controller = snp_service_controller {
-            state: Mutex::new(state),
+            state: Guarded::new(state),
         };
         // SAFETY: `out` is writable (the contract), not NULL (checked).
         unsafe { hand_out(controller, out) }
@@ -327,9 +328,9 @@ pub unsafe extern "C" fn snp_service_controller_tick(
 }
 
 /// Writes the next thing to do to `*out` (its `struct_size` set by the
-/// caller; the fields that fit are written): `SNP_OK`, or `SNP_EMPTY`
+/// caller to `sizeof(snp_service_output)`): `SNP_OK`, or `SNP_EMPTY`
 /// (nothing written) when there is nothing to do. Take every output after
-/// each input, in order.
+/// each input, in order. An output refused (a bad `out`) stays queued.
 /// Returns `SNP_OK`, `SNP_EMPTY`, `SNP_ERR_INVALID_ARGUMENT` (NULL,
 /// `struct_size` too small), `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
 ///
@@ -342,7 +343,9 @@ pub unsafe extern "C" fn snp_service_controller_next_output(
     out: *mut snp_service_output,
 ) -> snp_status {
     guard(|| {
-        Out::new(out, "out")?;
+        // SAFETY: NULL or writable for its own struct_size bytes (the
+        // contract).
+        unsafe { check_output_size(out) }?;
         // SAFETY: NULL or a live handle (the contract).
         let next = unsafe {
             with(controller, |s| {
@@ -356,9 +359,31 @@ pub unsafe extern "C" fn snp_service_controller_next_output(
             return Ok(SNP_EMPTY);
         };
         // SAFETY: `out` is writable for its own struct_size bytes (the
-        // contract), not NULL (checked).
+        // contract), checked above to hold the whole struct: this write
+        // cannot fail, so the output taken is never lost.
         unsafe { write_versioned(out, &snp_service_output::of(&next), "out") }
     })
+}
+
+/// Refuses an output struct too small for a whole `snp_service_output`
+/// (checked before an output is taken from the queue, so none is lost).
+///
+/// # Safety
+/// `out` must be NULL or readable for its first 4 bytes.
+unsafe fn check_output_size(out: *const snp_service_output) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(Error::InvalidArgument("out is NULL".to_string()));
+    }
+    // SAFETY: not NULL, and readable for its `struct_size` field (the
+    // contract).
+    let size = unsafe { out.cast::<u32>().read_unaligned() } as usize;
+    let need = std::mem::size_of::<snp_service_output>();
+    if size < need {
+        return Err(Error::InvalidArgument(format!(
+            "out->struct_size is {size}; set it to sizeof(snp_service_output) ({need}) first"
+        )));
+    }
+    Ok(())
 }
 
 /// Writes when `tick` must be called next (the earliest resend, in the
@@ -387,5 +412,56 @@ pub unsafe extern "C" fn snp_service_controller_next_deadline(
             }
             None => Ok(SNP_EMPTY),
         }
+    })
+}
+
+/// The state of a service controller. Set `struct_size` to
+/// `sizeof(snp_service_controller_stats)` before
+/// `snp_service_controller_get_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct snp_service_controller_stats {
+    /// `sizeof(snp_service_controller_stats)` as the caller knows it.
+    pub struct_size: u32,
+    /// 1 between `online` and `disconnected`, else 0.
+    pub online: i32,
+    /// Events sent and not yet acknowledged.
+    pub in_flight: u64,
+    /// Acks that matched no event in flight (stale or repeated), ignored.
+    pub stale_acks: u64,
+    /// Events the broker refused (handed out as `SNP_OUTPUT_REJECTED`).
+    pub rejected: u64,
+}
+
+/// Copies the controller's state into `*out_stats`, up to
+/// `out_stats->struct_size` bytes.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL, struct_size too
+/// small), `SNP_ERR_CLOSED`, `SNP_ERR_STATE` (from its store's failure
+/// callback), `SNP_ERR_PANIC`.
+///
+/// # Safety
+/// `controller` must be a live handle and `out_stats` writable for its own
+/// `struct_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn snp_service_controller_get_stats(
+    controller: *const snp_service_controller,
+    out_stats: *mut snp_service_controller_stats,
+) -> snp_status {
+    guard(|| {
+        // SAFETY: NULL or a live handle (the contract).
+        let stats = unsafe {
+            with(controller, |s| {
+                Ok(snp_service_controller_stats {
+                    struct_size: std::mem::size_of::<snp_service_controller_stats>() as u32,
+                    online: i32::from(s.ctl.is_online()),
+                    in_flight: s.ctl.in_flight().len() as u64,
+                    stale_acks: s.ctl.stale_acks(),
+                    rejected: s.ctl.rejected_count(),
+                })
+            })
+        }?;
+        // SAFETY: `out_stats` is NULL or writable for its own struct_size
+        // bytes (the contract).
+        unsafe { write_versioned(out_stats, &stats, "out_stats") }
     })
 }
