@@ -25,7 +25,7 @@ STATIC_LINK := $(LIBDIR)/libsoftnet_persistence.a -lpthread -ldl -lm
 C_TESTS := $(patsubst capi/tests/%.c,$(BUILD)/%,$(wildcard capi/tests/test_*.c))
 CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
 
-.PHONY: all build lib header header-check abi-check demo test lint unit c-test cpp-test \
+.PHONY: all build lib header header-check abi-check demo gateway-demo test lint unit c-test cpp-test \
 	static-test install install-test python-test bench fuzz clean
 
 all: build
@@ -48,6 +48,15 @@ demo: lib
 	$(CC) $(C_STRICT) $(INCLUDES) examples/c/demo.c -o $(BUILD)/demo $(SHARED_LINK)
 	rm -rf $(DEMO_DIR)
 	$(BUILD)/demo $(DEMO_DIR)
+
+# The C gateway example: the service controller over a real socket against
+# a broker of its own, killed with SIGKILL and disconnected; exits non-zero
+# unless every reading reached the broker exactly once.
+gateway-demo: lib
+	@mkdir -p $(BUILD)
+	$(CC) $(C_STRICT) $(INCLUDES) examples/c/gateway.c -o $(BUILD)/gateway $(SHARED_LINK)
+	rm -rf $(BUILD)/gateway-demo
+	$(BUILD)/gateway $(BUILD)/gateway-demo
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -107,7 +116,8 @@ install-test: lib
 python-test:
 	bindings/python/run_tests.sh
 
-test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test fuzz
+test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test \
+	gateway-demo fuzz
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet

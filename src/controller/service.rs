@@ -86,6 +86,8 @@ pub struct ServiceController {
     /// The storage uid the broker was last told about in this session.
     pub(super) announced: Option<Uuid>,
     pub(super) sent: u64,
+    /// Whether `tick` was called yet (see [`tick`](Self::tick)).
+    pub(super) ticked: bool,
     pub(super) stale_acks: u64,
     pub(super) rejected: u64,
 }
@@ -113,6 +115,7 @@ impl ServiceController {
             outputs: Vec::new(),
             announced: None,
             sent: 0,
+            ticked: false,
             stale_acks: 0,
             rejected: 0,
         }
@@ -282,7 +285,19 @@ impl ServiceController {
 
     /// The time is `now` (monotonic, from any epoch the caller likes):
     /// events whose ack is overdue are sent again, with the same uid.
+    ///
+    /// The clock's origin is the caller's: until the first `tick` the
+    /// controller's time is 0, and the first `tick` moves the deadlines
+    /// of events sent before it by the time it gives, so a clock that
+    /// does not start at 0 (`CLOCK_MONOTONIC`, `time.monotonic()`) does
+    /// not make them overdue at once.
     pub fn tick(&mut self, now: Duration) {
+        if !self.ticked {
+            self.ticked = true;
+            for f in self.flights.values_mut() {
+                f.deadline += now;
+            }
+        }
         self.now = self.now.max(now);
         if self.link != Link::Online {
             return;

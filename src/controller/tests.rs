@@ -26,6 +26,23 @@ mod service {
     }
 
     #[test]
+    fn the_first_tick_sets_the_clock_origin() {
+        // A caller's monotonic clock is far from 0: an event sent before
+        // the first tick must not be overdue at that tick.
+        let mut c = controller();
+        c.connected();
+        c.online(None).unwrap();
+        let uid = c.raise(EventKind::Queueing, "A", b"1").unwrap();
+        assert_eq!(sent(&c.drain_outputs()), vec![uid]);
+        let boot = Duration::from_secs(86_400);
+        c.tick(boot);
+        assert!(sent(&c.drain_outputs()).is_empty());
+        assert_eq!(c.next_deadline(), Some(boot + Duration::from_secs(30)));
+        c.tick(boot + Duration::from_secs(30));
+        assert_eq!(sent(&c.drain_outputs()), vec![uid]);
+    }
+
+    #[test]
     fn handshake_sends_our_uid_unless_the_broker_has_it() {
         let mut c = controller();
         let ours = c.store().storage_uid();
