@@ -102,6 +102,14 @@ cpp-test: $(CPP_TESTS)
 	echo '#include <softnet_persistence.h>' | $(CC) $(C_STRICT) $(INCLUDES) -x c -fsyntax-only -
 	echo '#include <softnet_persistence.h>' | $(CXX) $(CXX_STRICT) $(INCLUDES) -x c++ -fsyntax-only -
 	@for t in $(CPP_TESTS); do echo "== $$t"; $$t || exit 1; done
+	@echo "== the C++ examples build and run"
+	@for f in examples/cpp/*.cpp; do \
+		$(CXX) $(CXX_STRICT) $(SANITIZE) $(INCLUDES) $$f -o $(BUILD)/example_$$(basename $$f .cpp) \
+			$(SHARED_LINK) || exit 1; \
+	done
+	$(BUILD)/example_controllers >/dev/null
+	rm -rf $(BUILD)/example-cpp && mkdir -p $(BUILD)/example-cpp && \
+		$(BUILD)/example_service_and_client $(BUILD)/example-cpp >/dev/null
 
 # make install into a scratch prefix, then build a program the documented
 # way: cc app.c $(pkg-config --cflags --libs softnet-persistence).

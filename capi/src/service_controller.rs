@@ -228,7 +228,9 @@ pub unsafe extern "C" fn snp_service_controller_connected(
 
 /// The broker is ready and remembers `*broker_storage_uid` for this
 /// service (NULL: it remembers none): the storage-uid handshake, then the
-/// events that were in flight when the link went down, then the drain.
+/// events that were in flight when the link went down, then the drain. A
+/// second `online` without `disconnected` starts a new session as if the
+/// link had gone down in between.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
 /// `SNP_ERR_PANIC`.
 ///
@@ -307,7 +309,10 @@ pub unsafe extern "C" fn snp_service_controller_disconnected(
 }
 
 /// The time is `now_ms` (monotonic milliseconds, any origin): events whose
-/// ack is overdue are sent again. Call it by `next_deadline`.
+/// ack is overdue are sent again. Call it by `next_deadline`. Until the
+/// first tick the controller's time is 0; the first tick moves the
+/// deadlines of events sent before it by `now_ms`, so a clock far from 0
+/// (`CLOCK_MONOTONIC`) does not make them overdue at once.
 /// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_CLOSED`,
 /// `SNP_ERR_PANIC`.
 ///

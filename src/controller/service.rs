@@ -186,7 +186,14 @@ impl ServiceController {
     /// data when the broker remembers another uid than ours, or than the one
     /// we had before a fallback), sends again what was in flight when the
     /// link went down, and starts the drain.
+    ///
+    /// A second `online` without `disconnected` in between starts a new
+    /// session as if the link had gone down in between: what was in flight
+    /// is sent again first.
     pub fn online(&mut self, broker_storage_uid: Option<Uuid>) -> Result<()> {
+        if self.link == Link::Online {
+            self.disconnected()?;
+        }
         self.link = Link::Online;
         let ours = self.store.storage_uid();
         match broker_storage_uid {
@@ -239,6 +246,13 @@ impl ServiceController {
                 .store
                 .ack_name(flight.event.kind, &flight.event.name, uid),
         };
+        // The rejection is reported before anything it lets go out next.
+        let failed = matches!(&settled, Err(e) if e.kind() != ErrorKind::State);
+        if rejected && !failed {
+            self.rejected += 1;
+            self.outputs
+                .push(ServiceOutput::Rejected(flight.event.clone()));
+        }
         match settled {
             // Cache mode: the name's next event, under the uid the broker
             // knows (else the drain starts again once it is told).
@@ -248,11 +262,6 @@ impl ServiceController {
             // flight): nothing to remove.
             Err(e) if e.kind() == ErrorKind::State => self.stale_acks += 1,
             Err(e) => return Err(e),
-        }
-        if rejected {
-            self.rejected += 1;
-            self.outputs
-                .push(ServiceOutput::Rejected(flight.event.clone()));
         }
         self.after_settle(&flight.event)
     }

@@ -1,20 +1,21 @@
 // softnet-persistence: the C++17 wrapper of the C ABI (header-only).
 //
 // One move-only class per C handle (ServiceStore owns an snp_service*,
-// ClientStore an snp_client*), each through a std::unique_ptr whose
-// deleter closes the handle. Failures are thrown as one exception type,
-// softnet::persistence::Error, carrying the snp_status and the library's
-// detailed message; "nothing there" (SNP_EMPTY) is not an error but an
-// empty std::optional.
+// ClientStore an snp_client*, ServiceController an snp_service_controller*,
+// ClientController an snp_client_controller*), each through a
+// std::unique_ptr whose deleter closes or frees the handle. Failures are
+// thrown as one exception type, softnet::persistence::Error, carrying the
+// snp_status and the library's detailed message; "nothing there"
+// (SNP_EMPTY) is not an error but an empty std::optional.
 //
 // Include <softnet/persistence.hpp> and link libsoftnet_persistence
 // (`pkg-config --cflags --libs softnet-persistence`).
 //
 // Thread safety: the C handles may be used from several threads at once, and
-// so may the const and non-const methods of one store object, except that
-// moving, assigning, close() and destruction must not race with other calls
-// on the same object. Failure callbacks run on the thread whose call
-// produced the report (possibly several threads at once).
+// so may the const and non-const methods of one store or controller object,
+// except that moving, assigning, close() and destruction must not race with
+// other calls on the same object. Failure callbacks run on the thread whose
+// call produced the report (possibly several threads at once).
 
 #ifndef SOFTNET_PERSISTENCE_HPP
 #define SOFTNET_PERSISTENCE_HPP
@@ -22,6 +23,7 @@
 #include <softnet_persistence.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -33,6 +35,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace softnet::persistence {
@@ -929,6 +932,14 @@ public:
         return Uuid::from_c(u);
     }
 
+    /// The storage uid the store had before a level-2 failure moved it to
+    /// level 1 with a new one; empty if that never happened.
+    std::optional<Uuid> previous_storage_uid() const {
+        snp_uuid u{};
+        if (!check(snp_service_previous_storage_uid(handle(), &u))) return std::nullopt;
+        return Uuid::from_c(u);
+    }
+
     /// Discards the events stored when the store was opened ("ancient data":
     /// call it when the broker remembers another storage uid); keeps events
     /// raised since. Returns how many were discarded.
@@ -1210,6 +1221,500 @@ private:
     }
 
     Handle handle_;
+};
+
+// ---------------------------------------------------------------------------
+// Delivery controllers
+// ---------------------------------------------------------------------------
+
+/// ServiceController output: send `event` to the broker (again, with the
+/// same uid, on a resend).
+struct SendEvent {
+    /// The event to send.
+    StoredEvent event;
+};
+
+/// ServiceController output: tell the broker our storage uid (its duplicate
+/// detection is tied to it). Always comes before the events that depend on
+/// it.
+struct SendStorageUid {
+    /// The storage uid to send.
+    Uuid storage_uid;
+};
+
+/// ServiceController output: the broker refused `event`'s name; the event
+/// was dropped from the store. For the application's log; nothing to send.
+struct Rejected {
+    /// The event that was dropped.
+    StoredEvent event;
+};
+
+/// One thing a ServiceController asks its caller to do (`SNP_OUTPUT_*`).
+/// Handle every output, in the order given (e.g. with std::visit).
+using ServiceOutput = std::variant<SendEvent, SendStorageUid, Rejected>;
+
+/// State of a service controller (ServiceController::stats).
+struct ServiceControllerStats {
+    /// True between ServiceController::online and
+    /// ServiceController::disconnected.
+    bool online = false;
+    /// Events sent and not yet acknowledged.
+    std::uint64_t in_flight = 0;
+    /// Acks (and rejections) that matched no event in flight (stale or
+    /// repeated), ignored.
+    std::uint64_t stale_acks = 0;
+    /// Events the broker refused (handed out as Rejected).
+    std::uint64_t rejected = 0;
+};
+
+/// Whether the broker remembers a client between connections
+/// (`SNP_CLIENT_*`).
+enum class ClientKind : std::int32_t {
+    /// The broker keeps the last event delivered per subscription and
+    /// resumes after it (the hello says "resume").
+    Stateful = SNP_CLIENT_STATEFUL,
+    /// The broker keeps nothing: on connect the client sends the last id it
+    /// holds per subscription (ClientStore::entries()).
+    Stateless = SNP_CLIENT_STATELESS,
+};
+
+/// When a ClientController records a handled id (`SNP_ORDER_*`).
+enum class HandlerOrder : std::int32_t {
+    /// Handle, then record the id in ClientController::handled (at least
+    /// once; the default): a crash in between hands the event to the
+    /// application again after the restart.
+    RecordAfterHandle = SNP_ORDER_RECORD_AFTER_HANDLE,
+    /// Record the id in ClientController::incoming, then handle (at most
+    /// once): a crash in between loses the event for the application.
+    RecordBeforeHandle = SNP_ORDER_RECORD_BEFORE_HANDLE,
+};
+
+/// What to do with an incoming event (`SNP_DECISION_*`).
+enum class Decision : std::int32_t {
+    /// Hand it to the application, then call ClientController::handled and
+    /// acknowledge it to the broker.
+    Handle = SNP_DECISION_HANDLE,
+    /// Already handled: acknowledge it to the broker without handing it to
+    /// the application.
+    AckDuplicate = SNP_DECISION_ACK_DUPLICATE,
+};
+
+namespace detail {
+
+/// Deleter of an snp_service_controller* (`snp_service_controller_free`).
+struct ServiceControllerFree {
+    /// Frees the controller (its store stays open until its own handle is
+    /// closed).
+    void operator()(snp_service_controller *controller) const noexcept {
+        snp_service_controller_free(controller);
+    }
+};
+
+/// Deleter of an snp_client_controller* (`snp_client_controller_free`).
+struct ClientControllerFree {
+    /// Frees the controller.
+    void operator()(snp_client_controller *controller) const noexcept {
+        snp_client_controller_free(controller);
+    }
+};
+
+/// `d` as the C ABI's unsigned milliseconds; throws Error
+/// (`SNP_ERR_INVALID_ARGUMENT`) for a negative duration.
+inline std::uint64_t c_millis(std::chrono::milliseconds d, const char *what) {
+    if (d.count() < 0) {
+        throw Error(SNP_ERR_INVALID_ARGUMENT, std::string(what) + " is negative");
+    }
+    return static_cast<std::uint64_t>(d.count());
+}
+
+/// The C ABI's unsigned milliseconds as a duration (clamped to
+/// std::chrono::milliseconds::max()).
+inline std::chrono::milliseconds cpp_millis(std::uint64_t ms) noexcept {
+    using rep = std::chrono::milliseconds::rep;
+    const auto max = static_cast<std::uint64_t>(std::chrono::milliseconds::max().count());
+    return std::chrono::milliseconds(static_cast<rep>(ms > max ? max : ms));
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// ServiceController
+// ---------------------------------------------------------------------------
+
+/// The service side of the delivery protocol (`snp_service_controller`,
+/// docs/PROTOCOL.md section 2) over a ServiceStore: the storage-uid
+/// handshake, the strict in-order drain of the backlog with one event in
+/// flight, then one event in flight per name, resends after a timeout with
+/// the same uid, acks counted only for the event in flight, and back to
+/// storage mode on disconnect (the events in flight are sent again first
+/// after the next online).
+///
+/// It does no I/O, reads no clock and has no thread: feed it what happened
+/// (raise, connected, online, ack, rejected, disconnected) and the time
+/// (tick), then send what next_output()/drain_outputs() hand out, in
+/// order, after every input, and call tick() again by next_deadline().
+///
+/// Time: a std::chrono::milliseconds on a monotonic clock of your choice
+/// (any origin, e.g. the time since your program started; the
+/// steady_clock overload of tick() uses `time_since_epoch()`); use one
+/// clock for the controller's whole life. An event sent gets the deadline
+/// "the last time given to tick() + resend_timeout". Until the first
+/// tick() the controller's time is 0, and the first tick() moves the
+/// deadlines of events sent before it by the time it gives (so a clock far
+/// from 0 does not make them overdue at once). next_deadline() answers on
+/// the same clock (relative to 0 before the first tick()). Simplest: tick()
+/// with the current time before each input, and again at next_deadline().
+///
+/// Lifetime: the C controller keeps its store alive, so this object may
+/// outlive the ServiceStore object it was made from (and the store may be
+/// moved). Once that store is closed (close(), destruction, assignment
+/// over it) every call here throws Error with `SNP_ERR_CLOSED`; destroying
+/// the controller is always fine. While the controller is in use, the
+/// store may still be read directly (stats(), storage_uid(), mode()...)
+/// but peek, ack and their cache-mode forms are the controller's: use one
+/// controller per store at a time.
+///
+/// Move-only; the C handle is freed when the object is destroyed or
+/// assigned over. A moved-from (or default-constructed) controller is
+/// empty: every method except get() and operator bool throws Error with
+/// `SNP_ERR_CLOSED`. A failure callback of the store must not call its
+/// controller (such a call throws Error with `SNP_ERR_STATE`).
+class ServiceController {
+public:
+    /// One output (see ServiceOutput).
+    using Output = ServiceOutput;
+
+    /// An empty controller (no handle); assign a made one to it.
+    ServiceController() noexcept = default;
+    /// Takes over the handle of `other`, leaving it empty.
+    ServiceController(ServiceController &&other) noexcept = default;
+    /// Frees this controller's handle, then takes over `other`'s.
+    ServiceController &operator=(ServiceController &&other) noexcept = default;
+    /// Not copyable: one owner per C handle.
+    ServiceController(const ServiceController &) = delete;
+    /// Not copyable: one owner per C handle.
+    ServiceController &operator=(const ServiceController &) = delete;
+    /// Frees the handle (the store stays open until its own handle is
+    /// closed).
+    ~ServiceController() = default;
+
+    /// A controller over `store`, offline. `resend_timeout` is how long a
+    /// sent event waits for its ack before tick() sends it again (30 s by
+    /// default; it must be positive). Throws Error: `SNP_ERR_CLOSED` (an
+    /// empty or closed store), `SNP_ERR_INVALID_ARGUMENT` (a timeout of
+    /// zero or less).
+    explicit ServiceController(
+        ServiceStore &store, std::chrono::milliseconds resend_timeout = std::chrono::seconds(30)) {
+        if (!store) {
+            throw Error(SNP_ERR_CLOSED,
+                        "ServiceController: the ServiceStore is empty (moved from or closed)");
+        }
+        if (resend_timeout.count() <= 0) {
+            // The C ABI reads 0 as "the default"; a C++ caller asking for 0
+            // would not expect 30 s.
+            throw Error(SNP_ERR_INVALID_ARGUMENT,
+                        "ServiceController: resend_timeout must be positive");
+        }
+        snp_service_controller *raw = nullptr;
+        check(snp_service_controller_new(
+            store.get(), detail::c_millis(resend_timeout, "resend_timeout"), &raw));
+        handle_.reset(raw);
+    }
+
+    /// True when the controller holds a handle (not moved from).
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+    /// The C handle (still owned by this object); null when empty.
+    snp_service_controller *get() const noexcept { return handle_.get(); }
+
+    /// The application raised an event: stores it with a new random uid,
+    /// returned, and sends it now if the protocol allows (see
+    /// next_output()). Throws as ServiceStore::raise, plus `SNP_ERR_CLOSED`.
+    Uuid raise(EventKind kind, std::string_view name,
+               const std::vector<std::uint8_t> &args = std::vector<std::uint8_t>()) {
+        return raise(kind, name, args.data(), args.size());
+    }
+
+    /// As raise(kind, name, args) with text arguments (sent as bytes).
+    Uuid raise(EventKind kind, std::string_view name, std::string_view args) {
+        return raise(kind, name, reinterpret_cast<const std::uint8_t *>(args.data()), args.size());
+    }
+
+    /// As raise(kind, name, args) with `args_len` bytes at `args` (NULL is
+    /// fine when `args_len` is 0). EventKind::Private is refused
+    /// (`SNP_ERR_INVALID_ARGUMENT`): use raise_private.
+    Uuid raise(EventKind kind, std::string_view name, const std::uint8_t *args,
+               std::size_t args_len) {
+        if (kind == EventKind::Private) {
+            throw Error(SNP_ERR_INVALID_ARGUMENT,
+                        "ServiceController::raise cannot store a Private event (it needs a "
+                        "target client): use raise_private(name, args, client_id)");
+        }
+        return raise_raw(kind, name, args, args_len, 0);
+    }
+
+    /// Raises a Private event for `client_id`; returns its new uid. Throws
+    /// as raise().
+    Uuid raise_private(std::string_view name, const std::vector<std::uint8_t> &args,
+                       std::int64_t client_id) {
+        return raise_raw(EventKind::Private, name, args.data(), args.size(), client_id);
+    }
+
+    /// As raise_private(name, args, client_id) with text arguments.
+    Uuid raise_private(std::string_view name, std::string_view args, std::int64_t client_id) {
+        return raise_raw(EventKind::Private, name,
+                         reinterpret_cast<const std::uint8_t *>(args.data()), args.size(),
+                         client_id);
+    }
+
+    /// The transport to the broker is up; its "online" comes next.
+    void connected() { check(snp_service_controller_connected(handle())); }
+
+    /// The broker is ready and remembers `broker_storage_uid` for this
+    /// service (std::nullopt: none). Runs the storage-uid handshake
+    /// (SendStorageUid unless the broker has our uid; the store's ancient
+    /// events are discarded when it remembers another uid than ours or
+    /// our previous one), sends again what was in flight at the last
+    /// disconnect, then starts the drain.
+    void online(const std::optional<Uuid> &broker_storage_uid) {
+        if (broker_storage_uid) {
+            const snp_uuid u = broker_storage_uid->to_c();
+            check(snp_service_controller_online(handle(), &u));
+        } else {
+            check(snp_service_controller_online(handle(), nullptr));
+        }
+    }
+
+    /// The broker acknowledged `uid`. Only the event in flight counts; a
+    /// stale or repeated ack is ignored and counted (stats().stale_acks).
+    void ack(const Uuid &uid) {
+        const snp_uuid u = uid.to_c();
+        check(snp_service_controller_ack(handle(), &u));
+    }
+
+    /// The broker refused the name of event `uid` (in flight): the event is
+    /// dropped from the store and handed out as Rejected. For a uid not in
+    /// flight it is ignored like a stale ack.
+    void rejected(const Uuid &uid) {
+        const snp_uuid u = uid.to_c();
+        check(snp_service_controller_rejected(handle(), &u));
+    }
+
+    /// The transport is gone: nothing is in flight any more; what was is
+    /// sent again first after the next online().
+    void disconnected() { check(snp_service_controller_disconnected(handle())); }
+
+    /// The time is `now` (see the class comment for the clock): events
+    /// whose ack is overdue are sent again, with the same uid (only while
+    /// online). Throws Error: `SNP_ERR_INVALID_ARGUMENT` (a negative time).
+    void tick(std::chrono::milliseconds now) {
+        check(snp_service_controller_tick(handle(), detail::c_millis(now, "tick: now")));
+    }
+
+    /// tick() with `now.time_since_epoch()` in milliseconds (rounded down):
+    /// use one clock for a controller's whole life, and convert
+    /// next_deadline() back with `std::chrono::steady_clock::time_point(*d)`.
+    void tick(std::chrono::steady_clock::time_point now) {
+        tick(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()));
+    }
+
+    /// When tick() must be called next (the earliest resend, on the clock of
+    /// the times given to tick()), or std::nullopt when nothing is in
+    /// flight.
+    std::optional<std::chrono::milliseconds> next_deadline() const {
+        std::uint64_t ms = 0;
+        if (!check(snp_service_controller_next_deadline(handle(), &ms))) {
+            return std::nullopt;
+        }
+        return detail::cpp_millis(ms);
+    }
+
+    /// The next thing to do, or std::nullopt when there is nothing. Take
+    /// every output after each input, in order.
+    std::optional<Output> next_output() {
+        snp_service_output out{};
+        out.struct_size = static_cast<std::uint32_t>(sizeof out);
+        if (!check(snp_service_controller_next_output(handle(), &out))) {
+            return std::nullopt;
+        }
+        switch (out.kind) {
+        case SNP_OUTPUT_SEND_EVENT:
+            return Output(SendEvent{StoredEvent::from_c(out.event)});
+        case SNP_OUTPUT_SEND_STORAGE_UID:
+            return Output(SendStorageUid{Uuid::from_c(out.storage_uid)});
+        case SNP_OUTPUT_REJECTED:
+            return Output(Rejected{StoredEvent::from_c(out.event)});
+        default:
+            throw Error(SNP_ERR_STATE, "ServiceController::next_output: unknown output kind " +
+                                           std::to_string(out.kind) +
+                                           " (a library newer than this header?)");
+        }
+    }
+
+    /// Every output waiting, in order (empty when there is none). If a call
+    /// fails part way (the store closed by another thread meanwhile), the
+    /// outputs taken so far are lost with the exception.
+    std::vector<Output> drain_outputs() {
+        std::vector<Output> outputs;
+        while (std::optional<Output> next = next_output()) {
+            outputs.push_back(std::move(*next));
+        }
+        return outputs;
+    }
+
+    /// Online state and counters.
+    ServiceControllerStats stats() const {
+        snp_service_controller_stats s{};
+        s.struct_size = static_cast<std::uint32_t>(sizeof s);
+        check(snp_service_controller_get_stats(handle(), &s));
+        ServiceControllerStats out;
+        out.online = s.online != 0;
+        out.in_flight = s.in_flight;
+        out.stale_acks = s.stale_acks;
+        out.rejected = s.rejected;
+        return out;
+    }
+
+private:
+    using Handle = std::unique_ptr<snp_service_controller, detail::ServiceControllerFree>;
+
+    Uuid raise_raw(EventKind kind, std::string_view name, const std::uint8_t *args,
+                   std::size_t args_len, std::int64_t client_id) {
+        snp_event e{};
+        e.kind = static_cast<std::int32_t>(kind);
+        e.name = detail::text_ptr(name);
+        e.name_len = name.size();
+        e.args = args;
+        e.args_len = args_len;
+        e.client_id = client_id;
+        snp_uuid uid{};
+        check(snp_service_controller_raise(handle(), &e, &uid));
+        return Uuid::from_c(uid);
+    }
+
+    snp_service_controller *handle() const {
+        if (!handle_) {
+            throw Error(SNP_ERR_CLOSED, "the ServiceController is empty (moved from)");
+        }
+        return handle_.get();
+    }
+
+    Handle handle_;
+};
+
+// ---------------------------------------------------------------------------
+// ClientController
+// ---------------------------------------------------------------------------
+
+/// The client side of the delivery protocol (`snp_client_controller`,
+/// docs/PROTOCOL.md section 3) over a ClientStore: which incoming events
+/// reach the application, and when their ids are recorded (HandlerOrder).
+/// For each event the broker delivers: incoming(name, id); on
+/// Decision::Handle hand it to the application, then handled(name, id) and
+/// acknowledge (name, id) to the broker; on Decision::AckDuplicate only
+/// acknowledge it. If the handler fails, skip handled() and the ack: the
+/// broker sends the event again.
+///
+/// The hello on connect is the application's: "resume" for
+/// ClientKind::Stateful, ClientStore::entries() for ClientKind::Stateless.
+///
+/// Lifetime: the C controller keeps its store alive, so this object may
+/// outlive the ClientStore object it was made from; once that store is
+/// closed every call here throws Error with `SNP_ERR_CLOSED`. Move-only,
+/// like ServiceController; a moved-from controller is empty and its calls
+/// throw Error with `SNP_ERR_CLOSED`.
+class ClientController {
+public:
+    /// An empty controller (no handle); assign a made one to it.
+    ClientController() noexcept = default;
+    /// Takes over the handle of `other`, leaving it empty.
+    ClientController(ClientController &&other) noexcept = default;
+    /// Frees this controller's handle, then takes over `other`'s.
+    ClientController &operator=(ClientController &&other) noexcept = default;
+    /// Not copyable: one owner per C handle.
+    ClientController(const ClientController &) = delete;
+    /// Not copyable: one owner per C handle.
+    ClientController &operator=(const ClientController &) = delete;
+    /// Frees the handle.
+    ~ClientController() = default;
+
+    /// A controller over `store`. Throws Error: `SNP_ERR_CLOSED` (an empty
+    /// or closed store), `SNP_ERR_INVALID_ARGUMENT` (a value outside the
+    /// enums).
+    ClientController(ClientStore &store, ClientKind kind,
+                     HandlerOrder order = HandlerOrder::RecordAfterHandle)
+        : kind_(kind), order_(order) {
+        if (!store) {
+            throw Error(SNP_ERR_CLOSED,
+                        "ClientController: the ClientStore is empty (moved from or closed)");
+        }
+        snp_client_controller *raw = nullptr;
+        check(snp_client_controller_new(store.get(), static_cast<std::int32_t>(kind),
+                                        static_cast<std::int32_t>(order), &raw));
+        handle_.reset(raw);
+    }
+
+    /// True when the controller holds a handle (not moved from).
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+    /// The C handle (still owned by this object); null when empty.
+    snp_client_controller *get() const noexcept { return handle_.get(); }
+
+    /// The kind it was made with.
+    ClientKind kind() const noexcept { return kind_; }
+
+    /// The handler order it was made with.
+    HandlerOrder order() const noexcept { return order_; }
+
+    /// Event `id` of subscription `name` arrived: Decision::AckDuplicate if
+    /// `id` is the id stored for `name` (counted in duplicates()), else
+    /// Decision::Handle (under HandlerOrder::RecordBeforeHandle the id is
+    /// recorded now). Throws Error: `SNP_ERR_INVALID_ARGUMENT` (name
+    /// rules), `SNP_ERR_CLOSED`.
+    Decision incoming(std::string_view name, std::int64_t id) {
+        std::int32_t decision = 0;
+        check(snp_client_controller_incoming(handle(), detail::text_ptr(name), name.size(), id,
+                                             &decision));
+        switch (decision) {
+        case SNP_DECISION_HANDLE:
+            return Decision::Handle;
+        case SNP_DECISION_ACK_DUPLICATE:
+            return Decision::AckDuplicate;
+        default:
+            throw Error(SNP_ERR_STATE, "ClientController::incoming: unknown decision " +
+                                           std::to_string(decision) +
+                                           " (a library newer than this header?)");
+        }
+    }
+
+    /// The application handled event `id` of `name` (under
+    /// HandlerOrder::RecordAfterHandle the id is recorded now); then
+    /// acknowledge (name, id) to the broker. Throws as incoming().
+    void handled(std::string_view name, std::int64_t id) {
+        check(snp_client_controller_handled(handle(), detail::text_ptr(name), name.size(), id));
+    }
+
+    /// How many duplicates were acknowledged without reaching the
+    /// application.
+    std::uint64_t duplicates() const {
+        std::uint64_t n = 0;
+        check(snp_client_controller_duplicates(handle(), &n));
+        return n;
+    }
+
+private:
+    using Handle = std::unique_ptr<snp_client_controller, detail::ClientControllerFree>;
+
+    snp_client_controller *handle() const {
+        if (!handle_) {
+            throw Error(SNP_ERR_CLOSED, "the ClientController is empty (moved from)");
+        }
+        return handle_.get();
+    }
+
+    Handle handle_;
+    ClientKind kind_ = ClientKind::Stateful;
+    HandlerOrder order_ = HandlerOrder::RecordAfterHandle;
 };
 
 }  // namespace softnet::persistence
