@@ -115,6 +115,12 @@ impl ClientController {
     pub fn handled(&mut self, name: &str, id: i64) -> Result<ClientAck> {
         if self.order == HandlerOrder::RecordAfterHandle {
             self.store.put(name, id)?;
+        } else {
+            // The same rules in both orders (the store checks them on put).
+            crate::event::validate_name(name)?;
+            if self.store.is_closed() {
+                return Err(crate::error::Error::Closed);
+            }
         }
         Ok(ClientAck {
             name: name.to_string(),
