@@ -10,7 +10,10 @@
 //! Each column injects one kind of fault, many times per run: network
 //! outages, application restarts, reboots (power cuts: unsynced writes are
 //! lost, on a simulated device under each file). Each cell sums SEEDS runs
-//! (default 100) of about 2000 events.
+//! (default 100) of about 2000 events. The last row adds, to each column's
+//! faults, a level-2 failure of the service while it is online with events
+//! in flight: the device under its journal starts failing, and the store
+//! falls back to level 1 with a new storage uid (until the next restart).
 //! SPL-2 and CPL-2 use sync durability. Replacing instances superseded by
 //! design, events replaced, evicted or expired in a broker queue before a
 //! client got them, and raises a power cut interrupted (they never
@@ -26,7 +29,7 @@ const COLUMNS: [(Fault, &str); 3] = [
     (Fault::PowerCut, "reboot"),
 ];
 
-const PROMISE: [[&str; 3]; 7] = [
+const PROMISE: [[&str; 3]; 8] = [
     ["exactly once", "pending events lost", "lost"],
     ["exactly once", "exactly once", "exactly once"],
     [
@@ -46,9 +49,14 @@ const PROMISE: [[&str; 3]; 7] = [
         "re-delivers the current queues",
     ],
     ["exactly once", "exactly once", "exactly once"],
+    [
+        "exactly once",
+        "pending events lost (at level 1)",
+        "pending events lost (at level 1)",
+    ],
 ];
 
-const ROWS: [(&str, &str); 7] = [
+const ROWS: [(&str, &str); 8] = [
     ("service to broker", "SPL-1"),
     ("service to broker", "SPL-2"),
     ("any, store full", "any"),
@@ -56,6 +64,7 @@ const ROWS: [(&str, &str); 7] = [
     ("broker to stateful client", "CPL-2"),
     ("broker to stateless client", "CPL-1"),
     ("broker to stateless client", "CPL-2"),
+    ("service to broker", "SPL-2, level-2 failure while online"),
 ];
 
 /// The runs of one column.
@@ -63,18 +72,27 @@ struct Column {
     spl1: Totals,
     spl2: Totals,
     full: Vec<Totals>,
+    /// SPL-2, with a level-2 failure while online.
+    fallback: Totals,
 }
 
 impl Column {
-    fn all(&self) -> Vec<&Totals> {
+    /// The runs of rows 1 to 3, whose clients make the client rows.
+    fn table(&self) -> Vec<&Totals> {
         let mut all = vec![&self.spl1, &self.spl2];
         all.extend(self.full.iter());
         all
     }
 
+    fn all(&self) -> Vec<&Totals> {
+        let mut all = self.table();
+        all.push(&self.fallback);
+        all
+    }
+
     fn client(&self, stateful: bool, file: bool) -> ClientTally {
         let mut sum = ClientTally::default();
-        for t in self.all() {
+        for t in self.table() {
             sum.add(&t.client(stateful, file));
         }
         sum
@@ -86,6 +104,10 @@ fn run_column(fault: Fault, seeds: u64, base: u64) -> Column {
         service_file,
         faults: vec![fault],
         ..SimConfig::new(base + offset)
+    };
+    let fallback = SimConfig {
+        faults: vec![fault, Fault::Level2Failure],
+        ..config(5, true)
     };
     Column {
         spl1: run_seeds(&config(1, false), seeds),
@@ -108,6 +130,7 @@ fn run_column(fault: Fault, seeds: u64, base: u64) -> Column {
                 seeds,
             ),
         ],
+        fallback: run_seeds(&fallback, seeds),
     }
 }
 
@@ -161,6 +184,26 @@ fn full_cell(runs: &[Totals]) -> Cell {
     }
 }
 
+/// Exactly once (`lossy`: but for the events pending at level 1 when the
+/// application went down), and lost in a fallback only what its report
+/// said.
+fn fallback_cell(s: &ServiceTally, lossy: bool) -> Cell {
+    let mut cell = service_cell(s, lossy);
+    let reported = s.fallback_lost + s.fallback_over_reported == s.fallback_reported_lost;
+    cell.ok &= reported;
+    if s.fallback_lost > 0 || !reported {
+        cell.text += &format!(
+            ", {} lost in a fallback ({} reported)",
+            s.fallback_lost, s.fallback_reported_lost
+        );
+    }
+    cell.text += &format!(
+        "; {} fallbacks, {} events in flight",
+        s.fallbacks, s.fallback_in_flight
+    );
+    cell
+}
+
 fn client_cell(c: &ClientTally, lenient: bool) -> Cell {
     let text = counts(c.duplicates, c.lost);
     let ok = if lenient {
@@ -199,90 +242,86 @@ fn print_table(title: &str, cells: &[[String; 3]]) {
     println!();
 }
 
-fn main() {
-    let seeds: u64 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("SEEDS must be a number"))
-        .unwrap_or(100);
-    let started = Instant::now();
-    let columns: Vec<Column> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, (fault, _))| run_column(*fault, seeds, 1000 * i as u64))
-        .collect();
-
-    let mut measured: Vec<[Cell; 3]> = Vec::new();
+/// The measured cells, row by row.
+fn measure(columns: &[Column]) -> Vec<[Cell; 3]> {
     let per_column = |f: &dyn Fn(usize, &Column) -> Cell| -> [Cell; 3] {
         [f(0, &columns[0]), f(1, &columns[1]), f(2, &columns[2])]
     };
-    measured.push(per_column(&|i, c| service_cell(&c.spl1.service, i > 0)));
-    measured.push(per_column(&|_, c| service_cell(&c.spl2.service, false)));
-    measured.push(per_column(&|_, c| full_cell(&c.full)));
-    measured.push(per_column(&|i, c| {
-        let t = c.client(true, false);
-        let mut cell = client_cell(&t, i > 0);
-        if i > 0 {
-            cell.text += &format!(" in {} restarts", t.restarts);
-        }
-        cell
-    }));
-    measured.push(per_column(&|_, c| {
-        client_cell(&c.client(true, true), false)
-    }));
-    measured.push(per_column(&|i, c| {
-        let t = c.client(false, false);
-        let mut cell = client_cell(&t, i > 0);
-        cell.ok &= t.duplicates <= t.redeliverable;
-        if i > 0 {
-            cell.text += &format!(" of {} re-delivered", t.redeliverable);
-        }
-        cell
-    }));
-    measured.push(per_column(&|_, c| {
-        client_cell(&c.client(false, true), false)
-    }));
+    vec![
+        per_column(&|i, c| service_cell(&c.spl1.service, i > 0)),
+        per_column(&|_, c| service_cell(&c.spl2.service, false)),
+        per_column(&|_, c| full_cell(&c.full)),
+        per_column(&|i, c| {
+            let t = c.client(true, false);
+            let mut cell = client_cell(&t, i > 0);
+            if i > 0 {
+                cell.text += &format!(" in {} restarts", t.restarts);
+            }
+            cell
+        }),
+        per_column(&|_, c| client_cell(&c.client(true, true), false)),
+        per_column(&|i, c| {
+            let t = c.client(false, false);
+            let mut cell = client_cell(&t, i > 0);
+            cell.ok &= t.duplicates <= t.redeliverable;
+            if i > 0 {
+                cell.text += &format!(" of {} re-delivered", t.redeliverable);
+            }
+            cell
+        }),
+        per_column(&|_, c| client_cell(&c.client(false, true), false)),
+        per_column(&|i, c| fallback_cell(&c.fallback.service, i > 0)),
+    ]
+}
 
-    let promised: Vec<[String; 3]> = PROMISE.iter().map(|r| r.map(|s| s.to_string())).collect();
-    let shown: Vec<[String; 3]> = measured
-        .iter()
-        .map(|r| {
-            [0, 1, 2].map(|i| {
-                let mark = if r[i].ok { "" } else { "  (!)" };
-                format!("{}{mark}", r[i].text)
-            })
-        })
-        .collect();
-    print_table("docs/BEHAVIOUR.md section 6 promises:", &promised);
-    print_table(
-        &format!(
-            "Measured ({seeds} runs per configuration and column; totals; (!) = not what the \
-             library promises):"
-        ),
-        &shown,
-    );
+/// Every run of every column, summed.
+#[derive(Default)]
+struct Sums {
+    svc: ServiceTally,
+    cl: ClientTally,
+    runs: u64,
+    violations: Vec<String>,
+    faults: [u64; 3],
+    level2_failures: u64,
+    mid_op: u64,
+}
 
-    // What the cells leave out, and the fine print.
-    let mut svc = ServiceTally::default();
-    let mut cl = ClientTally::default();
-    let mut runs = 0;
-    let mut violations = Vec::new();
-    let mut faults = [0u64; 3];
-    let mut mid_op = 0;
+fn sum(columns: &[Column]) -> Sums {
+    let mut sums = Sums::default();
     for (i, col) in columns.iter().enumerate() {
         for t in col.all() {
-            runs += t.runs;
-            svc.add(&t.service);
+            sums.runs += t.runs;
+            sums.svc.add(&t.service);
             for c in t.clients.values() {
-                cl.add(c);
+                sums.cl.add(c);
             }
-            faults[i] += t.faults.values().sum::<u64>();
-            mid_op += t.mid_op_cuts;
-            violations.extend(t.violations.iter().cloned());
+            for (f, n) in &t.faults {
+                match f {
+                    Fault::Level2Failure => sums.level2_failures += n,
+                    _ => sums.faults[i] += n,
+                }
+            }
+            sums.mid_op += t.mid_op_cuts;
+            sums.violations.extend(t.violations.iter().cloned());
         }
     }
+    sums
+}
+
+/// What the cells leave out, and the fine print.
+fn fine_print(columns: &[Column]) {
+    let Sums {
+        svc,
+        cl,
+        runs,
+        violations,
+        faults,
+        level2_failures,
+        mid_op,
+    } = sum(columns);
     println!(
         "{runs} runs, {} events raised; faults injected: {} outages, {} restarts, {} reboots \
-         ({mid_op} service power cuts inside a store call)",
+         ({mid_op} service power cuts inside a store call), {level2_failures} level-2 failures",
         svc.raised + svc.in_doubt + svc.unknown_raised,
         faults[0],
         faults[1],
@@ -317,6 +356,7 @@ fn main() {
          uid rule instead of being enqueued twice.",
         svc.dropped_yet_delivered, svc.broker_duplicate_acks
     );
+    print_fallbacks(&svc);
     if violations.is_empty() {
         println!("No violation of the simulation's invariants.");
     } else {
@@ -325,5 +365,52 @@ fn main() {
             println!("  {v}");
         }
     }
+}
+
+fn print_fallbacks(svc: &ServiceTally) {
+    println!(
+        "Level-2 failures: {} fallbacks to level 1, with {} events in flight at them and {} \
+         pending events moved to memory; {} events lost in them, {} reported lost (of which {} \
+         had just been removed by the call that failed: over-reported, never silent).",
+        svc.fallbacks,
+        svc.fallback_in_flight,
+        svc.fallback_moved,
+        svc.fallback_lost,
+        svc.fallback_reported_lost,
+        svc.fallback_over_reported
+    );
+}
+
+fn main() {
+    let seeds: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("SEEDS must be a number"))
+        .unwrap_or(100);
+    let started = Instant::now();
+    let columns: Vec<Column> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (fault, _))| run_column(*fault, seeds, 1000 * i as u64))
+        .collect();
+    let measured = measure(&columns);
+    let promised: Vec<[String; 3]> = PROMISE.iter().map(|r| r.map(|s| s.to_string())).collect();
+    let shown: Vec<[String; 3]> = measured
+        .iter()
+        .map(|r| {
+            [0, 1, 2].map(|i| {
+                let mark = if r[i].ok { "" } else { "  (!)" };
+                format!("{}{mark}", r[i].text)
+            })
+        })
+        .collect();
+    print_table("docs/BEHAVIOUR.md section 6 promises:", &promised);
+    print_table(
+        &format!(
+            "Measured ({seeds} runs per configuration and column; totals; (!) = not what the \
+             library promises):"
+        ),
+        &shown,
+    );
+    fine_print(&columns);
     println!("({:.1} s)", started.elapsed().as_secs_f64());
 }

@@ -24,16 +24,27 @@ impl ServiceController {
     }
 
     /// Whether sending may go on. A new storage uid (a level-2 failure gave
-    /// the store one) is told to the broker only when nothing stored under
-    /// the uid it knows is in flight: the broker's duplicate detection
-    /// starts afresh with the new uid, and a resend after it would be
-    /// enqueued twice. Then the drain starts again from the oldest event.
+    /// the store one) is told to the broker only once no event stored under
+    /// the uid it knows is pending: the broker's duplicate detection starts
+    /// afresh with the new uid, and an event it queued already (in flight,
+    /// or sent by an earlier process whose ack was lost) would be queued
+    /// twice. So the events moved at the fallback (the oldest) are drained
+    /// first, strictly in raise order under the old uid, once nothing is in
+    /// flight; then the new uid is told and the drain goes on.
     fn uid_settled(&mut self) -> Result<bool> {
         if self.uid_current() {
             return Ok(true);
         }
         if !self.flights.is_empty() || self.replaying {
             return Ok(false);
+        }
+        let old_uid_known = self.announced.is_some()
+            && self.announced == self.store.previous_storage_uid();
+        if old_uid_known && self.store.has_pending_under_previous_uid()? {
+            if self.store.mode() != Mode::Storage {
+                self.store.set_storage_mode()?;
+            }
+            return Ok(true);
         }
         self.announce(self.store.storage_uid());
         self.store.set_storage_mode()?;

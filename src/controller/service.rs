@@ -257,6 +257,9 @@ impl ServiceController {
             // Cache mode: the name's next event, under the uid the broker
             // knows (else the drain starts again once it is told).
             Ok(Some(next)) if !self.replaying && self.uid_current() => self.send(next),
+            // Not sent now: the store must not keep it in flight (a newer
+            // Replacing instance must still supersede it).
+            Ok(Some(next)) if !self.replaying => self.store.release_name(next.kind, &next.name)?,
             Ok(_) => {}
             // The store no longer holds it (dropped for capacity while in
             // flight): nothing to remove.

@@ -238,6 +238,17 @@ impl ServiceStore {
         })
     }
 
+    /// Takes the event of `name` out of flight (the controller took it and
+    /// did not send it).
+    pub(crate) fn release_name(&self, kind: EventKind, name: &str) -> Result<()> {
+        self.shell.with(|c| c.release_name(kind, name))
+    }
+
+    /// Whether an event stored under the previous storage uid is pending.
+    pub(crate) fn has_pending_under_previous_uid(&self) -> Result<bool> {
+        self.shell.with(|c| Ok(c.has_pending_under_previous_uid()))
+    }
+
     /// The current mode.
     pub fn mode(&self) -> Mode {
         self.shell.read(|v| v.stats.mode)

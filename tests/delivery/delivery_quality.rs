@@ -3,8 +3,9 @@
 //!
 //! Each test runs the simulator of `testkit::sim` over 200 seeds (each run:
 //! about 2000 events raised by one service, four clients, dozens of faults:
-//! network outages, application restarts, reboots by power loss) through
-//! the broker model of `testkit::broker`, and checks the row's promise.
+//! network outages, application restarts, reboots by power loss; row 8
+//! adds a level-2 failure of the service while online) through the broker
+//! model of `testkit::broker`, and checks the row's promise.
 //!
 //! What is counted as "lost" follows docs/BEHAVIOUR.md section 6, which
 //! assumes the event is still in the broker's queue:
@@ -29,7 +30,6 @@
 
 use std::sync::OnceLock;
 
-use softnet_persistence::{EventKind, ServiceOptions, ServiceStore};
 use testkit::sim::{run, run_seeds, ClientTally, Fault, SimConfig, Totals};
 
 const SEEDS: u64 = 200;
@@ -95,6 +95,19 @@ fn describe(what: &str, t: &Totals) {
         s.reported_drops,
         s.broker_duplicate_acks
     );
+    if s.fallbacks > 0 {
+        println!(
+            "   level-2 failures: {} fallbacks to level 1 with {} events in flight, {} pending \
+             events moved, {} lost; {} reported lost, of which {} had just been removed by the \
+             call that failed (acknowledged, superseded...)",
+            s.fallbacks,
+            s.fallback_in_flight,
+            s.fallback_moved,
+            s.fallback_lost,
+            s.fallback_reported_lost,
+            s.fallback_over_reported
+        );
+    }
     for ((stateful, file), c) in &t.clients {
         println!(
             "   broker -> {} CPL-{}: {} queued, {} handled, {} duplicates, {} lost; excluded: {} \
@@ -225,8 +238,8 @@ fn row_2_spl2_sync_exactly_once_through_outages_restarts_and_power_cuts() {
 /// unreported disappearance, is a violation.
 ///
 /// Power cuts here strike between store calls; a cut inside a raise that
-/// drops is `power_cut_inside_a_raise_that_drops_for_room` (a regression
-/// test: no event may be lost silently there).
+/// drops is `power_cut_drop::power_cut_inside_a_raise_that_drops_for_room`
+/// (a regression test: no event may be lost silently there).
 #[test]
 fn row_3_store_full_drops_the_oldest_and_reports_exactly_those() {
     let spl2 = SimConfig {
@@ -343,6 +356,58 @@ fn row_7_stateless_cpl2_exactly_once() {
     client_exactly_once(&outages().client(false, true), "stateless CPL-2, outages");
 }
 
+/// Row 8. Service to broker, SPL-2, level 2 failing while online: the
+/// device under the journal starts failing while events are in flight, and
+/// the store falls back to level 1 with a new storage uid (docs/PROTOCOL.md
+/// section 2.9), amid network outages. Every event whose raise returned
+/// reaches the broker exactly once: the new uid, which resets the broker's
+/// duplicate detection, is told only once nothing stored under the old uid
+/// is in flight. Events not moved to memory (none, with the memory
+/// capacity of these runs) are exactly those the fallback reported lost.
+#[test]
+fn row_8_spl2_level2_failure_while_online_exactly_once() {
+    let t = run_seeds(
+        &config(7, true, &[Fault::Outage, Fault::Level2Failure]),
+        SEEDS,
+    );
+    describe(
+        "SPL-2, a level-2 failure while online + network outages",
+        &t,
+    );
+    no_violations(&t);
+    let s = &t.service;
+    assert!(
+        s.fallbacks >= SEEDS * 9 / 10,
+        "level 2 failed in {} of {SEEDS} runs",
+        s.fallbacks
+    );
+    assert_eq!(s.fallbacks, t.faults[&Fault::Level2Failure]);
+    assert!(s.fallback_in_flight >= s.fallbacks, "{s:?}");
+    assert_eq!(
+        s.fallback_lost + s.fallback_over_reported,
+        s.fallback_reported_lost,
+        "lost in a fallback: what the reports said, but for the events the failing call \
+         removed (over-reported)"
+    );
+    assert_eq!(s.duplicates, 0, "events enqueued twice by the broker");
+    assert_eq!(s.lost, 0, "events that never reached the broker");
+    assert_eq!(s.reported_drops, 0, "capacity drops in a table run");
+    assert_eq!(
+        s.delivered + s.superseded + s.fallback_lost,
+        s.raised,
+        "every raised event was delivered, superseded by design or reported lost"
+    );
+    assert!(
+        s.broker_duplicate_acks > 0,
+        "no resend reached the broker twice: the uid rule was never tested"
+    );
+    println!(
+        "level-2 failure while online: {} fallbacks, {} events in flight at them, {} raised, \
+         {} delivered once, {} duplicates",
+        s.fallbacks, s.fallback_in_flight, s.raised, s.delivered, s.duplicates
+    );
+}
+
 /// The yardstick is real: without sync durability, power cuts do lose
 /// events and ids (so the exactly-once results above are not for free).
 #[test]
@@ -371,191 +436,4 @@ fn the_simulation_is_deterministic() {
     assert_eq!(format!("{:?}", a.service), format!("{:?}", b.service));
     assert_eq!(format!("{:?}", a.clients), format!("{:?}", b.clients));
     assert_eq!(a.sim_time, b.sim_time);
-}
-
-/// Known bug, found by the simulator (row 3 with power cuts inside store
-/// calls): a raise that must drop the oldest pending event to make room
-/// makes the drop durable before the new event is written. A power cut in
-/// between leaves neither event in the file, and nothing reports the drop:
-/// an event whose raise returned under sync durability is lost silently,
-/// against docs/BEHAVIOUR.md sections 3 (capacity: drops make room for a new event, every
-/// drop is reported), 5 (nothing is dropped silently) and 6 (SPL-2 reboot:
-/// exactly once).
-///
-/// (It once did: the drop was marked, and synced by the journal, before the
-/// new record existed. Now a raise writes its record first, within the
-/// journal's one-record slack, syncs it, and only then removes what it
-/// displaces.)
-#[test]
-fn power_cut_inside_a_raise_that_drops_for_room() {
-    use softnet_persistence::{Durability, Event, Uuid};
-    use testkit::{collect_into, PowerCut, Reports};
-
-    let event = |n: u128| Event {
-        kind: EventKind::Queueing,
-        name: "Temp".into(),
-        args: vec![n as u8; 40],
-        client_id: None,
-        uid: Uuid::from_u128(n),
-    };
-    let service = Uuid::from_u128(77);
-    let mut lost = Vec::new();
-    // Cut at the first sync of the raise; each seed keeps a different set
-    // of the sectors written since the last sync.
-    for seed in 1..=32u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let reports = Reports::default();
-        let cut = PowerCut::new();
-        let options = ServiceOptions {
-            capacity: 8192,
-            durability: Durability::Sync,
-            on_failure: Some(collect_into(&reports)),
-            device_layer: Some(cut.layer()),
-            ..ServiceOptions::default()
-        };
-        let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
-        // Fill the store to the brim: the next raise must drop the oldest.
-        let mut n = 0;
-        loop {
-            n += 1;
-            store.raise_event(&event(n)).unwrap();
-            if store.stats().dropped_events > 0 {
-                break;
-            }
-        }
-        let oldest = store.pending().unwrap()[0].uid;
-        cut.arm(cut.sync_count() + 1, seed);
-        n += 1;
-        let new = Uuid::from_u128(n);
-        store.raise_event(&event(n)).unwrap();
-        let image = cut.take_image().expect("the raise syncs");
-        let path = store.journal_path().unwrap();
-        drop(store);
-        std::fs::write(&path, image).unwrap();
-        reports.lock().unwrap().clear();
-
-        let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
-        let after: Vec<Uuid> = store.pending().unwrap().iter().map(|e| e.uid).collect();
-        let reported: u64 = reports.lock().unwrap().iter().map(|f| f.events_lost).sum();
-        if !after.contains(&oldest) && !after.contains(&new) && reported == 0 {
-            lost.push(seed);
-        }
-    }
-    assert!(
-        lost.is_empty(),
-        "cut seeds {lost:?}: the oldest event (its raise returned under sync durability) was \
-         dropped to make room for a new one that the power cut kept from being stored; both \
-         are gone and nothing was reported"
-    );
-}
-
-/// Found while checking the yardstick (not a cell of the table, which has
-/// no I/O errors): a level-2 failure while the endpoint is offline moves
-/// the pending events to level 1 under a new storage uid and reports "lost
-/// 0"; at the next `online` the broker still remembers the file's uid, so
-/// the controller calls `invalidate_ancient()` and the moved events that
-/// were in the file at open are discarded, though the broker's
-/// duplicate-detection state is exactly theirs. They are counted in
-/// `invalidated_events` but no failure report says they are gone.
-///
-/// docs/BEHAVIOUR.md section 3 read literally (uid differs: discard ancient data) would
-/// allow it; section 5 ("we move the pending events that can still be read
-/// into level 1 ... and report how many were lost") does not. Resolved: the
-/// store remembers the uid it had before the fallback
-/// (`ServiceStore::previous_storage_uid`), and `online` treats a broker that
-/// remembers that uid as "equal": it sends the new uid and invalidates
-/// nothing.
-#[test]
-fn fallback_while_offline_keeps_the_moved_events() {
-    use softnet_persistence::{Error, MemoryLog, RecordLog, Removal, Result, Uuid};
-    use softnet_persistence::{ServiceController, ServiceOutput};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    /// A custom level 2 (kept across reopen) whose device can fail.
-    struct Disk(Arc<Mutex<MemoryLog>>, Arc<AtomicBool>);
-    impl Disk {
-        fn up(&self) -> Result<()> {
-            if self.1.load(Ordering::SeqCst) {
-                Err(Error::Backend("device gone".into()))
-            } else {
-                Ok(())
-            }
-        }
-    }
-    impl RecordLog for Disk {
-        fn append(&mut self, payload: &[u8]) -> Result<u64> {
-            self.up()?;
-            self.0.lock().unwrap().append(payload)
-        }
-        fn remove(&mut self, seq: u64, why: Removal) -> Result<()> {
-            self.up()?;
-            self.0.lock().unwrap().remove(seq, why)
-        }
-        fn read(&mut self, seq: u64, out: &mut Vec<u8>) -> Result<()> {
-            self.0.lock().unwrap().read(seq, out)
-        }
-        fn scan(&mut self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
-            self.0.lock().unwrap().scan(visit)
-        }
-        fn commit(&mut self) -> Result<()> {
-            self.up()
-        }
-        fn flush(&mut self) -> Result<()> {
-            self.up()
-        }
-        fn clear(&mut self) -> Result<()> {
-            self.up()?;
-            self.0.lock().unwrap().clear()
-        }
-        fn metadata(&mut self) -> Result<Vec<u8>> {
-            self.0.lock().unwrap().metadata()
-        }
-        fn set_metadata(&mut self, meta: &[u8]) -> Result<()> {
-            self.up()?;
-            self.0.lock().unwrap().set_metadata(meta)
-        }
-    }
-
-    let data = Arc::new(Mutex::new(MemoryLog::new()));
-    let broken = Arc::new(AtomicBool::new(false));
-    let disk = || Box::new(Disk(data.clone(), broken.clone()));
-    let options = ServiceOptions::default();
-    // A first run: the broker learns the storage uid; two events stay
-    // pending (say the network went down).
-    let first = Arc::new(ServiceStore::open_custom(disk(), &options).unwrap());
-    let remembered = first.storage_uid();
-    let a = first.raise(EventKind::Queueing, "A", b"1").unwrap();
-    let b = first.raise(EventKind::Queueing, "B", b"2").unwrap();
-    drop(first);
-    // Restart, still offline; the device fails on the next raise.
-    let store = Arc::new(ServiceStore::open_custom(disk(), &options).unwrap());
-    assert_eq!(store.storage_uid(), remembered);
-    let mut controller = ServiceController::new(store.clone());
-    broken.store(true, Ordering::SeqCst);
-    let c = controller.raise(EventKind::Queueing, "C", b"3").unwrap();
-    assert_eq!(
-        store.stats().pending_events,
-        3,
-        "the fallback moved A and B"
-    );
-    // Back online: the broker remembers the uid A and B were stored under.
-    controller.connected();
-    controller.online(Some(remembered)).unwrap();
-    let mut sent: Vec<Uuid> = Vec::new();
-    let mut outputs = controller.drain_outputs();
-    while let Some(out) = outputs.pop() {
-        if let ServiceOutput::SendEvent(e) = out {
-            sent.push(e.uid);
-            controller.ack(e.uid).unwrap();
-            outputs.extend(controller.drain_outputs());
-        }
-    }
-    assert_eq!(
-        sent,
-        vec![a, b, c],
-        "A and B survived the level-2 failure (reported: moved 2, lost 0) and must still \
-         reach the broker; invalidated: {}",
-        store.stats().invalidated_events
-    );
 }

@@ -110,6 +110,25 @@ impl Core {
         self.index.clear_in_flight();
     }
 
+    /// The event of `name` in flight is not in flight any more (it was
+    /// taken, not sent).
+    pub fn release_name(&mut self, kind: EventKind, name: &str) -> Result<()> {
+        if let Some((pipe, _)) = self.pipe_front(kind, name)? {
+            if let Some(p) = self.index.pipe_mut(pipe) {
+                p.in_flight = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an event stored under the previous storage uid (moved at a
+    /// fallback) is still pending: they are the oldest, ids in raise order.
+    pub fn has_pending_under_previous_uid(&self) -> bool {
+        self.index
+            .front()
+            .is_some_and(|front| front.id <= self.previous_uid_max_id)
+    }
+
     pub fn invalidate_ancient(&mut self) -> Result<u64> {
         let limit = self.index.ancient_max;
         let ancient: Vec<u64> = self

@@ -134,6 +134,7 @@ impl Core {
         // The broker's duplicate detection for the moved events is tied to
         // the uid they were stored under: remembered for the handshake.
         self.previous_storage_uid = Some(self.storage_uid);
+        self.previous_uid_max_id = self.index.max_id();
         self.storage_uid = crate::journal::new_uid();
         // Memory operations cannot fail; the result is checked anyway.
         let _ = self.save_storage_uid();
@@ -147,8 +148,13 @@ impl Core {
         let mut old = std::mem::replace(&mut self.backend, Backend::Memory(MemoryLog::new()));
         let mut memory = MemoryLog::numbered_after(self.index.max_id());
         let mut unreadable = Vec::new();
+        let mut left_behind = None;
         let mut buf = Vec::new();
         for entry in self.index.entries() {
+            if self.removing == Some(entry.id) {
+                left_behind = self.removing.take();
+                continue;
+            }
             let moved = old
                 .log()
                 .read(entry.id, &mut buf)
@@ -158,7 +164,7 @@ impl Core {
             }
         }
         drop(old);
-        for id in &unreadable {
+        for id in unreadable.iter().chain(&left_behind) {
             self.index.remove(*id);
         }
         self.backend = Backend::Memory(memory);

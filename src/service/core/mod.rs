@@ -62,6 +62,9 @@ pub(crate) struct Core {
     /// The storage uid before a fallback to level 1 (see
     /// `ServiceStore::previous_storage_uid`).
     previous_storage_uid: Option<Uuid>,
+    /// The highest id stored under the previous storage uid: the events up
+    /// to it were moved at the fallback (0: none).
+    previous_uid_max_id: u64,
     /// Capacity of the current level.
     capacity: u64,
     memory_capacity: u64,
@@ -75,6 +78,9 @@ pub(crate) struct Core {
     /// Bytes the store may stand over its capacity while a raise is in
     /// progress (its record is stored, what it displaces not yet removed).
     raise_slack: u64,
+    /// The record a removal is removing: a fallback during it leaves the
+    /// record behind (and clears this), rather than count it unreadable.
+    removing: Option<u64>,
 }
 
 /// Metadata blob: version byte, then the storage uid.
@@ -86,6 +92,8 @@ impl Core {
             backend,
             storage_uid: crate::journal::new_uid(),
             previous_storage_uid: None,
+            previous_uid_max_id: 0,
+            removing: None,
             capacity: limits.capacity,
             memory_capacity: limits.memory_capacity,
             overflow: limits.overflow,

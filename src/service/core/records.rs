@@ -18,7 +18,13 @@ impl Core {
         if self.index.get(id).is_none() {
             return Ok(false);
         }
+        self.removing = Some(id);
         let removed = self.call(|log| log.remove(id, why));
+        if self.removing.take().is_none() {
+            // Level 2 failed during this removal, and the fallback left the
+            // record behind: the removal is complete at level 1.
+            return Ok(true);
+        }
         if removed.is_err() && self.index.get(id).is_none() {
             return Ok(false);
         }

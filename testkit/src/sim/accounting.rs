@@ -20,6 +20,8 @@ pub(super) enum Status {
     LostAtRestart,
     InDoubt,
     Invalidated,
+    /// Not moved to memory when level 2 failed (reported lost).
+    LostInFallback,
     /// Gone from the store without any call saying so.
     Vanished,
 }
@@ -85,6 +87,11 @@ impl Sim {
             resurrected: self.resurrected,
             invalidated: self.invalidated,
             dropped_unreported: self.struck_drops,
+            fallbacks: self.svc.fallbacks.seen,
+            fallback_in_flight: self.svc.fallbacks.in_flight,
+            fallback_moved: self.svc.fallbacks.moved,
+            fallback_reported_lost: self.svc.fallback_lost.load(Ordering::SeqCst),
+            fallback_over_reported: self.svc.fallbacks.over_reported,
             ..ServiceTally::default()
         };
         let mut lost_detail = Vec::new();
@@ -142,6 +149,8 @@ fn count_unknown(t: &mut ServiceTally, uid: &Uuid, i: &Info, lost_detail: &mut V
     t.unknown_raised += 1;
     if i.accepted > 0 {
         lost_detail.push(format!("unknown-name event {uid} was accepted"));
+    } else if i.status == Status::LostInFallback {
+        t.fallback_lost += 1;
     } else if i.status == Status::Dropped {
         // Dropped for capacity (and reported so), whether or
         // not the broker's rejection came back meanwhile.
@@ -183,6 +192,7 @@ fn count_known(t: &mut ServiceTally, uid: &Uuid, i: &Info, lost_detail: &mut Vec
         Status::Superseded => t.superseded += 1,
         Status::Dropped => t.dropped += 1,
         Status::Invalidated => {}
+        Status::LostInFallback => t.fallback_lost += 1,
         Status::LostAtRestart => {
             t.lost += 1;
             t.lost_pending_at_restart += 1;

@@ -16,10 +16,15 @@ pub enum Fault {
     /// Reboot by power loss: a restart where each file holds only what the
     /// device had (unsynced writes lost at random, sector by sector).
     PowerCut,
+    /// Level 2 fails while the service is online with events in flight:
+    /// the device under the SPL-2 journal starts failing, and the store
+    /// falls back to level 1 with a new storage uid (until the app next
+    /// opens it). Service only; not in [`Fault::ALL`].
+    Level2Failure,
 }
 
 impl Fault {
-    /// All three.
+    /// The three of the table's columns.
     pub const ALL: [Fault; 3] = [Fault::Outage, Fault::Restart, Fault::PowerCut];
 }
 

@@ -16,6 +16,7 @@ use crate::power_cut::PowerCut;
 use super::accounting::Info;
 use super::clients::ClientSide;
 use super::config::{Fault, SimConfig};
+use super::fallback::{FailSwitch, Fallbacks};
 use super::faults::InDoubt;
 use super::network::Link;
 use super::service::{ServiceSide, SvcOp};
@@ -36,6 +37,7 @@ pub(super) enum Ev {
     Down(usize, Fault),
     AppUp(usize),
     CutNow(u64),
+    DeviceFails,
 }
 
 struct Item {
@@ -103,15 +105,25 @@ fn scratch_dir() -> tempfile::TempDir {
     }
 }
 
-fn recorder(failures: &Arc<Mutex<Vec<String>>>, drops: Option<&Arc<AtomicU64>>) -> FailureCallback {
+/// Records failure reports: capacity drops counted in `drops` (the
+/// others are listed), events lost in fallbacks also in `fallback_lost`.
+fn recorder(
+    failures: &Arc<Mutex<Vec<String>>>,
+    drops: Option<&Arc<AtomicU64>>,
+    fallback_lost: Option<&Arc<AtomicU64>>,
+) -> FailureCallback {
     let failures = failures.clone();
     let drops = drops.cloned();
+    let fallback_lost = fallback_lost.cloned();
     Arc::new(move |f| {
         if f.kind == FailureKind::CapacityDrop {
             if let Some(d) = &drops {
                 d.fetch_add(f.events_lost, Ordering::SeqCst);
             }
         } else {
+            if let (FailureKind::Fallback, Some(l)) = (f.kind, &fallback_lost) {
+                l.fetch_add(f.events_lost, Ordering::SeqCst);
+            }
             failures
                 .lock()
                 .unwrap()
@@ -125,14 +137,16 @@ fn recorder(failures: &Arc<Mutex<Vec<String>>>, drops: Option<&Arc<AtomicU64>>) 
 /// simulated device, an empty view of its store.
 fn service_side(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> ServiceSide {
     let drops = Arc::new(AtomicU64::new(0));
+    let fallback_lost = Arc::new(AtomicU64::new(0));
     let cut = PowerCut::new();
+    let switch = FailSwitch::default();
     let options = ServiceOptions {
         capacity: cfg.capacity,
         memory_capacity: cfg.memory_capacity,
         durability: cfg.durability,
         overflow: Overflow::DropOldest,
-        on_failure: Some(recorder(failures, Some(&drops))),
-        device_layer: Some(cut.layer()),
+        on_failure: Some(recorder(failures, Some(&drops), Some(&fallback_lost))),
+        device_layer: Some(switch.layer(cut.layer())),
     };
     ServiceSide {
         dir: scratch_dir(),
@@ -150,6 +164,11 @@ fn service_side(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> ServiceS
         stats_drops: 0,
         struck_stats_drops: 0,
         raises: 0,
+        switch,
+        switch_on: false,
+        fallbacks: Fallbacks::default(),
+        fallback_lost,
+        level1_at_down: false,
     }
 }
 
@@ -169,7 +188,7 @@ fn client_sides(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> Vec<Clie
                 key: format!("client-{i}"),
                 options: ClientOptions {
                     durability: cfg.durability,
-                    on_failure: Some(recorder(failures, None)),
+                    on_failure: Some(recorder(failures, None, None)),
                     device_layer: Some(cut.layer()),
                 },
                 cut,
@@ -291,6 +310,9 @@ impl Sim {
                         self.push(at, Ev::OutageStart(ep));
                         self.push(at + length, Ev::OutageEnd(ep));
                     }
+                    // The service's journal only.
+                    Fault::Level2Failure if ep > 0 => {}
+                    Fault::Level2Failure => self.push(at, Ev::DeviceFails),
                     other => self.push(at, Ev::Down(ep, other)),
                 }
             }
@@ -337,6 +359,7 @@ impl Sim {
                 }
                 Ev::Down(ep, fault) => self.fault_down(ep, fault),
                 Ev::AppUp(ep) => self.app_up(ep),
+                Ev::DeviceFails => self.device_fails(),
                 Ev::CutNow(id) => {
                     if self.svc.armed.is_some() && self.svc.cut_id == id {
                         self.bring_down(0, Fault::PowerCut, None, InDoubt::default());

@@ -22,7 +22,10 @@
 //!   file is replaced by the image a power cut leaves: each 512-byte sector
 //!   written since its last sync is kept or lost at random). A power cut of
 //!   the service can also strike inside a store call, at one of its syncs
-//!   (`mid_op_cuts`); that call never returns, so its event is "in doubt".
+//!   (`mid_op_cuts`); that call never returns, so its event is "in doubt";
+//!   and, for the service only, level-2 failures: while it is online with
+//!   events in flight, the device under its journal starts failing and the
+//!   store falls back to level 1 with a new storage uid.
 //!
 //! It counts, per event: raised, accepted into a broker queue (delivered to
 //! the broker; a repeat acked again is not an acceptance), handled per
@@ -44,6 +47,7 @@ mod accounting;
 mod clients;
 mod config;
 mod engine;
+mod fallback;
 mod faults;
 mod network;
 mod runner;

@@ -123,6 +123,9 @@ impl Sim {
                     info.target = target;
                     if info.accepted == 1 {
                         self.accepted_order.push(uid);
+                    } else {
+                        let n = info.accepted;
+                        self.trace(|| format!("broker: {uid} '{name}' queued again ({n} times)"));
                     }
                     // Each name's events reach its queue in raise order
                     // (uids carry the raise number in their low bits).

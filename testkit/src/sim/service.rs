@@ -2,15 +2,16 @@
 //! controller and store, and feeding it what the broker sends.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use softnet_persistence::{Event, EventKind, ServiceOptions, ServiceStore, Uuid};
+use softnet_persistence::{Event, EventKind, Level, ServiceOptions, ServiceStore, Uuid};
 use softnet_persistence::{ServiceController, DEFAULT_RESEND_TIMEOUT};
 
 use super::config::Fault;
 use super::engine::{Ev, Sim};
+use super::fallback::{BeforeCall, FailSwitch, Fallbacks};
 use super::faults::InDoubt;
 use super::site::{PRIVATE, QUEUEING, REPLACING, UNKNOWN};
 use crate::power_cut::PowerCut;
@@ -38,6 +39,16 @@ pub(super) struct ServiceSide {
     /// Drops counted in the statistics by calls a power cut interrupted.
     pub(super) struck_stats_drops: u64,
     pub(super) raises: u32,
+    /// Makes the journal's device fail (a level-2 failure).
+    pub(super) switch: FailSwitch,
+    /// The device is failing (until the store is next opened).
+    pub(super) switch_on: bool,
+    pub(super) fallbacks: Fallbacks,
+    /// Events lost reported by fallback reports.
+    pub(super) fallback_lost: Arc<AtomicU64>,
+    /// The store ran at level 1 when the app last went down (SPL-1, or
+    /// after a fallback): what was pending is lost, as at SPL-1.
+    pub(super) level1_at_down: bool,
 }
 
 impl Sim {
@@ -57,6 +68,7 @@ impl Sim {
             None => None,
         };
         self.svc.stats_drops += store.stats().dropped_events;
+        self.svc.level1_at_down = store.level() == Level::Memory;
         let path = store.journal_path();
         drop(ctl);
         drop(store);
@@ -69,6 +81,12 @@ impl Sim {
     }
 
     pub(super) fn service_up(&mut self) {
+        // A failed device works again (replaced, or the fault went away).
+        // A fallback report from the last store's `close` (its device had
+        // failed, no call had written since) is not matched with the view.
+        self.svc.switch.set(false);
+        self.svc.switch_on = false;
+        self.svc.fallbacks.reported_seen = self.svc.fallback_lost.load(Ordering::SeqCst);
         let store = if self.cfg.service_file {
             ServiceStore::open_file(self.svc.dir.path(), self.svc.uid, &self.svc.options)
         } else {
@@ -161,6 +179,12 @@ impl Sim {
         // A handle on the store for the whole op: it outlives the
         // controller if a power cut brings the service down in the op.
         let store = ctl.store().clone();
+        // At level 2: what the call is checked against, should it fall back.
+        let raises = usize::from(matches!(op, SvcOp::Raise(_)));
+        let before = (store.level() == Level::Persistent).then(|| BeforeCall {
+            in_flight: ctl.in_flight().len(),
+            view: self.svc.pending.len() + raises,
+        });
         let resets_drain = matches!(op, SvcOp::Online(_) | SvcOp::Disconnected);
         let returned = match op {
             SvcOp::Raise(event) => self.svc_raise(&store, event),
@@ -169,11 +193,15 @@ impl Sim {
             SvcOp::Rejected(uid) => self.svc_answer(uid, false),
             SvcOp::Tick => true,
             SvcOp::Disconnected => {
+                let in_flight = ctl.in_flight();
+                self.trace(|| format!("disconnected, in flight {in_flight:?}"));
+                let ctl = self.svc.ctl.as_mut().expect("up");
                 ctl.disconnected().expect("disconnected");
                 true
             }
         };
         if returned {
+            self.check_fallback(&store, before);
             self.svc_after_op(resets_drain);
         }
     }

@@ -198,6 +198,7 @@ impl Sim {
     /// count must match. False if a power cut struck inside the call.
     pub(super) fn svc_online(&mut self, store: &ServiceStore, broker_uid: Option<Uuid>) -> bool {
         let before = store.stats().invalidated_events;
+        self.trace(|| format!("online, the broker remembers {broker_uid:?}"));
         let ctl = self.svc.ctl.as_mut().expect("up");
         ctl.online(broker_uid).expect("online");
         if let Some(image) = self.cut_struck() {
@@ -329,6 +330,10 @@ impl Sim {
     /// Sends what the controller asked to send to the broker; a rejection
     /// reported to the application is noted for the accounting.
     fn route_service_output(&mut self, out: ServiceOutput, storage_mode: bool) {
+        self.trace(|| match &out {
+            ServiceOutput::SendEvent(e) => format!("-> send {} '{}'", e.uid, e.name),
+            other => format!("-> {other:?}"),
+        });
         match out {
             ServiceOutput::SendEvent(e) => {
                 // The drain goes strictly in raise order (a resend

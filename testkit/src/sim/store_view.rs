@@ -60,9 +60,9 @@ impl Sim {
 
     /// What became of `uid`, pending before the reopen and gone after it
     /// (`now`): what an interrupted call was doing explains it first; then
-    /// a level-1 store loses everything; then the store's counters explain
-    /// it (superseded only by a newer instance still there); anything else
-    /// is a violation.
+    /// a level-1 store (SPL-1, or fallen back) loses everything; then the
+    /// store's counters explain it (superseded only by a newer instance
+    /// still there); anything else is a violation.
     fn vanished_status(
         &mut self,
         uid: Uuid,
@@ -81,7 +81,7 @@ impl Sim {
         });
         if let Some(status) = self.in_doubt_status(uid, &name, doubt, now_set) {
             status
-        } else if !self.cfg.service_file {
+        } else if !self.cfg.service_file || self.svc.level1_at_down {
             Status::LostAtRestart
         } else if left.superseded > 0 && kind.is_replacing() && newer_same_name {
             left.superseded -= 1;

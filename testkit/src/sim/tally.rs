@@ -57,6 +57,20 @@ pub struct ServiceTally {
     /// or superseded before it (sent again; the broker's uid rule must drop
     /// them).
     pub resurrected: u64,
+    /// Fallbacks to level 1 (level-2 failures that struck).
+    pub fallbacks: u64,
+    /// Events in flight when level 2 failed, summed over the fallbacks.
+    pub fallback_in_flight: u64,
+    /// Pending events moved to memory by the fallbacks.
+    pub fallback_moved: u64,
+    /// Events gone in a fallback (not moved), never delivered.
+    pub fallback_lost: u64,
+    /// Events lost as the fallback reports said.
+    pub fallback_reported_lost: u64,
+    /// Of those, events the call that failed removed (acknowledged,
+    /// rejected, superseded or dropped) and the report counted lost too:
+    /// over-reported, never lost.
+    pub fallback_over_reported: u64,
 }
 
 /// The broker-to-client path of one client (or a sum).
@@ -135,6 +149,12 @@ impl ServiceTally {
         self.unknown_dropped += o.unknown_dropped;
         self.broker_duplicate_acks += o.broker_duplicate_acks;
         self.resurrected += o.resurrected;
+        self.fallbacks += o.fallbacks;
+        self.fallback_in_flight += o.fallback_in_flight;
+        self.fallback_moved += o.fallback_moved;
+        self.fallback_lost += o.fallback_lost;
+        self.fallback_reported_lost += o.fallback_reported_lost;
+        self.fallback_over_reported += o.fallback_over_reported;
     }
 }
 
