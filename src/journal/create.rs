@@ -41,6 +41,7 @@ impl Journal {
             scratch: Vec::new(),
             fork_generation: crate::journal::fork::generation(),
             lost: Vec::new(),
+            since_header: 0,
             file,
         }
     }
@@ -97,6 +98,9 @@ impl Journal {
         for (id, payload) in records {
             journal.write_at_head(payload, Some(*id))?;
         }
+        // The head hint covers every record: the next open reads no more
+        // than the live records.
+        journal.write_header();
         journal.sync_dirty()?;
         Ok(journal)
     }

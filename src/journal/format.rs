@@ -43,6 +43,12 @@ pub mod slot {
     pub const META_LEN: usize = 80;
     /// `[u8; 64]` metadata blob (the store's storage uid).
     pub const META: usize = 84;
+    /// `u64` head hint: every record with a sequence number from
+    /// `TAIL_SEQ` up to (not including) this one was written before this
+    /// slot was; 0 when unknown (a file of an earlier release). Recovery
+    /// searches only a bounded stretch past the end of the log when the
+    /// log reaches it (docs/FORMAT.md, Recovery).
+    pub const HEAD_SEQ: usize = 148;
     /// `u32` CRC32 of bytes `0..CRC` of the slot.
     pub const CRC: usize = 252;
 }
@@ -175,6 +181,8 @@ pub struct Header {
     pub tail_seq: u64,
     /// Metadata blob.
     pub meta: Vec<u8>,
+    /// The head hint ([`slot::HEAD_SEQ`]); 0 when unknown.
+    pub head_seq: u64,
 }
 
 /// Why a header slot was not accepted.
@@ -203,6 +211,7 @@ impl Header {
         let meta = &self.meta[..self.meta.len().min(MAX_META_LEN)];
         put(&mut b, slot::META_LEN, &(meta.len() as u32).to_le_bytes());
         put(&mut b, slot::META, meta);
+        put(&mut b, slot::HEAD_SEQ, &self.head_seq.to_le_bytes());
         let crc = crc32fast::hash(&b[..slot::CRC]);
         put(&mut b, slot::CRC, &crc.to_le_bytes());
         b
@@ -238,6 +247,7 @@ impl Header {
             tail_pos: u64_at(slot::TAIL_POS)?,
             tail_seq: u64_at(slot::TAIL_SEQ)?,
             meta: b[slot::META..slot::META + meta_len].to_vec(),
+            head_seq: u64_at(slot::HEAD_SEQ)?,
         };
         let geometry_ok = header.data_offset == DATA_OFFSET
             && header.data_size >= 4096

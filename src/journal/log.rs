@@ -78,6 +78,9 @@ pub(crate) struct Journal {
     /// Records found damaged while moving them, dropped; the store learns
     /// of them through `take_lost`.
     pub(super) lost: Vec<u64>,
+    /// Ring bytes placed since the header was last written (its head hint
+    /// is that far behind; see `write.rs`, `HINT_EVERY`).
+    pub(super) since_header: u64,
 }
 
 impl fmt::Debug for Journal {

@@ -71,7 +71,14 @@ impl Journal {
             .bytes()
             .get(DATA_OFFSET as usize..)
             .unwrap_or_default();
-        let recovered = recover(data, header.data_size, header.tail_pos, header.tail_seq);
+        // 0 (a file of an earlier release) or below the tail: no hint.
+        let hint = (header.head_seq >= header.tail_seq).then_some(header.head_seq);
+        let recovered = recover(
+            data,
+            header.data_size,
+            (header.tail_pos, header.tail_seq),
+            hint,
+        );
         if recovered.needs_salvage() {
             let live = collect_live(data, &header, &recovered);
             drop(device);

@@ -99,9 +99,30 @@ struct Walk {
     unknown_states: u64,
 }
 
+/// How far past the end of the log recovery searches for newer records
+/// when the log reaches the header's head hint: the writer writes the
+/// header at least every `HINT_EVERY` bytes of records, so whatever a crash
+/// left past the hint lies within two of those stretches (the newer of the
+/// two header slots may be the one a crash tore) and a few records' worth
+/// of wrap filler.
+pub(crate) const HINT_WINDOW: u64 =
+    2 * crate::journal::write::HINT_EVERY + 4 * format::MAX_RECORD_LEN;
+// docs/FORMAT.md (Recovery, step 4) gives this number.
+const _: () = assert!(HINT_WINDOW == 271_872);
+
 /// Walks the chain of `data` (the data region; may be shorter than
 /// `ring_size` if the file was truncated) from `(tail_pos, tail_seq)`.
-pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64) -> Recovered {
+/// `head_hint`: the header's head hint, if it has one (every record before
+/// that sequence number was written). When the log reaches it, only
+/// [`HINT_WINDOW`] bytes past its end are searched for newer records;
+/// otherwise (an older file, or damage before the hint) the whole free
+/// part of the ring is.
+pub(crate) fn recover(
+    data: &[u8],
+    ring_size: u64,
+    (tail_pos, tail_seq): (u64, u64),
+    head_hint: Option<u64>,
+) -> Recovered {
     let mut ring = Ring::new(ring_size, tail_pos, tail_seq);
     // At most one record per 40 bytes of ring (the smallest record): a
     // virtual reservation; only the slots filled are touched.
@@ -114,7 +135,11 @@ pub(crate) fn recover(data: &[u8], ring_size: u64, tail_pos: u64, tail_seq: u64)
     }
     let truncated = (data.len() as u64) < ring_size;
     let tail = normalize(ring_size, tail_pos);
-    let beyond = newer_records(data, ring_size, ring.head(), tail, ring.next_seq());
+    let search = match head_hint {
+        Some(hint) if ring.next_seq() >= hint => HINT_WINDOW,
+        _ => ring_size,
+    };
+    let beyond = newer_records(data, ring_size, (ring.head(), tail), ring.next_seq(), search);
     if beyond.is_empty() {
         return Recovered {
             end: natural_end(data, ring.head()),
@@ -284,7 +309,7 @@ mod tests {
         for seq in 1..=3 {
             pos = write(&mut data, pos, seq, b"payload");
         }
-        let r = recover(&data, SIZE, 0, 1);
+        let r = recover(&data, SIZE, (0, 1), None);
         assert_eq!(ids(&r), vec![1, 2, 3]);
         assert_eq!(r.end, End::Clean);
         assert!(!r.needs_salvage());
@@ -297,7 +322,7 @@ mod tests {
         let torn = pos;
         write(&mut data, pos, 2, b"two two two");
         data[torn as usize + 32] ^= 0xff; // a payload byte never made it
-        let r = recover(&data, SIZE, 0, 1);
+        let r = recover(&data, SIZE, (0, 1), None);
         assert_eq!(ids(&r), vec![1]);
         assert_eq!(r.end, End::Interrupted { pos: torn });
     }
@@ -312,7 +337,7 @@ mod tests {
             pos = write(&mut data, pos, seq, b"0123456789");
         }
         data[starts[2] as usize + 40] ^= 1; // record 3's payload
-        let r = recover(&data, SIZE, 0, 1);
+        let r = recover(&data, SIZE, (0, 1), None);
         let kept: Vec<u64> = r.live().iter().map(|s| s.id).collect();
         assert_eq!(
             kept,
@@ -346,7 +371,7 @@ mod tests {
         data[starts[1] as usize + record::STATE] = format::STATE_ACKED;
         data[starts[1] as usize + 40] ^= 1;
         data[starts[0] as usize + 20] ^= 4;
-        let r = recover(&data, SIZE, 0, 1);
+        let r = recover(&data, SIZE, (0, 1), None);
         let kept: Vec<u64> = r.live().iter().map(|s| s.id).collect();
         assert_eq!(kept, vec![3, 4, 5]);
         assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
@@ -368,12 +393,12 @@ mod tests {
             pos = write(&mut data, pos, seq, b"old old old");
         }
         let end = write(&mut data, 0, 10, b"new new new") as usize;
-        let r = recover(&data, SIZE, 0, 10);
+        let r = recover(&data, SIZE, (0, 10), None);
         assert_eq!(ids(&r), vec![10]);
         assert_eq!(r.end, End::Interrupted { pos: end as u64 }, "stale bytes");
         // What the writer does: zero the stretch after the record.
         data[end..end + 32].fill(0);
-        let r = recover(&data, SIZE, 0, 10);
+        let r = recover(&data, SIZE, (0, 10), None);
         assert_eq!(r.end, End::Clean);
     }
 
@@ -382,7 +407,7 @@ mod tests {
         let mut data = vec![0u8; SIZE as usize];
         write(&mut data, 0, 1, b"x");
         data[record::STATE] = 0x7f;
-        let r = recover(&data, SIZE, 0, 1);
+        let r = recover(&data, SIZE, (0, 1), None);
         assert_eq!(ids(&r), vec![1]);
         assert_eq!(r.unknown_states, 1);
         assert!(r.needs_salvage());
@@ -393,7 +418,7 @@ mod tests {
         let mut data = vec![0u8; SIZE as usize];
         let pos = write(&mut data, 0, 1, b"x");
         write(&mut data, pos, 2, b"y");
-        let r = recover(&data[..pos as usize + 8], SIZE, 0, 1);
+        let r = recover(&data[..pos as usize + 8], SIZE, (0, 1), None);
         assert_eq!(ids(&r), vec![1]);
         assert!(r.truncated && r.needs_salvage());
     }

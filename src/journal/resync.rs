@@ -10,22 +10,24 @@ use crate::journal::format::{
 use crate::journal::ring::{normalize, Slot};
 
 /// The valid records with a sequence number from `expected` on, found in
-/// the free part of the ring (`[from, tail)`, cyclic) that `data` holds:
-/// sequence number -> position. A plausible sequence number is at most one
-/// record per header length of ring beyond the expected one; older ones are
-/// stale records of earlier laps.
+/// the free part of the ring (`[from, tail)`, cyclic) that `data` holds,
+/// searching at most `limit` bytes of it: sequence number -> position. A
+/// plausible sequence number is at most one record per header length of
+/// ring beyond the expected one; older ones are stale records of earlier
+/// laps.
 pub(crate) fn newer_records(
     data: &[u8],
     ring_size: u64,
-    from: u64,
-    tail: u64,
+    (from, tail): (u64, u64),
     expected: u64,
+    limit: u64,
 ) -> BTreeMap<u64, u64> {
     let free = if from == tail {
         ring_size
     } else {
         (tail + ring_size - from) % ring_size
-    };
+    }
+    .min(limit);
     let horizon = expected.saturating_add(ring_size / record::HEADER_LEN as u64);
     let present = data.len() as u64;
     let mut found = BTreeMap::new();

@@ -89,7 +89,11 @@ fn journal_bytes_match_the_documented_layout() {
     assert_eq!(u32_at(h, 80), 17, "meta_len");
     assert_eq!(h[84], 1, "meta version");
     assert_eq!(&h[85..101], storage_uid.as_bytes(), "storage uid");
-    assert!(h[148..252].iter().all(|&b| b == 0), "reserved");
+    assert!(
+        u64_at(h, 148) >= u64_at(h, 72),
+        "head hint: at or past the tail's sequence number"
+    );
+    assert!(h[156..252].iter().all(|&b| b == 0), "reserved");
 
     // First record at data offset 0: the acknowledged Queueing event.
     let r1 = &file[8192..];

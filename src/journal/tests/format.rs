@@ -16,6 +16,7 @@ fn sample_header() -> Header {
         tail_pos: 64,
         tail_seq: 99,
         meta: vec![1, 2, 3],
+        head_seq: 140,
     }
 }
 

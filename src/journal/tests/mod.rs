@@ -1,4 +1,5 @@
 //! Unit tests of the journal that need more than one of its files.
 
 mod format;
+mod head_hint;
 mod ring_reuse;
