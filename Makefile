@@ -141,6 +141,7 @@ install: lib
 bench:
 	$(CARGO) bench --bench service
 	$(CARGO) bench --bench client
+	$(CARGO) bench --bench compare
 
 # Fuzz each target in fuzz/fuzz_targets for FUZZ_SECONDS (part of `make test`):
 # the journal's recovery and the C ABI call sequence, without a sanitizer (so

@@ -1,0 +1,356 @@
+//! Durable raises from 1, 2, 4 and 8 threads for a fixed time: into one
+//! `Arc<ServiceStore>` with `Durability::Sync`, and into one SQLite WAL
+//! FULL file with a connection per thread (WAL lets one writer in at a
+//! time; the others wait in SQLite's busy handler). Every thread count and
+//! store runs once per round, the floor taking a turn after each run, and
+//! the rounds add up: a slow spell of the disk falls on all of them.
+//!
+//! Syncs per event: for the journal, the `Device::sync` calls counted by a
+//! [`SyncCounter`] device layer (each is one `msync(MS_SYNC)` of the
+//! library's own device); for both, the write and flush requests the block
+//! device completed (machine-wide, like its sectors written). SQLite's own
+//! fsyncs are not visible without tracing it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use softnet_persistence::{Durability, Uuid};
+
+use crate::common::{fmt_bytes, fmt_ns, percentile, row, run_interleaved, Phase, Section, Summary};
+use crate::sqlite::{self, Db};
+use crate::sys::{Counters, Delta, SyncCounter};
+use crate::{
+    check, open_with, options, progress, raise, size_label, subdir, Work, BYTE_DECIMALS, MIB,
+};
+
+/// Thread counts, in this order.
+const THREADS: [usize; 4] = [1, 2, 4, 8];
+/// Journal of each run: room for every raise of a run, however fast.
+const CAPACITY: usize = 64 * MIB;
+/// Floor syncs after each run (`common`'s interleave block).
+const FLOOR_TURN: usize = 50;
+/// Untimed raises before each run.
+const WARMUP: usize = 10;
+
+/// Targets (the issue's).
+const TARGET_SCALING: f64 = 4.0;
+const TARGET_DEVICE_BYTES: f64 = 1024.0;
+const TARGET_FLOOR_RATIO: f64 = 1.1;
+
+/// One store at one thread count.
+struct Run {
+    /// Latency of every raise, ns, sorted.
+    samples: Vec<u64>,
+    /// Raises that returned an error (SQLite: busy past the timeout).
+    errors: u64,
+    elapsed: Duration,
+    delta: Delta,
+    /// `Device::sync` calls (journal only).
+    syncs: Option<u64>,
+}
+
+impl Run {
+    fn events(&self) -> u64 {
+        self.samples.len() as u64
+    }
+
+    fn rate(&self) -> f64 {
+        self.events() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn per_event(&self, v: Option<u64>) -> Option<f64> {
+        v.map(|v| v as f64 / self.events().max(1) as f64)
+    }
+
+    /// Adds another round's run of the same store and thread count.
+    fn absorb(&mut self, other: Run) {
+        fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            a.zip(b).map(|(a, b)| a + b)
+        }
+        self.samples.extend(other.samples);
+        self.samples.sort_unstable();
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        let (a, b) = (&mut self.delta, other.delta);
+        a.read_bytes = sum(a.read_bytes, b.read_bytes);
+        a.write_bytes = sum(a.write_bytes, b.write_bytes);
+        a.device_read_bytes = sum(a.device_read_bytes, b.device_read_bytes);
+        a.device_writes = sum(a.device_writes, b.device_writes);
+        a.device_write_bytes = sum(a.device_write_bytes, b.device_write_bytes);
+        a.device_flushes = sum(a.device_flushes, b.device_flushes);
+        self.syncs = sum(self.syncs, other.syncs);
+    }
+
+    fn summary(&self) -> Summary {
+        let s = &self.samples;
+        Summary {
+            n: s.len(),
+            rate: Some(self.rate()),
+            p50: percentile(s, 50.0),
+            p99: percentile(s, 99.0),
+            p999: Some(percentile(s, 99.9)),
+            bytes_per_op: self.per_event(self.delta.write_bytes),
+            device_bytes_per_op: self.per_event(self.delta.device_write_bytes),
+        }
+    }
+}
+
+/// Runs `threads` threads, each calling `op` (made by `make` in its
+/// thread) until `secs` have passed since they were released together.
+fn run_threads<M, O>(threads: usize, secs: f64, counters: &Counters, make: M) -> Run
+where
+    M: Fn() -> O + Sync,
+    O: FnMut() -> bool,
+{
+    let barrier = Barrier::new(threads + 1);
+    let length = Duration::from_secs_f64(secs);
+    let (before, after, elapsed, results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (barrier, make) = (&barrier, &make);
+                scope.spawn(move || {
+                    let mut op = make();
+                    let mut samples = Vec::with_capacity(100_000);
+                    let mut errors = 0u64;
+                    barrier.wait();
+                    let end = Instant::now() + length;
+                    loop {
+                        let t = Instant::now();
+                        if t >= end {
+                            break;
+                        }
+                        if op() {
+                            samples.push(t.elapsed().as_nanos() as u64);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    (samples, errors)
+                })
+            })
+            .collect();
+        let before = counters.read();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<(Vec<u64>, u64)> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a raising thread panicked"))
+            .collect();
+        let elapsed = start.elapsed();
+        (before, counters.read(), elapsed, results)
+    });
+    let mut samples: Vec<u64> = Vec::new();
+    let mut errors = 0;
+    for (s, e) in results {
+        samples.extend(s);
+        errors += e;
+    }
+    samples.sort_unstable();
+    Run {
+        samples,
+        errors,
+        elapsed,
+        delta: Delta::between(&before, &after),
+        syncs: None,
+    }
+}
+
+fn journal_run(
+    dir: &std::path::Path,
+    threads: usize,
+    secs: f64,
+    counters: &Counters,
+    notes: &mut Vec<String>,
+) -> Run {
+    let (layer, syncs) = SyncCounter::new();
+    let jdir = subdir(dir, &format!("threads-{threads}"));
+    let store = Arc::new(open_with(
+        &jdir,
+        Uuid::new_v4(),
+        &options(CAPACITY, Durability::Sync, Some(layer)),
+    ));
+    for _ in 0..WARMUP {
+        raise(&store);
+    }
+    let before = syncs.load(Ordering::Relaxed);
+    let mut run = run_threads(threads, secs, counters, || {
+        let store = Arc::clone(&store);
+        move || {
+            raise(&store);
+            true
+        }
+    });
+    run.syncs = Some(syncs.load(Ordering::Relaxed) - before);
+    let pending = (WARMUP + run.samples.len()) as u64;
+    check(
+        &store.stats(),
+        &format!("threads {threads}"),
+        pending,
+        notes,
+    );
+    store.close().expect("close");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&jdir);
+    run
+}
+
+fn sqlite_run(dir: &std::path::Path, threads: usize, secs: f64, counters: &Counters) -> Run {
+    let path = dir.join(format!("threads-{threads}.sqlite"));
+    // Create the file and its table once, before the connections race.
+    let db = Db::open(&path, sqlite::Sync::Full);
+    for _ in 0..WARMUP {
+        db.raise();
+    }
+    let run = run_threads(threads, secs, counters, || {
+        let db = Db::open(&path, sqlite::Sync::Full);
+        move || db.try_raise().is_ok()
+    });
+    drop(db);
+    sqlite::remove(&path);
+    run
+}
+
+/// Durable raises from 1, 2, 4 and 8 threads; the floor (if any) takes a
+/// turn after each run.
+pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
+    let Section {
+        dir,
+        io,
+        mut floor,
+        rows,
+        notes,
+    } = s;
+    let counters = Counters::for_dir(dir);
+    let mut floor_turn = || {
+        // One no-op, then the floor's interleaved syncs.
+        run_interleaved(&mut Phase::default(), io, 1, &mut floor, |_| ());
+    };
+    let mut runs: Vec<Option<(usize, Run, Run)>> = THREADS.iter().map(|_| None).collect();
+    for round in 0..work.thread_rounds {
+        // Each round starts at another thread count.
+        for k in 0..THREADS.len() {
+            let i = (k + round) % THREADS.len();
+            let n = THREADS[i];
+            progress(format!(
+                "round {}/{}, {n} thread(s): journal, then SQLite",
+                round + 1,
+                work.thread_rounds
+            ));
+            let j = journal_run(dir, n, work.thread_secs, &counters, notes);
+            floor_turn();
+            let q = sqlite_run(dir, n, work.thread_secs, &counters);
+            floor_turn();
+            match &mut runs[i] {
+                None => runs[i] = Some((n, j, q)),
+                Some((_, js, qs)) => {
+                    js.absorb(j);
+                    qs.absorb(q);
+                }
+            }
+        }
+    }
+    let runs: Vec<(usize, Run, Run)> = runs.into_iter().flatten().collect();
+    let floor_p50 = floor.as_ref().map(|f| f.reference_p50());
+
+    let single = runs[0].1.rate();
+    let single_sql = runs[0].2.rate();
+    let cap = size_label(CAPACITY);
+    let section = "threads";
+    let bytes = |b: Option<f64>| b.map_or("-".to_string(), |b| fmt_bytes(b, BYTE_DECIMALS));
+    let per = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    ratios.push(format!(
+        "  threads ({} round(s) over every thread count and store, each round starting at \
+         another count, {:.1} s per run; journal \
+         {cap} Sync, one Arc<ServiceStore>, fresh each run; SQLite WAL FULL, one connection \
+         per thread, busy_timeout 60 s):",
+        work.thread_rounds, work.thread_secs
+    ));
+    ratios.push(format!(
+        "    {:<8} {:<16} {:>10} {:>9} {:>12} {:>13} {:>13} {:>12} {:>10}",
+        "threads",
+        "store",
+        "events/s",
+        "x 1 thr",
+        "syncs/event",
+        "dev writes/ev",
+        "dev flush/ev",
+        "dev bytes/ev",
+        "errors"
+    ));
+    for (n, j, q) in &runs {
+        for (label, r, base) in [
+            ("journal Sync", j, single),
+            ("SQLite WAL FULL", q, single_sql),
+        ] {
+            ratios.push(format!(
+                "    {:<8} {:<16} {:>10.0} {:>8.2}x {:>12} {:>13} {:>13} {:>12} {:>10}",
+                n,
+                label,
+                r.rate(),
+                r.rate() / base,
+                per(r.per_event(r.syncs)),
+                per(r.per_event(r.delta.device_writes)),
+                per(r.per_event(r.delta.device_flushes)),
+                bytes(r.per_event(r.delta.device_write_bytes)),
+                r.errors
+            ));
+        }
+    }
+    ratios.push(
+        "    syncs/event: the journal's Device::sync calls (msync) per raise; dev writes, \
+         flushes and bytes: requests and bytes the whole block device completed per raise"
+            .into(),
+    );
+    for (n, j, q) in runs {
+        let js = j.summary();
+        let jrow = row(section, &format!("journal {cap} Sync, {n} thr: raise"), js);
+        let jrow = match n {
+            1 => match floor_p50 {
+                Some(f) => {
+                    let x = percentile(&j.samples, 50.0) / f;
+                    jrow.target(
+                        format!("p50 {x:.2}x floor (<= {TARGET_FLOOR_RATIO}x)"),
+                        x <= TARGET_FLOOR_RATIO,
+                    )
+                }
+                None => jrow,
+            },
+            8 => {
+                let x = j.rate() / single;
+                let dev = j.per_event(j.delta.device_write_bytes);
+                let dev_ok = dev.is_some_and(|b| b <= TARGET_DEVICE_BYTES);
+                jrow.target(
+                    format!(
+                        "{x:.2}x 1-thread rate (>= {TARGET_SCALING}x); device {}/raise \
+                         (<= 1 KiB); {} syncs/raise",
+                        bytes(dev),
+                        per(j.per_event(j.syncs))
+                    ),
+                    x >= TARGET_SCALING && dev_ok,
+                )
+            }
+            _ => jrow,
+        };
+        rows.push(jrow);
+        rows.push(row(
+            section,
+            &format!("SQLite WAL FULL, {n} thr: INSERT"),
+            q.summary(),
+        ));
+        if q.errors != 0 {
+            notes.push(format!(
+                "WARNING threads {n}: {} SQLite INSERTs failed (busy past the timeout?)",
+                q.errors
+            ));
+        }
+    }
+    if let Some(f) = floor_p50 {
+        notes.push(format!(
+            "threads: floor p50 {} over {} msyncs taken between the runs (denominator \
+             of the 1-thread ratio; the legend's floor p50 is the durable section's)",
+            fmt_ns(f),
+            work.thread_rounds * 2 * THREADS.len() * FLOOR_TURN
+        ));
+    }
+}
