@@ -28,7 +28,8 @@ use crate::store::StoreHandle;
 /// a crash-safe file) or :meth:`open_custom` (level 2 kept by a Python
 /// object). For each incoming event: if :meth:`is_duplicate`, acknowledge it
 /// without handling it; otherwise handle it, :meth:`put` its id, and
-/// acknowledge (or let :meth:`handle` do this in the order you choose).
+/// acknowledge (or let :meth:`handle` do this in the order you choose, or a
+/// :class:`ClientController`, which also makes the hello to the broker).
 ///
 /// A store may be shared between threads. Use it as a context manager, or
 /// call :meth:`close`; any later call raises :class:`StoreClosedError`.
@@ -43,9 +44,16 @@ impl PyClientStore {
             store: StoreHandle::new(store, detach),
         }
     }
+
+    /// The core store with its closed flag (for `ClientController`).
+    pub(crate) fn core_handle(&self) -> &StoreHandle<core::ClientStore> {
+        &self.store
+    }
 }
 
-fn handler_order(name: &str) -> Result<HandlerOrder, Error> {
+/// `order="record_after_handle" | "record_before_handle"`, as
+/// `ClientStore.handle` and `ClientController` spell it.
+pub(crate) fn handler_order(name: &str) -> Result<HandlerOrder, Error> {
     match name {
         "record_after_handle" => Ok(HandlerOrder::RecordAfterHandle),
         "record_before_handle" => Ok(HandlerOrder::RecordBeforeHandle),

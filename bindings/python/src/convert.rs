@@ -9,7 +9,9 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
-use softnet_persistence::{Durability, Error, EventKind, FailureKind, Mode, Overflow, Uuid};
+use softnet_persistence::{
+    ClientDecision, Durability, Error, EventKind, FailureKind, Mode, Overflow, Uuid,
+};
 
 /// `uuid.UUID` and what building one quickly takes.
 struct UuidParts {
@@ -87,11 +89,12 @@ pub fn uuid_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Uuid> {
     )))
 }
 
-/// `EventKind` members by wire code (index 0 unused), and `FailureKind`
-/// members by stable code, from the pure-Python `_enums` module.
+/// `EventKind` members by wire code (index 0 unused), `FailureKind` and
+/// `Decision` members by stable code, from the pure-Python `_enums` module.
 struct Enums {
     event_kinds: Vec<Option<Py<PyAny>>>,
     failure_kinds: Vec<Option<Py<PyAny>>>,
+    decisions: Vec<Option<Py<PyAny>>>,
 }
 
 static ENUMS: PyOnceLock<Enums> = PyOnceLock::new();
@@ -111,6 +114,7 @@ fn enums(py: Python<'_>) -> PyResult<&Enums> {
         Ok(Enums {
             event_kinds: members(py, "EventKind", &[1, 2, 4, 5])?,
             failure_kinds: members(py, "FailureKind", &[1, 2, 3, 4, 5, 6])?,
+            decisions: members(py, "Decision", &[0, 1])?,
         })
     })
 }
@@ -135,6 +139,19 @@ pub fn failure_kind_to_py(py: Python<'_>, kind: FailureKind) -> PyResult<Py<PyAn
     match known {
         Some(member) => Ok(member),
         None => Ok(code.into_pyobject(py)?.into_any().unbind()),
+    }
+}
+
+/// The `Decision` member for a client controller's decision (the codes of
+/// the C ABI's `SNP_DECISION_*`).
+pub fn decision_to_py(py: Python<'_>, decision: ClientDecision) -> PyResult<Py<PyAny>> {
+    let code: usize = match decision {
+        ClientDecision::Handle => 0,
+        ClientDecision::AckDuplicate => 1,
+    };
+    match enums(py)?.decisions.get(code) {
+        Some(Some(member)) => Ok(member.clone_ref(py)),
+        _ => Ok(code.into_pyobject(py)?.into_any().unbind()),
     }
 }
 

@@ -1,17 +1,20 @@
 //! The `softnet_persistence._native` Python extension: pyo3 bindings of the
 //! softnet-persistence Rust API. This file only registers the classes; the
 //! Python package `softnet_persistence` (python/) re-exports them next to
-//! its pure-Python parts (`EventKind`, `FailureKind`, the backend
-//! protocols).
+//! its pure-Python parts (`EventKind`, `FailureKind`, `Decision`, the
+//! controllers' outputs, the backend protocols).
 
 mod backend;
 mod callback;
 mod client;
+mod client_controller;
 mod convert;
 mod errors;
 mod event;
+mod lock;
 mod log;
 mod service;
+mod service_controller;
 mod store;
 
 use pyo3::prelude::*;
@@ -24,5 +27,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     service::register(m)?;
     client::register(m)?;
+    service_controller::register(m)?;
+    client_controller::register(m)?;
     Ok(())
 }

@@ -29,7 +29,9 @@ use crate::store::StoreHandle;
 /// a crash-safe journal file) or :meth:`open_custom` (level 2 kept by a
 /// Python object). Drain the backlog in storage mode with :meth:`peek` /
 /// :meth:`ack`; once :meth:`peek` returns None the store is in cache mode,
-/// served per name by :meth:`peek_name` / :meth:`ack_name`.
+/// served per name by :meth:`peek_name` / :meth:`ack_name`. A
+/// :class:`ServiceController` runs this whole delivery protocol over a
+/// store.
 ///
 /// A store may be shared between threads. Use it as a context manager, or
 /// call :meth:`close`; any later call raises :class:`StoreClosedError`.
@@ -43,6 +45,11 @@ impl PyServiceStore {
         PyServiceStore {
             store: StoreHandle::new(store, detach),
         }
+    }
+
+    /// The core store with its closed flag (for `ServiceController`).
+    pub(crate) fn core_handle(&self) -> &StoreHandle<core::ServiceStore> {
+        &self.store
     }
 
     fn options(

@@ -2,8 +2,16 @@
 //! calls release the GIL (file and custom stores: see the service module),
 //! and the closed flag (`close`, the check of the accessors, the close on
 //! drop).
+//!
+//! The core store is held in an [`Arc`] so that a controller
+//! (`ServiceController`, `ClientController`) can share it: the controller
+//! also keeps a reference to the Python store object, so the store stays
+//! open while a controller uses it, and closing the Python store closes the
+//! core store under the controller (whose calls then raise
+//! `StoreClosedError`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use softnet_persistence as core;
@@ -41,7 +49,7 @@ impl CoreStore for core::ClientStore {
 
 /// A core store with its closed flag, as a Python store class holds it.
 pub struct StoreHandle<S: CoreStore> {
-    store: S,
+    store: Arc<S>,
     /// Release the GIL around calls (file and custom stores).
     detach: bool,
     closed: AtomicBool,
@@ -51,16 +59,26 @@ impl<S: CoreStore> StoreHandle<S> {
     /// Wraps an open store; `detach` for file and custom stores.
     pub fn new(store: S, detach: bool) -> StoreHandle<S> {
         StoreHandle {
-            store,
+            store: Arc::new(store),
             detach,
             closed: AtomicBool::new(false),
         }
     }
 
+    /// The core store, shared (for a controller).
+    pub fn shared(&self) -> Arc<S> {
+        Arc::clone(&self.store)
+    }
+
+    /// True for file and custom stores: their calls release the GIL.
+    pub fn detaches(&self) -> bool {
+        self.detach
+    }
+
     /// Runs a store call, without the GIL unless this is a memory store,
     /// and returns what it returns.
     pub fn call<R: Send>(&self, py: Python<'_>, op: impl FnOnce(&S) -> R + Send) -> R {
-        let store = &self.store;
+        let store = &*self.store;
         if self.detach {
             py.detach(|| op(store))
         } else {
@@ -110,7 +128,7 @@ impl<S: CoreStore> StoreHandle<S> {
 impl<S: CoreStore> Drop for StoreHandle<S> {
     fn drop(&mut self) {
         if self.detach && !*self.closed.get_mut() {
-            let store = &self.store;
+            let store = &*self.store;
             let _ = Python::try_attach(|py| py.detach(|| store.close()));
         }
     }

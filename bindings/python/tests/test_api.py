@@ -17,7 +17,8 @@ def test_every_public_name_has_a_docstring():
     undocumented = []
     for name in snp.__all__:
         obj = getattr(snp, name)
-        if name in ("__version__", "FailureCallback"):
+        # Type aliases: documented by the string that follows them.
+        if name in ("__version__", "FailureCallback", "ServiceOutput"):
             continue
         if not (obj.__doc__ or "").strip():
             undocumented.append(name)
@@ -55,3 +56,17 @@ def test_signatures_are_introspectable():
     assert sig.parameters["capacity"].default == 1 << 20
     sig = inspect.signature(snp.ServiceStore.raise_event)
     assert sig.parameters["args"].default == b""
+
+
+def test_controller_signatures_are_introspectable():
+    sig = inspect.signature(snp.ServiceController)
+    assert list(sig.parameters) == ["store", "resend_timeout"]
+    assert sig.parameters["resend_timeout"].default == 30.0
+    sig = inspect.signature(snp.ServiceController.raise_event)
+    assert sig.parameters["args"].default == b""
+    assert sig.parameters["uid"].kind is inspect.Parameter.KEYWORD_ONLY
+    sig = inspect.signature(snp.ClientController)
+    assert sig.parameters["kind"].default == "stateful"
+    assert sig.parameters["order"].default == "record_after_handle"
+    assert list(inspect.signature(snp.ClientController.incoming).parameters) == [
+        "self", "name", "instance_id"]

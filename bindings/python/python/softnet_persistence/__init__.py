@@ -19,13 +19,27 @@ Example::
             send_to_broker(event)  # ... and wait for the broker's ack
             store.ack(event.uid)
 
-Errors are :class:`PersistenceError` subclasses. Stores may be shared
-between threads; calls on file and custom stores release the GIL.
+The delivery protocol itself (docs/PROTOCOL.md) is in the controllers,
+state machines with no sockets, clocks or threads of their own: a
+:class:`ServiceController` drives a service store (handshake, in-order
+drain, resends, acks), a :class:`ClientController` decides which incoming
+events reach a client's application::
+
+    controller = snp.ServiceController(store, resend_timeout=30.0)
+    controller.tick(time.monotonic())
+    controller.connected()                    # transport up
+    controller.online(broker_remembers)       # the broker's answer
+    for output in controller.drain_outputs():
+        ...  # SendStorageUid / SendEvent / Rejected, in this order
+
+Errors are :class:`PersistenceError` subclasses. Stores and controllers may
+be shared between threads; calls on file and custom stores release the GIL.
 """
 
-from ._enums import EventKind, FailureKind
+from ._enums import Decision, EventKind, FailureKind
 from ._native import (
     BackendError,
+    ClientController,
     ClientStats,
     ClientStore,
     InvalidArgumentError,
@@ -33,6 +47,7 @@ from ._native import (
     PersistenceError,
     PersistenceFormatError,
     PersistenceIOError,
+    ServiceController,
     ServiceStats,
     ServiceStore,
     StorageFullError,
@@ -41,12 +56,15 @@ from ._native import (
     StoredEvent,
     __version__,
 )
+from ._outputs import Rejected, SendEvent, SendStorageUid, ServiceOutput
 from ._protocols import FailureCallback, IdStoreBackend, RecordLogBackend
 
 __all__ = [
     "BackendError",
+    "ClientController",
     "ClientStats",
     "ClientStore",
+    "Decision",
     "EventKind",
     "FailureCallback",
     "FailureKind",
@@ -57,6 +75,11 @@ __all__ = [
     "PersistenceFormatError",
     "PersistenceIOError",
     "RecordLogBackend",
+    "Rejected",
+    "SendEvent",
+    "SendStorageUid",
+    "ServiceController",
+    "ServiceOutput",
     "ServiceStats",
     "ServiceStore",
     "StorageFullError",

@@ -2,7 +2,7 @@
 
 import enum
 
-__all__ = ["EventKind", "FailureKind"]
+__all__ = ["Decision", "EventKind", "FailureKind"]
 
 
 class EventKind(enum.IntEnum):
@@ -50,3 +50,20 @@ class FailureKind(enum.IntEnum):
     INTERRUPTED_WRITE = 4
     CALLBACK_LOOP = 5
     CAPACITY_UNCHANGED = 6
+
+
+class Decision(enum.IntEnum):
+    """What to do with an incoming event: what ``ClientController.incoming``
+    returns.
+
+    The values are the stable codes of the C ABI (``SNP_DECISION_*``);
+    compare with ``is`` (``HANDLE`` is 0, so it is falsy).
+
+    - ``HANDLE`` (0): hand the event to the application, then call
+      ``ClientController.handled`` and acknowledge it to the broker.
+    - ``ACK_DUPLICATE`` (1): handled already: acknowledge it to the broker
+      without handing it to the application.
+    """
+
+    HANDLE = 0
+    ACK_DUPLICATE = 1

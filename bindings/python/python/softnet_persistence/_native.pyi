@@ -6,9 +6,10 @@ import os
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Dict, List, Literal, Optional, Type, Union, final
+from typing import Callable, Dict, List, Literal, Optional, Tuple, Type, Union, final
 
-from ._enums import EventKind
+from ._enums import Decision, EventKind
+from ._outputs import ServiceOutput
 from ._protocols import FailureCallback, IdStoreBackend, RecordLogBackend
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "StoredEvent",
     "ClientStore",
     "ClientStats",
+    "ServiceController",
+    "ClientController",
 ]
 
 __version__: str
@@ -36,6 +39,7 @@ _PathLike = Union[str, "os.PathLike[str]"]
 _Uid = Union[uuid.UUID, str]
 _Durability = Literal["sync", "batch", "none"]
 _Overflow = Literal["drop_oldest", "reject_new"]
+_HandlerOrder = Literal["record_after_handle", "record_before_handle"]
 
 class PersistenceError(Exception):
     """Base class of every error raised by softnet_persistence."""
@@ -228,7 +232,7 @@ class ClientStore:
         name: str,
         instance_id: int,
         handler: Callable[[], object],
-        order: Literal["record_after_handle", "record_before_handle"] = "record_after_handle",
+        order: _HandlerOrder = "record_after_handle",
     ) -> bool: ...
     def reset(self) -> None: ...
     def flush(self) -> None: ...
@@ -247,3 +251,61 @@ class ClientStore:
         _exc_value: Optional[BaseException] = None,
         _traceback: Optional[TracebackType] = None,
     ) -> bool: ...
+
+@final
+class ServiceController:
+    """Drives a ServiceStore through the delivery protocol."""
+
+    def __new__(cls, store: ServiceStore, resend_timeout: float = 30.0) -> "ServiceController": ...
+    def raise_event(
+        self,
+        /,
+        kind: Union[EventKind, int],
+        name: str,
+        args: bytes = b"",
+        client_id: Optional[int] = None,
+        *,
+        uid: Optional[_Uid] = None,
+    ) -> uuid.UUID: ...
+    def connected(self) -> None: ...
+    def online(self, broker_storage_uid: Optional[_Uid]) -> None: ...
+    def ack(self, uid: _Uid) -> None: ...
+    def rejected(self, uid: _Uid) -> None: ...
+    def disconnected(self) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def drain_outputs(self) -> List[ServiceOutput]: ...
+    def next_deadline(self) -> Optional[float]: ...
+    @property
+    def is_online(self) -> bool: ...
+    @property
+    def in_flight(self) -> List[uuid.UUID]: ...
+    @property
+    def stale_acks(self) -> int: ...
+    @property
+    def rejected_count(self) -> int: ...
+    @property
+    def store(self) -> ServiceStore: ...
+    @property
+    def resend_timeout(self) -> float: ...
+
+@final
+class ClientController:
+    """Decides which incoming events reach a client's application."""
+
+    def __new__(
+        cls,
+        store: ClientStore,
+        kind: Literal["stateful", "stateless"] = "stateful",
+        order: _HandlerOrder = "record_after_handle",
+    ) -> "ClientController": ...
+    def connected(self) -> Optional[List[Tuple[str, int]]]: ...
+    def incoming(self, name: str, instance_id: int) -> Decision: ...
+    def handled(self, name: str, instance_id: int) -> None: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def kind(self) -> Literal["stateful", "stateless"]: ...
+    @property
+    def order(self) -> _HandlerOrder: ...
+    @property
+    def store(self) -> ClientStore: ...
