@@ -38,8 +38,8 @@ impl ServiceController {
         if !self.flights.is_empty() || self.replaying {
             return Ok(false);
         }
-        let old_uid_known = self.announced.is_some()
-            && self.announced == self.store.previous_storage_uid();
+        let old_uid_known =
+            self.announced.is_some() && self.announced == self.store.previous_storage_uid();
         if old_uid_known && self.store.has_pending_under_previous_uid()? {
             if self.store.mode() != Mode::Storage {
                 self.store.set_storage_mode()?;

@@ -139,7 +139,13 @@ pub(crate) fn recover(
         Some(hint) if ring.next_seq() >= hint => HINT_WINDOW,
         _ => ring_size,
     };
-    let beyond = newer_records(data, ring_size, (ring.head(), tail), ring.next_seq(), search);
+    let beyond = newer_records(
+        data,
+        ring_size,
+        (ring.head(), tail),
+        ring.next_seq(),
+        search,
+    );
     if beyond.is_empty() {
         return Recovered {
             end: natural_end(data, ring.head()),

@@ -59,7 +59,11 @@ fn damage_after_the_hint_is_found_within_the_window() {
     assert_eq!(r.damage.len(), 1);
     assert_eq!(r.damage[0].records, 1);
     assert_eq!(r.damage[0].lost, 1);
-    assert_eq!(r.live().len(), 99, "the 30 records after the damage are kept");
+    assert_eq!(
+        r.live().len(),
+        99,
+        "the 30 records after the damage are kept"
+    );
 }
 
 #[test]
