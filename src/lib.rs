@@ -55,7 +55,7 @@ pub use controller::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{validate_name, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
-pub use journal::{Device, DeviceLayer, Durability};
+pub use journal::{Device, DeviceLayer, Durability, Syncer};
 pub use report::{Failure, FailureCallback, FailureKind};
 pub use service::{
     Mode, Overflow, ServiceOptions, ServiceStats, ServiceStore, DEFAULT_FILE_CAPACITY,

@@ -19,6 +19,14 @@
 //!   in the statistics like every report, and one last report says how many
 //!   were held back.
 //!
+//! A call whose journal handed its sync over (group commit,
+//! `journal/group.rs`) returns only once its writes are durable: the shell
+//! releases the lock, hands out the call's reports, then waits on the
+//! call's ticket, leading the shared sync if none is running. If that sync
+//! fails, it takes the lock again and tells the state, which falls back to
+//! level 1 if that journal is still its level 2 (the call still returns
+//! its result, now at level 1, as for any fallback).
+//!
 //! The readers (statistics, mode, level, uids, path) do not take the
 //! store's lock: they read a copy of those values (the *view*) that every
 //! call refreshes before it releases the lock, behind a lock of its own
@@ -32,7 +40,7 @@ use std::cell::RefCell;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::journal::fork_generation;
+use crate::journal::{fork_generation, SyncTicket};
 use crate::report::{Failure, FailureCallback, FailureKind};
 
 /// What the shell needs from a store's state.
@@ -47,6 +55,16 @@ pub(crate) trait StoreState {
     fn view(&self) -> Self::View;
     /// Brings `view` up to date with the state.
     fn refresh(&self, view: &mut Self::View);
+    /// The ticket of the sync the last call handed over (group commit), to
+    /// wait on once the lock is released; taken out of the state.
+    fn take_ticket(&mut self) -> Option<SyncTicket> {
+        None
+    }
+    /// The sync of `ticket` failed with `error`: fall back to level 1 if
+    /// the ticket's journal is still the state's level 2.
+    fn sync_failed(&mut self, ticket: &SyncTicket, error: std::io::Error) {
+        let _ = (ticket, error);
+    }
 }
 
 /// A store's state behind its lock, with its failure callback.
@@ -116,8 +134,12 @@ impl<S: StoreState> Shell<S> {
             on_failure,
             fork_generation: fork_generation(),
         };
-        let reports = shell.state.lock().take_reports();
+        let (reports, ticket) = {
+            let mut state = shell.state.lock();
+            (state.take_reports(), state.take_ticket())
+        };
         shell.dispatch(reports);
+        shell.settle(ticket);
         shell
     }
 
@@ -140,15 +162,37 @@ impl<S: StoreState> Shell<S> {
     /// As [`Shell::with`], also when the store is closed (for `close`).
     fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> Result<T> {
         self.check_caller()?;
-        let (result, reports) = {
+        let (result, reports, ticket) = {
             let mut state = self.state.lock();
             let _held = self.hold();
             let result = op(&mut state);
+            let ticket = state.take_ticket();
             state.refresh(&mut self.view.lock());
-            (result, state.take_reports())
+            (result, state.take_reports(), ticket)
         };
         self.dispatch(reports);
+        self.settle(ticket);
         Ok(result)
+    }
+
+    /// Waits, without the lock, until the sync a call handed over is done
+    /// (see the module docs); if it failed, tells the state under the lock
+    /// and hands out what that reports.
+    fn settle(&self, ticket: Option<SyncTicket>) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let Err(error) = ticket.wait() else {
+            return;
+        };
+        let reports = {
+            let mut state = self.state.lock();
+            let _held = self.hold();
+            state.sync_failed(&ticket, error);
+            state.refresh(&mut self.view.lock());
+            state.take_reports()
+        };
+        self.dispatch(reports);
     }
 
     /// Reads the view (see the module docs).

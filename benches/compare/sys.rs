@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use softnet_persistence::{Device, DeviceLayer};
+use softnet_persistence::{Device, DeviceLayer, Syncer};
 
 /// Fields of `/sys/dev/block/<major>:<minor>/stat` (0-based, see the
 /// kernel's Documentation/block/stat.rst).
@@ -194,5 +194,26 @@ impl Device for Counted {
 
     fn check(&self) -> io::Result<()> {
         self.inner.check()
+    }
+
+    // Passes the map's syncer on (counted too): without it the store keeps
+    // every sync under its lock and concurrent raises share none.
+    fn syncer(&self) -> Option<Arc<dyn Syncer>> {
+        Some(Arc::new(CountedSyncer {
+            inner: self.inner.syncer()?,
+            syncs: Arc::clone(&self.syncs),
+        }))
+    }
+}
+
+struct CountedSyncer {
+    inner: Arc<dyn Syncer>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl Syncer for CountedSyncer {
+    fn sync(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync(offset, len)
     }
 }

@@ -10,6 +10,7 @@ use crate::client::file::ClientFile;
 use crate::client::options::ClientStats;
 use crate::error::{Error, Result};
 use crate::event::validate_name;
+use crate::journal::SyncTicket;
 use crate::report::{Failure, FailureKind};
 use crate::shell::StoreState;
 
@@ -230,6 +231,25 @@ impl StoreState for ClientCore {
             stats: self.stats(),
             file_path: self.file_path(),
             closed: self.closed,
+        }
+    }
+
+    fn take_ticket(&mut self) -> Option<SyncTicket> {
+        match &mut self.backend {
+            IdBackend::File(f) => f.take_ticket(),
+            _ => None,
+        }
+    }
+
+    /// The sync of a put (group commit) failed once the put was done: fall
+    /// back as the put would have, if that file is still level 2.
+    fn sync_failed(&mut self, ticket: &SyncTicket, error: std::io::Error) {
+        let IdBackend::File(f) = &self.backend else {
+            return;
+        };
+        if f.owns(ticket) {
+            let cause = Error::io("sync", f.path(), error);
+            self.fall_back(&cause);
         }
     }
 

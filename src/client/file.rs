@@ -18,7 +18,7 @@ use crate::backend::{stored_size, IdStore, RecordLog, Removal};
 use crate::client::options::ClientOptions;
 use crate::error::{Error, Result};
 use crate::event::validate_name;
-use crate::journal::{Journal, JournalConfig};
+use crate::journal::{Journal, JournalConfig, SyncTicket};
 use crate::report::{Failure, FailureKind};
 
 /// Initial capacity of a client file; it doubles when needed.
@@ -120,6 +120,16 @@ impl ClientFile {
     /// The file.
     pub fn path(&self) -> &Path {
         self.journal.path()
+    }
+
+    /// The ticket of the sync the last put handed over (group commit).
+    pub fn take_ticket(&mut self) -> Option<SyncTicket> {
+        self.journal.take_ticket()
+    }
+
+    /// Whether `ticket` is this file's.
+    pub fn owns(&self, ticket: &SyncTicket) -> bool {
+        self.journal.owns(ticket)
     }
 }
 

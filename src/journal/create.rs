@@ -9,6 +9,7 @@ use crate::journal::device::{layered, Device};
 use crate::journal::durability::{Dirty, SyncPolicy};
 use crate::journal::file::{self, LockedFile};
 use crate::journal::format::{data_size_for, DATA_OFFSET};
+use crate::journal::group::Group;
 use crate::journal::log::{Journal, JournalConfig};
 use crate::journal::mmap::MappedFile;
 use crate::journal::ring::Ring;
@@ -26,7 +27,15 @@ impl Journal {
         meta: Vec<u8>,
         ring: Ring,
     ) -> Journal {
+        // What the file holds now is what the next record is measured
+        // against: a record of it that never reached the device is not
+        // known to the new writer, and claiming it durable only makes
+        // recovery count its damage as corruption (the safe side).
+        let group = Group::new(device.syncer(), ring.next_seq());
         Journal {
+            group,
+            ticket: None,
+            freed: Default::default(),
             device,
             policy: SyncPolicy::new(config.durability),
             config,
@@ -96,6 +105,9 @@ impl Journal {
         let temp = file::create_temp(path)?;
         let mut journal = Journal::format(temp, config, config.capacity, first_seq, meta)?;
         for (id, payload) in records {
+            // The file is published only once it is durable as a whole:
+            // none of its records is ever seen without those before it.
+            journal.group.assume_durable(journal.ring.next_seq());
             journal.write_at_head(payload, Some(*id))?;
         }
         // The head hint covers every record: the next open reads no more

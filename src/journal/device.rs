@@ -8,6 +8,12 @@
 //! watch, delay or fail syncs, or simulate a power cut: keep a copy of what
 //! each sync made durable and, at a chosen sync, write that copy back as
 //! the file a reboot would find.
+//!
+//! A device may also hand out a [`Syncer`]: a way to make a range of the
+//! file durable from any thread, without the device itself. With one, the
+//! journal syncs `Durability::Sync` operations in groups, outside the
+//! store's lock (`group.rs`); without one (the default, as for a layer
+//! that does not pass it on), every sync is made under the lock.
 
 use std::fmt;
 use std::io;
@@ -38,6 +44,33 @@ pub trait Device: Send {
     fn check(&self) -> io::Result<()> {
         Ok(())
     }
+    /// A [`Syncer`] for this device's file, if it can sync concurrently
+    /// with the journal's writes (the map can: `msync` from another
+    /// thread). `None` (the default) keeps every sync under the store's
+    /// lock, through [`Device::sync`], which is always correct. A layer
+    /// that wraps a device may pass the inner device's syncer on, wrapped,
+    /// so that what it watches in `sync` it also watches there.
+    fn syncer(&self) -> Option<Arc<dyn Syncer>> {
+        None
+    }
+}
+
+/// Makes ranges of a device's file durable from any thread (see
+/// [`Device::syncer`]).
+///
+/// Contract: `sync(offset, len)` has the effect of [`Device::sync`] on the
+/// same range: when it returns `Ok`, the bytes the journal had written in
+/// that range before the call are durable. It is called without the
+/// device, from a thread that holds no lock of the store, while the
+/// journal may go on writing other records (also into the same pages) and
+/// may even drop the device: a syncer keeps what it needs alive itself. A
+/// syncer never reads or writes the bytes through the device's slices (the
+/// journal holds those exclusively); a layer that needs the bytes reads
+/// them from the file. An `Err` is an I/O failure of the level, as from
+/// `Device::sync`: the store falls back to level 1 and reports it.
+pub trait Syncer: Send + Sync {
+    /// Makes `[offset, offset + len)` durable.
+    fn sync(&self, offset: usize, len: usize) -> io::Result<()>;
 }
 
 /// Wraps each device the journal opens: see the module docs.

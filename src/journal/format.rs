@@ -68,8 +68,11 @@ pub mod record {
     pub const LEN: usize = 8;
     /// `u8` record type.
     pub const TYPE: usize = 12;
-    /// `[u8; 3]` reserved, zero.
-    pub const RESERVED_B: usize = 13;
+    /// `u24` the durable watermark: how many records before this one were
+    /// not yet known durable when it was written (its sequence number minus
+    /// the lowest one not known durable), saturating at
+    /// [`super::MAX_UNSYNCED`]; 0 in version 1.
+    pub const UNSYNCED: usize = 13;
     /// `u64` sequence number: one more than the record before it.
     pub const SEQ: usize = 16;
     /// `u64` record id: its sequence number when first written; a copy made
@@ -79,8 +82,15 @@ pub mod record {
     pub const HEADER_LEN: usize = 32;
 }
 
-/// Format version written by this library.
-pub const VERSION: u32 = 1;
+/// Format version written by this library: 2, records carry the durable
+/// watermark ([`record::UNSYNCED`]).
+pub const VERSION: u32 = 2;
+/// The oldest version this library reads: 1, whose records have 0 where
+/// version 2 has the watermark (which means every record before them was
+/// durable: recovery judges damage exactly as version 1 did).
+pub const OLDEST_VERSION: u32 = 1;
+/// The largest value of [`record::UNSYNCED`] (it saturates there).
+pub const MAX_UNSYNCED: u32 = 0xFF_FFFF;
 /// Largest payload a record of the format may carry: a bound of the file
 /// format (it sizes the ring's spare room), above what any user of the
 /// journal appends.
@@ -148,6 +158,11 @@ pub fn data_size_for(capacity: u64) -> u64 {
 
 pub(crate) fn get_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn get_u24(b: &[u8], at: usize) -> Option<u32> {
+    let v = b.get(at..at + 3)?;
+    Some(u32::from_le_bytes([v[0], v[1], v[2], 0]))
 }
 
 pub(crate) fn get_u64(b: &[u8], at: usize) -> Option<u64> {
@@ -277,6 +292,8 @@ pub struct RecordHeader {
     pub seq: u64,
     /// Record id.
     pub id: u64,
+    /// The durable watermark ([`record::UNSYNCED`]).
+    pub unsynced: u32,
     /// Stored CRC.
     pub crc: u32,
 }
@@ -290,12 +307,15 @@ impl RecordHeader {
 
 /// Writes the header of a record whose payload (`payload_len` bytes) is
 /// already in place after it in `rec`, computing the CRC over the covered
-/// run. The state is live.
-pub fn seal_record(rec: &mut [u8], kind: u8, seq: u64, id: u64, payload_len: usize) {
+/// run. The state is live. `unsynced` is the durable watermark
+/// ([`record::UNSYNCED`]), saturated at [`MAX_UNSYNCED`] here.
+pub fn seal_record(rec: &mut [u8], kind: u8, seq: u64, id: u64, unsynced: u64, payload_len: usize) {
     rec[..record::HEADER_LEN].fill(0);
     put(rec, record::LEN, &(payload_len as u32).to_le_bytes());
     rec[record::STATE] = STATE_LIVE;
     rec[record::TYPE] = kind;
+    let unsynced = unsynced.min(u64::from(MAX_UNSYNCED)) as u32;
+    put(rec, record::UNSYNCED, &unsynced.to_le_bytes()[..3]);
     put(rec, record::SEQ, &seq.to_le_bytes());
     put(rec, record::ID, &id.to_le_bytes());
     let crc = crc32fast::hash(&rec[record::COVERED..record::HEADER_LEN + payload_len]);
@@ -315,10 +335,10 @@ pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHea
         kind: head[record::TYPE],
         seq: get_u64(head, record::SEQ)?,
         id: get_u64(head, record::ID)?,
+        unsynced: get_u24(head, record::UNSYNCED)?,
         crc: get_u32(head, record::CRC)?,
     };
-    let reserved_zero = head[record::RESERVED_A..record::RESERVED_A + 3] == [0; 3]
-        && head[record::RESERVED_B..record::RESERVED_B + 3] == [0; 3];
+    let reserved_zero = head[record::RESERVED_A..record::RESERVED_A + 3] == [0; 3];
     let kind_ok = match header.kind {
         TYPE_DATA => header.len as usize <= MAX_PAYLOAD_LEN && header.id <= header.seq,
         TYPE_WRAP => header.len == 0 && header.id == 0,

@@ -11,7 +11,14 @@
 //!   recovery never starts on bytes that were overwritten, and a moved copy
 //!   is durable before its original is given up;
 //! - a file is created, resized or salvaged by writing a complete new file
-//!   under a temporary name and renaming it into place.
+//!   under a temporary name and renaming it into place;
+//! - every record carries how far its sequence number is above the lowest
+//!   one not yet known durable (0 when all before it are durable), so that
+//!   recovery can tell a sync a power cut tore from damage to a durable
+//!   record; the end-of-operation sync of `Durability::Sync` is handed to
+//!   the journal's group and made outside the store's lock, shared with
+//!   the other threads' operations (`group.rs`); every other sync is made
+//!   under the lock and covers what was handed over too.
 //!
 //! The journal does not count live bytes against a capacity of its own:
 //! its user owns the capacity and never appends past it (docs/ARCHITECTURE.md,
@@ -20,6 +27,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -32,6 +40,7 @@ use crate::journal::format::{
     data_size_for, record, record_len, MAX_META_LEN, MAX_PAYLOAD_LEN, STATE_ACKED, STATE_DROPPED,
     STATE_INVALIDATED, STATE_SUPERSEDED,
 };
+use crate::journal::group::{Freed, Group, SyncTicket};
 use crate::journal::ring::Ring;
 
 /// What a journal is for and how it behaves: given by its user.
@@ -81,6 +90,13 @@ pub(crate) struct Journal {
     /// Ring bytes placed since the header was last written (its head hint
     /// is that far behind; see `write.rs`, `HINT_EVERY`).
     pub(super) since_header: u64,
+    /// The syncs shared with other threads, and the durable watermark.
+    pub(super) group: Arc<Group>,
+    /// The ticket of the last sync handed to the group and not yet taken
+    /// by the store (`take_ticket`).
+    pub(super) ticket: Option<u64>,
+    /// Room freed by removals not yet known durable (see `Freed`).
+    pub(super) freed: Freed,
 }
 
 impl fmt::Debug for Journal {
@@ -177,6 +193,39 @@ impl Journal {
             Err(self.missing(id))
         }
     }
+
+    /// The ticket of the sync the last operations handed over, if any: the
+    /// store waits on it once its lock is released (`shell.rs`).
+    pub fn take_ticket(&mut self) -> Option<SyncTicket> {
+        let number = self.ticket.take()?;
+        Some(SyncTicket {
+            group: Arc::clone(&self.group),
+            number,
+        })
+    }
+
+    /// Whether `ticket` is one of this journal's (not of one it replaced).
+    pub fn owns(&self, ticket: &SyncTicket) -> bool {
+        ticket.is_of(&self.group)
+    }
+
+    /// Sync: hand the end-of-operation sync to the group, to be made
+    /// outside the lock, when the device can sync concurrently.
+    fn hands_over(&self) -> bool {
+        self.policy.durability() == Durability::Sync && self.group.concurrent()
+    }
+
+    /// Before appending `len` bytes: if the live records, this one and the
+    /// records removed in syncs still running would not fit the capacity,
+    /// the record needs room those removals freed, and they are made
+    /// durable first, under the lock (see `Freed`).
+    fn settle_freed(&mut self, len: u64) -> Result<()> {
+        let in_flight = self.freed.in_flight(&self.group);
+        if in_flight > 0 && self.ring.live_bytes() + len + in_flight > self.config.capacity {
+            self.sync_dirty()?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Journal {
@@ -190,6 +239,10 @@ impl Drop for Journal {
         if matches!(self.policy.durability(), Durability::Batch { .. }) && !self.dirty.is_empty() {
             let _ = RecordLog::flush(self);
         }
+        // No waiter is left on a sync of this file: its records are in the
+        // file that replaces it, or were moved by a fallback, or the store
+        // is closed (a close flushes first).
+        self.group.retire();
     }
 }
 
@@ -223,7 +276,8 @@ impl RecordLog for Journal {
         }
         let len = crate::journal::format::record_len(payload.len());
         let result = self
-            .make_room(len)
+            .settle_freed(len)
+            .and_then(|()| self.make_room(len))
             .and_then(|()| self.write_at_head(payload, None));
         self.device
             .check()
@@ -242,6 +296,9 @@ impl RecordLog for Journal {
         } else {
             self.device.bytes_mut()[at] = state;
             self.dirty.add(at, 1);
+        }
+        if self.hands_over() {
+            self.freed.removed(u64::from(slot.len));
         }
         self.ring.remove(id);
         self.device
@@ -308,9 +365,16 @@ impl RecordLog for Journal {
         result
     }
 
+    /// Sync: the operation's writes go to the group, to be synced once the
+    /// store's lock is released (with those of other threads), if the
+    /// device can; otherwise, and for Batch, synced here.
     fn commit(&mut self) -> Result<()> {
         if !self.dirty.is_empty() && self.policy.operation_done() {
-            self.sync_dirty()?;
+            if self.hands_over() {
+                self.hand_over();
+            } else {
+                self.sync_dirty()?;
+            }
         }
         self.device
             .check()

@@ -22,6 +22,22 @@
 //!   during which the page was lost (whatever that operation read from it
 //!   is discarded with the error), and the store falls back to level 1.
 //!
+//! - the map's memory is only ever seen from Rust through the slices of
+//!   [`MappedFile::bytes`] and [`MappedFile::bytes_mut`], built from the
+//!   raw mapping: the first borrows the `MappedFile` shared, the second
+//!   exclusively, so those slices alias exactly as the `MappedFile`'s own
+//!   borrows do, and the borrow checker enforces them. The map itself is
+//!   shared (an `Arc`) with the device's [`Syncer`]s, which never form a
+//!   reference to its memory: they only pass its address range to `msync`,
+//!   which has the kernel write the page-cache pages back. A sync on
+//!   another thread while the journal writes through `bytes_mut` is the
+//!   kernel reading the pages, as another program reading the file would,
+//!   not a data race of Rust code; the bytes it writes back are the bytes
+//!   of the moment (a record being written may go out half done, which the
+//!   journal's format is built for). The `Arc` keeps the map (and its
+//!   SIGBUS registration) alive until the last syncer is dropped, so a
+//!   device dropped while a sync runs stays mapped until the sync returns.
+//!
 //! Under that contract the map behaves like an exclusively owned byte slice
 //! whose contents may turn to zeros, and only after a fault that the next
 //! `check` reports.
@@ -29,19 +45,26 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::io;
+use std::sync::Arc;
 
-use memmap2::{Advice, MmapMut, MmapOptions};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
-use crate::journal::device::Device;
+use crate::journal::device::{Device, Syncer};
 use crate::journal::file::LockedFile;
 use crate::journal::sigbus::{self, Registration};
 
 /// A whole file mapped read-write and shared.
 pub(crate) struct MappedFile {
+    mapping: Arc<Mapping>,
+}
+
+/// The map and its registration with the SIGBUS handler, shared by the
+/// device and its syncers: unmapped when the last of them is dropped.
+struct Mapping {
     /// Declared first: dropped (unregistered) before the map is unmapped.
     registration: Registration,
-    map: MmapMut,
+    map: MmapRaw,
 }
 
 impl MappedFile {
@@ -55,19 +78,20 @@ impl MappedFile {
                 format!("file is {actual} bytes, {len} expected"),
             ));
         }
-        // SAFETY: `LockedFile` proves we hold the exclusive lock, the length
-        // was checked above and is never changed by us while mapped, so no
-        // cooperating writer touches the memory; a page lost to another
-        // program's truncation or to the medium turns into zeros rather
-        // than a crash, once registered below (module contract).
-        let map = unsafe { MmapOptions::new().len(len).map_mut(file.file())? };
+        // A raw map hands out no references: `bytes` and `bytes_mut` make
+        // them under the module contract. `LockedFile` proves we hold the
+        // exclusive lock, and the length was checked above and is never
+        // changed by us while mapped.
+        let map = MmapOptions::new().len(len).map_raw(file.file())?;
         // Random access keeps the page cache from building large folios
         // through readahead; a folio is written whole by msync, so a large
         // one multiplies the bytes written per sync (docs/ARCHITECTURE.md,
         // "Write amplification").
         map.advise(Advice::Random)?;
         let registration = sigbus::register(map.as_ptr(), map.len())?;
-        Ok(MappedFile { registration, map })
+        Ok(MappedFile {
+            mapping: Arc::new(Mapping { registration, map }),
+        })
     }
 
     /// [`MappedFile::map`], its error naming the file.
@@ -84,21 +108,43 @@ impl MappedFile {
 
 impl Device for MappedFile {
     fn bytes(&self) -> &[u8] {
-        &self.map
+        let map = &self.mapping.map;
+        // SAFETY: the map is `map.len()` bytes of readable memory, mapped
+        // (the `Arc` we hold) for as long as `self` is borrowed; under the
+        // module contract only this `MappedFile` makes references to it,
+        // and this shared one lives no longer than the shared borrow of
+        // `self`, so no `&mut` from `bytes_mut` overlaps it. A page lost to
+        // a fault reads as zeros (module contract), never unmapped memory.
+        unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.map
+        let map = &self.mapping.map;
+        // SAFETY: as in `bytes`, for writable memory (a read-write shared
+        // map); the exclusive borrow of `self` makes this the only
+        // reference to the memory while it lives. The syncers sharing the
+        // map never make references to it (module contract).
+        unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr(), map.len()) }
     }
 
     /// `msync(MS_SYNC)` of the pages covering `[offset, offset + len)`;
     /// fails once a page of the map faulted (see [`Device::check`]).
     fn sync(&mut self, offset: usize, len: usize) -> io::Result<()> {
-        self.map.flush_range(offset, len)?;
-        self.check()
+        self.mapping.sync(offset, len)
     }
 
     /// One relaxed load: whether the SIGBUS handler replaced a page.
+    fn check(&self) -> io::Result<()> {
+        self.mapping.check()
+    }
+
+    /// The map itself: `msync` from any thread, the map kept alive.
+    fn syncer(&self) -> Option<Arc<dyn Syncer>> {
+        Some(Arc::clone(&self.mapping) as Arc<dyn Syncer>)
+    }
+}
+
+impl Mapping {
     fn check(&self) -> io::Result<()> {
         if self.registration.faulted() {
             return Err(io::Error::other(
@@ -107,5 +153,12 @@ impl Device for MappedFile {
             ));
         }
         Ok(())
+    }
+}
+
+impl Syncer for Mapping {
+    fn sync(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(offset, len)?;
+        self.check()
     }
 }

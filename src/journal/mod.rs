@@ -19,7 +19,9 @@
 //!   fork-safe uids), `sigbus` the handler that turns a fault in a mapped
 //!   page (a truncated file, a failing medium) into an I/O error.
 //! - `resync`: recovery past damage in the middle of the log.
-//! - `durability`: when writes are forced to the device.
+//! - `durability`: when writes are forced to the device; `group`: the
+//!   syncs of `Durability::Sync` shared by the threads of a store (group
+//!   commit).
 
 mod create;
 mod device;
@@ -27,6 +29,7 @@ mod durability;
 mod file;
 mod fork;
 mod format;
+mod group;
 mod log;
 mod mmap;
 mod open;
@@ -42,7 +45,8 @@ mod write;
 mod tests;
 
 pub(crate) use device::LayerPresence;
-pub use device::{Device, DeviceLayer};
+pub use device::{Device, DeviceLayer, Syncer};
 pub use durability::Durability;
 pub(crate) use fork::{generation as fork_generation, new_uid};
+pub(crate) use group::SyncTicket;
 pub(crate) use log::{Journal, JournalConfig};

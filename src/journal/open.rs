@@ -102,6 +102,13 @@ impl Journal {
             recovered.ring,
         );
         journal.persisted_tail = (header.tail_pos, header.tail_seq);
+        if header.version < format::VERSION {
+            // Its records will carry the durable watermark from now on: the
+            // header says so before any is written (an earlier release then
+            // refuses the file rather than misread them).
+            journal.write_header();
+            journal.sync_if_ordered()?;
+        }
         Ok((journal, reports))
     }
 }
@@ -154,10 +161,11 @@ fn usable_header(page: &[u8], config: &JournalConfig) -> std::result::Result<Hea
             String::from_utf8_lossy(&header.magic)
         ));
     }
-    if header.version != format::VERSION {
+    if !(format::OLDEST_VERSION..=format::VERSION).contains(&header.version) {
         return Err(format!(
-            "it has format version {}, this library reads version {}",
+            "it has format version {}, this library reads versions {} to {}",
             header.version,
+            format::OLDEST_VERSION,
             format::VERSION
         ));
     }

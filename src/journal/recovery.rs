@@ -10,6 +10,17 @@
 //! the oldest newer record. Only the damaged records are lost: every intact
 //! record, before and after the damage, is kept (the file is then salvaged:
 //! rewritten with them).
+//!
+//! Not every damaged record in the middle was durable: one sync may carry
+//! the records of several operations (group commit, a Batch), and a power
+//! cut during it can leave a later record on the device without an earlier
+//! one. Each record says how many before it were not yet known durable
+//! when it was written (its *durable watermark*, `seq - unsynced`: every
+//! record below it was durable). A damaged record that some intact record
+//! puts below its watermark was durable, and its damage is corruption; one
+//! that no intact record vouches for was never confirmed durable (its call
+//! never returned, or a Batch had not synced it yet): a *torn* record of an
+//! interrupted sync, which costs nothing.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +50,11 @@ pub(crate) struct Damage {
     /// Records (sequence numbers) that could not be read.
     pub records: u64,
     /// Of those, how many held pending events (or may have: a record
-    /// whose header is unreadable counts as one).
+    /// whose header is unreadable counts as one) and were durable.
     pub lost: u64,
+    /// Of those, how many (the last ones) no intact record vouches for:
+    /// torn by an interrupted sync, not damaged (see the module docs).
+    pub torn: u64,
 }
 
 /// What recovery found.
@@ -64,9 +78,20 @@ pub(crate) struct Recovered {
 }
 
 impl Recovered {
-    /// True when the file must be set aside and rewritten.
+    /// True when the file must be rewritten.
     pub fn needs_salvage(&self) -> bool {
         self.truncated || self.unknown_states > 0 || !self.damage.is_empty()
+    }
+
+    /// True when the file is damaged, not only torn by an interrupted sync:
+    /// it is then set aside as evidence.
+    pub fn corrupt(&self) -> bool {
+        self.truncated || self.unknown_states > 0 || self.damage.iter().any(|d| d.torn < d.records)
+    }
+
+    /// Records in the middle of the log torn by an interrupted sync.
+    pub fn torn(&self) -> u64 {
+        self.damage.iter().map(|d| d.torn).sum()
     }
 
     /// The lowest sequence number a rewritten file may start at without
@@ -97,6 +122,9 @@ struct Walk {
     /// damage that happens to validate; never loop around it.
     walked: u64,
     unknown_states: u64,
+    /// The highest durable watermark of the records walked: every record
+    /// below it was durable.
+    durable: u64,
 }
 
 /// How far past the end of the log recovery searches for newer records
@@ -190,6 +218,9 @@ fn next_in_chain(
     if h.kind != TYPE_WRAP && !format::is_known_state(h.state) {
         walk.unknown_states += 1;
     }
+    walk.durable = walk
+        .durable
+        .max(h.seq.saturating_sub(u64::from(h.unsynced)));
     Some((slot, next))
 }
 
@@ -221,17 +252,29 @@ fn resync(
             seq += 1;
         }
         if walk.walked >= ring_size {
+            // A chain longer than the ring: damage that validates. Not every
+            // record was read, so none is taken as torn.
+            walk.durable = u64::MAX;
             break;
         }
     }
     // Counted once every intact record is known: a damaged original whose
-    // relocated copy comes after it cost nothing.
+    // relocated copy comes after it cost nothing, and a damaged record is
+    // durable only if an intact record puts it below its watermark.
     let damage = runs
         .into_iter()
-        .map(|run| Damage {
-            pos: run.pos,
-            records: run.records,
-            lost: lost_in(data, ring_size, run, |id| salvage.holds(id)),
+        .map(|run| {
+            let durable = run.records.min(walk.durable.saturating_sub(run.first_seq));
+            let proven = DamagedRun {
+                records: durable,
+                ..run
+            };
+            Damage {
+                pos: run.pos,
+                records: run.records,
+                lost: lost_in(data, ring_size, proven, |id| salvage.holds(id)),
+                torn: run.records - durable,
+            }
         })
         .collect();
     let highest = beyond.keys().next_back().copied().unwrap_or(0);
@@ -300,7 +343,7 @@ mod tests {
     fn write(data: &mut [u8], pos: u64, seq: u64, payload: &[u8]) -> u64 {
         let p = pos as usize;
         data[p + 32..p + 32 + payload.len()].copy_from_slice(payload);
-        seal_record(&mut data[p..], TYPE_DATA, seq, seq, payload.len());
+        seal_record(&mut data[p..], TYPE_DATA, seq, seq, 0, payload.len());
         pos + record_len(payload.len())
     }
 
@@ -355,7 +398,8 @@ mod tests {
             vec![Damage {
                 pos: starts[2],
                 records: 1,
-                lost: 1
+                lost: 1,
+                torn: 0,
             }]
         );
         assert_eq!(r.end, End::Clean);

@@ -22,6 +22,9 @@ impl Journal {
         recovered: &Recovered,
         live: Vec<Kept>,
     ) -> Result<(Journal, Vec<Failure>)> {
+        if !recovered.corrupt() {
+            return Journal::repair_torn(file, config, header, recovered, live);
+        }
         let path = file.path().to_path_buf();
         let (mut what, mut lost) = describe_damage(recovered);
         let (live, doubtful_dropped) = fit_doubtful(live, config.capacity);
@@ -67,6 +70,48 @@ impl Journal {
         Ok((journal, vec![report]))
     }
 
+    /// Rewrites a file whose only damage is records torn by an interrupted
+    /// sync (never confirmed durable: no call that wrote them returned)
+    /// with every intact record, without setting it aside: an interrupted
+    /// write, nothing lost.
+    fn repair_torn(
+        file: LockedFile,
+        config: &JournalConfig,
+        header: &Header,
+        recovered: &Recovered,
+        live: Vec<Kept>,
+    ) -> Result<(Journal, Vec<Failure>)> {
+        let path = file.path().to_path_buf();
+        let live: Vec<(u64, Vec<u8>)> = live.into_iter().map(|r| (r.id, r.payload)).collect();
+        let kept_bytes: u64 = live.iter().map(|(_, p)| record_len(p.len())).sum();
+        let mut config = config.clone();
+        // The file's own capacity, as an open without damage keeps it.
+        config.capacity = header.capacity.max(kept_bytes);
+        let mut journal = Journal::build(
+            &path,
+            &config,
+            recovered.next_free_seq(),
+            &header.meta,
+            &live,
+        )?;
+        file::publish_replacement(&mut journal.file, &path)?;
+        drop(file);
+        let report = Failure {
+            kind: FailureKind::InterruptedWrite,
+            message: format!(
+                "{}: discarded {} incomplete record(s) in the middle of the log: the writes \
+                 of a sync that a crash or power cut interrupted, written with later ones \
+                 that reached the device (no call that wrote them returned, so nothing \
+                 stored was lost); kept {} pending event(s) and rewrote the file without them",
+                path.display(),
+                recovered.torn(),
+                live.len()
+            ),
+            events_lost: 0,
+        };
+        Ok((journal, vec![report]))
+    }
+
     /// Sets a foreign or unreadable file aside and starts a new, empty one.
     pub(super) fn replace_foreign(
         file: LockedFile,
@@ -98,25 +143,24 @@ impl Journal {
 /// What recovery found wrong, in words, and how many events it cost.
 fn describe_damage(recovered: &Recovered) -> (Vec<String>, u64) {
     let mut what = Vec::new();
-    if !recovered.damage.is_empty() {
-        let records: u64 = recovered.damage.iter().map(|d| d.records).sum();
-        let at: Vec<String> = recovered
-            .damage
-            .iter()
-            .take(8)
-            .map(|d| d.pos.to_string())
-            .collect();
-        let more = if recovered.damage.len() > 8 {
-            ", ..."
-        } else {
-            ""
-        };
+    let torn = recovered.torn();
+    let damaged = recovered.damage.iter().filter(|d| d.torn < d.records);
+    let records: u64 = damaged.clone().map(|d| d.records - d.torn).sum();
+    if records > 0 {
+        let at: Vec<String> = damaged.clone().take(8).map(|d| d.pos.to_string()).collect();
+        let more = if damaged.count() > 8 { ", ..." } else { "" };
         what.push(format!(
             "{records} damaged record(s) in the middle of the log (at data offset(s) {}{more}) \
              were skipped, losing {} pending event(s); the intact records before and after \
              them were kept",
             at.join(", "),
             recovered.lost()
+        ));
+    }
+    if torn > 0 {
+        what.push(format!(
+            "{torn} incomplete record(s) of a sync that a crash or power cut interrupted \
+             were discarded (never confirmed durable: nothing lost)"
         ));
     }
     if recovered.truncated {

@@ -2,6 +2,8 @@
 //! header updates and syncs. The order of these writes is what makes the
 //! journal crash-safe (the rules are listed in `log.rs`).
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::journal::durability::Durability;
 use crate::journal::format::{
@@ -80,12 +82,23 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes everything written so far durable, under the store's lock:
+    /// the dirty span and every span handed to the group (`group.rs`,
+    /// `Group::sync_all`), whose waiters it releases.
     pub(super) fn sync_dirty(&mut self) -> Result<()> {
-        if let Some((start, end)) = self.dirty.take() {
-            self.device
-                .sync(start, end - start)
-                .map_err(|e| Error::io("sync", self.file.path(), e))?;
-        }
+        self.sync_through(self.ring.next_seq())
+    }
+
+    /// [`Journal::sync_dirty`], when the records written so far end below
+    /// `written` (a wrap marker is written before the ring counts it).
+    fn sync_through(&mut self, written: u64) -> Result<()> {
+        let own = self.dirty.take();
+        let group = Arc::clone(&self.group);
+        let device = &mut self.device;
+        group
+            .sync_all(own, written, |start, len| device.sync(start, len))
+            .map_err(|e| Error::io("sync", self.file.path(), e))?;
+        self.freed.synced();
         self.policy.synced();
         self.chain_unsynced = false;
         // What the waiting removals were ordered after is on the device
@@ -97,6 +110,35 @@ impl Journal {
             self.dirty.add(at, 1);
         }
         Ok(())
+    }
+
+    /// Sync, with a device that syncs concurrently: the operation's writes
+    /// go to the group, synced outside the store's lock (`group.rs`); the
+    /// store takes the ticket (`take_ticket`) and waits on it once its lock
+    /// is released. The next operation's records may join the same sync:
+    /// each carries how far it is above the durable watermark, so recovery
+    /// tells a group a power cut tore from damage.
+    pub(super) fn hand_over(&mut self) {
+        if let Some(span) = self.dirty.take() {
+            let ticket = self.group.hand_over(span, self.ring.next_seq());
+            self.freed.handed_over(ticket);
+            self.ticket = Some(ticket);
+        }
+        self.policy.synced();
+        self.chain_unsynced = false;
+    }
+
+    /// What a record with sequence number `seq` carries in its header
+    /// (`format::record::UNSYNCED`): how far it is above the lowest
+    /// sequence number not known durable. Never more than the truth (a
+    /// smaller value only makes recovery count damage as corruption, as
+    /// version 1 did); 0 with `None`, which promises nothing across a
+    /// power cut.
+    fn unsynced_before(&self, seq: u64) -> u64 {
+        if !self.policy.orders_writes() {
+            return 0;
+        }
+        seq.saturating_sub(self.group.durable_seq())
     }
 
     /// The ring has no room for a record of `len` bytes: only possible if
@@ -126,7 +168,15 @@ impl Journal {
     fn write_marker(&mut self, at: u64) {
         let seq = self.ring.next_seq();
         let start = self.data_offset(at);
-        seal_record(&mut self.device.bytes_mut()[start..], TYPE_WRAP, seq, 0, 0);
+        let unsynced = self.unsynced_before(seq);
+        seal_record(
+            &mut self.device.bytes_mut()[start..],
+            TYPE_WRAP,
+            seq,
+            0,
+            unsynced,
+            0,
+        );
         self.dirty.add(start, record::HEADER_LEN);
         self.chain_unsynced = true;
     }
@@ -146,16 +196,24 @@ impl Journal {
             // complete the writes of one msync in any order, and a later
             // record on disk without the earlier one reads as damage in the
             // middle of the log. With Sync, each goes out on its own.
-            self.sync_dirty()?;
+            self.sync_through(self.ring.next_seq() + u64::from(p.marker.is_some()))?;
         }
         let seq = self.ring.next_seq() + u64::from(p.marker.is_some());
         let id = id.unwrap_or(seq);
         let start = self.data_offset(p.pos);
         let body = start + record::HEADER_LEN;
+        let unsynced = self.unsynced_before(seq);
         let bytes = self.device.bytes_mut();
         bytes[body..body + payload.len()].copy_from_slice(payload);
         bytes[body + payload.len()..start + len as usize].fill(0);
-        seal_record(&mut bytes[start..], TYPE_DATA, seq, id, payload.len());
+        seal_record(
+            &mut bytes[start..],
+            TYPE_DATA,
+            seq,
+            id,
+            unsynced,
+            payload.len(),
+        );
         self.dirty.add(start, len as usize);
         let pushed = self.ring.push(p, len, payload.len() as u16, Some(id));
         debug_assert_eq!(pushed, seq);

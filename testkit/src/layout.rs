@@ -81,6 +81,9 @@ pub struct Laid {
     pub state: u8,
     pub seq: u64,
     pub id: u64,
+    /// Bytes 13..16 (version 2): how many records before this one were not
+    /// yet known durable when it was written; 0 in version 1.
+    pub unsynced: u32,
     /// Pending: state `L`, and no later copy of the same id in the chain.
     pub live: bool,
 }
@@ -210,7 +213,7 @@ fn valid_record(data: &[u8], size: u64, pos: u64, seq: u64) -> Option<Laid> {
     let p = pos as usize;
     let h = data.get(p..p + RECORD_HEADER)?;
     let (len, kind, id) = (u64::from(u32_at(h, 8)), h[12], u64_at(h, 24));
-    let reserved_zero = h[5..8].iter().chain(&h[13..16]).all(|&b| b == 0);
+    let reserved_zero = h[5..8].iter().all(|&b| b == 0);
     let occupied = (RECORD_HEADER as u64 + len).next_multiple_of(8);
     let shape = match kind {
         TYPE_WRAP => len == 0 && id == 0 && size - pos < MAX_RECORD_LEN,
@@ -242,6 +245,7 @@ fn valid_record(data: &[u8], size: u64, pos: u64, seq: u64) -> Option<Laid> {
         state: h[STATE],
         seq,
         id,
+        unsynced: u32::from_le_bytes([h[13], h[14], h[15], 0]),
         live: kind == TYPE_DATA && h[STATE] == b'L',
     })
 }

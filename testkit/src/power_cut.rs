@@ -5,14 +5,22 @@
 //! leaves that copy, where each 512-byte sector written since its page was
 //! last synced was either lost or (at random) written back by the kernel on
 //! its own before the cut.
+//!
+//! The layer passes the map's [`Syncer`] on, so a store on it syncs in
+//! groups (outside its lock, several threads' records in one sync) as on
+//! the real device. The syncer never reads the map (the journal writes it
+//! meanwhile, from other threads): it reads the pages it syncs from the
+//! file, as another program would, before the sync, so the copy it keeps
+//! holds what was written before the sync began and nothing later.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use softnet_persistence::{Device, DeviceLayer};
+use softnet_persistence::{Device, DeviceLayer, Syncer};
 
 /// Granularity at which a device may tear a write.
 const SECTOR: usize = 512;
@@ -29,6 +37,8 @@ struct DeviceCopy {
     /// (sync number, seed).
     armed: Option<(u64, u64)>,
     image: Option<Vec<u8>>,
+    /// How long each sync takes, besides the real one (a slow device).
+    sync_time: Duration,
 }
 
 /// The image a cut leaves: `durable`, with each sector that differs from
@@ -86,10 +96,58 @@ impl Device for CutDevice {
             }
         }
         self.inner.sync(offset, len)?;
+        std::thread::sleep(copy.sync_time);
         let now = self.inner.bytes();
         let start = offset - offset % PAGE;
         let end = (offset + len).next_multiple_of(PAGE).min(now.len());
         copy.durable[start..end].copy_from_slice(&now[start..end]);
+        Ok(())
+    }
+
+    fn syncer(&self) -> Option<Arc<dyn Syncer>> {
+        Some(Arc::new(CutSyncer {
+            inner: self.inner.syncer()?,
+            copy: Arc::clone(&self.copy),
+        }))
+    }
+}
+
+/// The syncer of a [`CutDevice`]: see the module docs.
+struct CutSyncer {
+    inner: Arc<dyn Syncer>,
+    copy: Arc<Mutex<DeviceCopy>>,
+}
+
+impl CutSyncer {
+    /// The file's bytes in `range`, read from the file.
+    fn read(copy: &DeviceCopy, start: usize, end: usize) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; end - start];
+        copy.file.read_exact_at(&mut bytes, start as u64)?;
+        Ok(bytes)
+    }
+}
+
+impl Syncer for CutSyncer {
+    fn sync(&self, offset: usize, len: usize) -> io::Result<()> {
+        // Held through the sync: syncs of one file are counted, and reach
+        // the copy, one at a time.
+        let mut copy = self.copy.lock().unwrap();
+        copy.syncs += 1;
+        let start = offset - offset % PAGE;
+        let end = (offset + len)
+            .next_multiple_of(PAGE)
+            .min(copy.durable.len());
+        let pages = CutSyncer::read(&copy, start, end)?;
+        if let Some((at, seed)) = copy.armed {
+            if at == copy.syncs {
+                let now = CutSyncer::read(&copy, 0, copy.durable.len())?;
+                copy.image = Some(cut_image(&copy.durable, &now, &mut coin(seed)));
+                copy.armed = None;
+            }
+        }
+        self.inner.sync(offset, len)?;
+        std::thread::sleep(copy.sync_time);
+        copy.durable[start..end].copy_from_slice(&pages);
         Ok(())
     }
 }
@@ -100,6 +158,7 @@ type Current = Arc<Mutex<Option<Arc<Mutex<DeviceCopy>>>>>;
 
 struct Layer {
     current: Current,
+    sync_time: Duration,
 }
 
 impl DeviceLayer for Layer {
@@ -111,6 +170,7 @@ impl DeviceLayer for Layer {
             syncs: 0,
             armed: None,
             image: None,
+            sync_time: self.sync_time,
         }));
         *self.current.lock().unwrap() = Some(Arc::clone(&copy));
         Box::new(CutDevice {
@@ -125,6 +185,7 @@ impl DeviceLayer for Layer {
 #[derive(Clone, Default)]
 pub struct PowerCut {
     current: Current,
+    sync_time: Duration,
 }
 
 impl PowerCut {
@@ -133,11 +194,21 @@ impl PowerCut {
         PowerCut::default()
     }
 
+    /// A simulation whose syncs take `sync_time` each (a slow device), so
+    /// that threads of one store find a sync running and share the next.
+    pub fn with_sync_time(sync_time: Duration) -> PowerCut {
+        PowerCut {
+            sync_time,
+            ..PowerCut::default()
+        }
+    }
+
     /// The layer to put in `ServiceOptions::device_layer` or
     /// `ClientOptions::device_layer`.
     pub fn layer(&self) -> Arc<dyn DeviceLayer> {
         Arc::new(Layer {
             current: Arc::clone(&self.current),
+            sync_time: self.sync_time,
         })
     }
 
@@ -164,6 +235,13 @@ impl PowerCut {
         let mut copy = device.lock().unwrap();
         copy.armed = Some((at, seed));
         copy.image = None;
+    }
+
+    /// Whether the armed cut has captured its image (its sync began): a
+    /// call that returned before this says false was durable before the
+    /// cut.
+    pub fn has_image(&self) -> bool {
+        self.device().lock().unwrap().image.is_some()
     }
 
     /// The image the armed cut captured, if its sync happened.

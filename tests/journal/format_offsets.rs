@@ -74,7 +74,7 @@ fn journal_bytes_match_the_documented_layout() {
         "both slots carry the metadata"
     );
     assert_eq!(&h[0..8], b"SNPSVCJ1");
-    assert_eq!(u32_at(h, 8), 1, "version");
+    assert_eq!(u32_at(h, 8), 2, "version");
     assert_eq!(u32_at(h, 12), 256, "slot_len");
     assert_eq!(
         at as u64,
@@ -103,7 +103,11 @@ fn journal_bytes_match_the_documented_layout() {
     assert_eq!(&r1[5..8], &[0, 0, 0]);
     assert_eq!(u32_at(r1, 8) as usize, len1);
     assert_eq!(r1[12], 1, "type: data");
-    assert_eq!(&r1[13..16], &[0, 0, 0]);
+    assert_eq!(
+        &r1[13..16],
+        &[0, 0, 0],
+        "unsynced: one thread with Sync, every record before it was durable"
+    );
     assert_eq!(u64_at(r1, 16), 1, "seq");
     assert_eq!(u64_at(r1, 24), 1, "id");
     let p1 = &r1[32..32 + len1];
@@ -122,6 +126,8 @@ fn journal_bytes_match_the_documented_layout() {
     let len2 = 32 + 4 + 5;
     assert_eq!(u32_at(r2, 8) as usize, len2);
     assert_eq!(r2[4], b'L', "state: live");
+    assert_eq!(&r2[5..8], &[0, 0, 0], "reserved");
+    assert_eq!(&r2[13..16], &[0, 0, 0], "unsynced");
     assert_eq!(u64_at(r2, 16), 2, "seq");
     assert_eq!(u64_at(r2, 24), 2, "id");
     assert_eq!(u32_at(r2, 0), crc_of_record(r2, len2));

@@ -4,6 +4,7 @@
 
 mod client_corruption;
 mod client_power_cut;
+mod concurrent_power_cut;
 mod corruption;
 mod damage_sweeps;
 mod format_offsets;

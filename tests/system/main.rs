@@ -8,6 +8,7 @@
 
 mod client_crash_sigkill;
 mod crash_sigkill;
+mod crash_sigkill_threads;
 mod full_disk;
 mod mounts;
 mod real_power_cut;
@@ -17,8 +18,9 @@ use std::time::Instant;
 
 type Test = (&'static str, fn() -> Result<(), String>);
 
-const TESTS: [Test; 4] = [
+const TESTS: [Test; 5] = [
     ("crash_sigkill", crash_sigkill::test),
+    ("crash_sigkill_threads", crash_sigkill_threads::test),
     ("client_crash_sigkill", client_crash_sigkill::test),
     ("real_power_cut", real_power_cut::test),
     ("full_disk", full_disk::test),
@@ -40,6 +42,7 @@ fn unrunnable(why: &str) -> Result<(), String> {
 
 fn main() -> ExitCode {
     if crash_sigkill::child_from_env()
+        || crash_sigkill_threads::child_from_env()
         || client_crash_sigkill::child_from_env()
         || real_power_cut::child_from_env()
     {

@@ -59,7 +59,7 @@ fn header_rejects_every_flipped_bit_and_truncation() {
 fn record_image(seq: u64, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; record_len(payload.len()) as usize];
     b[record::HEADER_LEN..record::HEADER_LEN + payload.len()].copy_from_slice(payload);
-    seal_record(&mut b, TYPE_DATA, seq, seq, payload.len());
+    seal_record(&mut b, TYPE_DATA, seq, seq, 0, payload.len());
     b
 }
 
@@ -99,6 +99,37 @@ fn torn_or_flipped_records_are_rejected() {
             assert!(decoded.is_none(), "bit {bit}");
         }
     }
+}
+
+#[test]
+fn the_durable_watermark_round_trips_saturated_and_reserved_a_stays_zero() {
+    for (unsynced, stored) in [
+        (0u64, 0u32),
+        (5, 5),
+        (0xFF_FFFF, 0xFF_FFFF),
+        (1 << 30, 0xFF_FFFF),
+    ] {
+        let mut b = vec![0u8; 40];
+        b[32..37].copy_from_slice(b"hello");
+        seal_record(&mut b, TYPE_DATA, 1 << 26, 9, unsynced, 5);
+        let (h, _) = decode_record(&b, 0, 40).unwrap();
+        assert_eq!(
+            (h.unsynced, h.seq, h.id),
+            (stored, 1 << 26, 9),
+            "{unsynced}"
+        );
+        assert_eq!(
+            b[record::UNSYNCED..record::UNSYNCED + 3],
+            stored.to_le_bytes()[..3]
+        );
+    }
+    // Version 1 wrote zeros there: the same bytes decode as "all durable".
+    let b = record_image(5, b"hello");
+    assert_eq!(decode_record(&b, 0, 40).unwrap().0.unsynced, 0);
+    // The other reserved bytes must still be zero (outside the CRC).
+    let mut c = b.clone();
+    c[record::RESERVED_A + 1] = 1;
+    assert!(decode_record(&c, 0, 40).is_none());
 }
 
 #[test]
@@ -161,13 +192,15 @@ fn crate_constants_are_the_documented_numbers() {
             record::COVERED,
             record::LEN,
             record::TYPE,
-            record::RESERVED_B,
+            record::UNSYNCED,
             record::SEQ,
             record::ID,
             record::HEADER_LEN
         ],
         [0, 4, 5, 8, 8, 12, 13, 16, 24, 32]
     );
+    assert_eq!((format::VERSION, format::OLDEST_VERSION), (2, 1));
+    assert_eq!(format::MAX_UNSYNCED, 0xFF_FFFF);
     assert_eq!(format::MAX_PAYLOAD_LEN, 2400);
     assert_eq!(format::MAX_RECORD_LEN, 2432);
     assert_eq!(

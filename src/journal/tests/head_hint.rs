@@ -18,7 +18,7 @@ fn write(data: &mut [u8], pos: u64, seq: u64) -> u64 {
     let payload = [seq as u8; 40];
     let p = pos as usize;
     data[p + 32..p + 32 + payload.len()].copy_from_slice(&payload);
-    seal_record(&mut data[p..], TYPE_DATA, seq, seq, payload.len());
+    seal_record(&mut data[p..], TYPE_DATA, seq, seq, 0, payload.len());
     pos + record_len(payload.len())
 }
 

@@ -1,5 +1,8 @@
 //! Unit tests of the journal that need more than one of its files.
 
 mod format;
+mod freed;
+mod group;
 mod head_hint;
 mod ring_reuse;
+mod torn;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{Level, MemoryLog, RecordLog, Removal};
 use crate::error::{Error, Result};
-use crate::journal::Journal;
+use crate::journal::{Journal, SyncTicket};
 use crate::report::FailureKind;
 use crate::service::core::Core;
 
@@ -102,6 +102,20 @@ impl Core {
         };
         self.forget_lost();
         result
+    }
+
+    /// The journal's sync of the call that handed it over (group commit,
+    /// `shell.rs`) failed once the call was done: the store falls back as
+    /// that call would have, if the ticket's journal is still its level 2.
+    pub(super) fn handed_over_sync_failed(&mut self, ticket: &SyncTicket, error: std::io::Error) {
+        let Backend::Journal(j) = &self.backend else {
+            return;
+        };
+        if !j.owns(ticket) {
+            return;
+        }
+        let cause = Error::io("sync", j.path(), error);
+        self.fall_back(&cause);
     }
 
     /// Forgets the records the backend dropped as damaged on its own (see

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::backend::{Level, MemoryLog};
 use crate::error::Result;
-use crate::journal::Journal;
+use crate::journal::{Journal, SyncTicket};
 use crate::report::{Failure, FailureKind};
 use crate::service::index::Index;
 use crate::service::options::{Mode, Overflow, ServiceStats};
@@ -230,6 +230,17 @@ impl StoreState for Core {
             journal_path: self.journal_path(),
             closed: self.closed,
         }
+    }
+
+    fn take_ticket(&mut self) -> Option<SyncTicket> {
+        match &mut self.backend {
+            Backend::Journal(j) => j.take_ticket(),
+            _ => None,
+        }
+    }
+
+    fn sync_failed(&mut self, ticket: &SyncTicket, error: std::io::Error) {
+        self.handed_over_sync_failed(ticket, error);
     }
 
     fn refresh(&self, view: &mut ServiceView) {

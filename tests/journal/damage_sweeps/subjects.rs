@@ -38,6 +38,12 @@ impl Subject {
         pending: &[Uuid],
     ) -> Subject {
         let layout = Layout::parse(&bytes).expect("a valid header slot");
+        // One thread with Sync: every record was written with everything
+        // before it durable, so every one vouches for all before it (and
+        // damage in the middle is corruption, never a torn sync).
+        for r in &layout.records {
+            assert_eq!(r.unsynced, 0, "{what}: record {r:?}");
+        }
         let mut ids = HashMap::new();
         for r in layout.records.iter().filter(|r| !r.is_marker()) {
             let event = decode_event(layout.payload(&bytes, r)).expect("a well-formed event");
