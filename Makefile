@@ -4,35 +4,53 @@
 #   make test      everything CI checks
 #   make bench     benchmarks (not part of the tests)
 #   make install PREFIX=/usr/local
-#                  the C/C++ library, headers and pkg-config file
+#                  the C/C++ library (SONAME libsoftnet_persistence.so.N),
+#                  headers, pkg-config file, CMake package and docs
+#                  (tools/install.sh); also DESTDIR, LIBDIR, INCLUDEDIR,
+#                  STRIP=true (keep symbols), PC_RPATH=auto|yes|no
+#   make uninstall PREFIX=...  removes what make install put there
 
 CARGO ?= cargo
 CC ?= cc
 CXX ?= c++
 PREFIX ?= /usr/local
 DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DOCDIR ?= $(PREFIX)/share/doc/softnet-persistence
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR ?= $(LIBDIR)/cmake/softnet-persistence
+STRIP ?= strip
+PC_RPATH ?= auto
 
-LIBDIR := target/release
+# Where cargo puts the C library. SNP_ABI_VERSION is the library's SONAME
+# version (libsoftnet_persistence.so.N, set by capi/build.rs).
+RELEASE_DIR := target/release
+ABI_VERSION := $(shell sed -n 's/^\#define SNP_ABI_VERSION \([0-9]*\).*/\1/p' capi/include/softnet_persistence.h)
 BUILD := target/c
 DEMO_DIR ?= $(CURDIR)/target/demo
 C_STRICT := -std=c11 -Wall -Wextra -Wpedantic -Werror
 CXX_STRICT := -std=c++17 -Wall -Wextra -Wpedantic -Werror
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 INCLUDES := -Icapi/include -Ibindings/cpp/include
-SHARED_LINK := -L$(LIBDIR) -Wl,-rpath,$(CURDIR)/$(LIBDIR) -lsoftnet_persistence -pthread
-STATIC_LINK := $(LIBDIR)/libsoftnet_persistence.a -lpthread -ldl -lm
+SHARED_LINK := -L$(RELEASE_DIR) -Wl,-rpath,$(CURDIR)/$(RELEASE_DIR) -lsoftnet_persistence -pthread
+STATIC_LINK := $(RELEASE_DIR)/libsoftnet_persistence.a -lpthread -ldl -lm
 
 C_TESTS := $(patsubst capi/tests/%.c,$(BUILD)/%,$(wildcard capi/tests/test_*.c))
 CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindings/cpp/tests/test_*.cpp))
 
 .PHONY: all build lib header header-check abi-check demo gateway-demo test lint unit c-test cpp-test \
-	static-test install install-test python-test bench fuzz clean
+	static-test install uninstall install-test check-prereqs check-prereqs-demo python-test bench \
+	fuzz clean
 
 all: build
 
-# The C library (the capi crate): libsoftnet_persistence.so and .a.
+# The C library (the capi crate): libsoftnet_persistence.so and .a, and the
+# link libsoftnet_persistence.so.N -> .so that programs linked against
+# target/release load (their DT_NEEDED is the SONAME).
 build lib:
 	$(CARGO) build --release -p softnet-persistence-capi
+	ln -sfn libsoftnet_persistence.so $(RELEASE_DIR)/libsoftnet_persistence.so.$(ABI_VERSION)
 
 header:
 	$(CARGO) run -q -p gen-header
@@ -40,10 +58,27 @@ header:
 header-check:
 	$(CARGO) run -q -p gen-header -- --check
 
-abi-check: lib
-	capi/abi/check_symbols.sh $(CURDIR)/$(LIBDIR)/libsoftnet_persistence.so
+# The ABI, of the tested and of the shipped library: the exported symbols
+# against capi/abi/symbols.txt; every public struct's sizeof, alignment and
+# field offsets, printed by a C (and C++) program compiled from the header,
+# against capi/abi/layout.txt (fields are only ever appended, and only to
+# structs that start with struct_size). The layout check first checks
+# itself on edited copies of the header.
+abi-check: lib dist-lib
+	capi/abi/check_symbols.sh $(CURDIR)/$(RELEASE_DIR)/libsoftnet_persistence.so
+	capi/abi/check_symbols.sh $(CURDIR)/$(DIST_LIB)/libsoftnet_persistence.so
+	CC='$(CC)' CXX='$(CXX)' capi/abi/check_layout.py --self-test
+	CC='$(CC)' CXX='$(CXX)' capi/abi/check_layout.py
 
-demo: lib
+# What make demo and make test need (Rust version, compilers, python3 venv,
+# valgrind, pkg-config, cmake, cargo-fuzz...), checked before anything is
+# built: one line per missing tool with its Debian/Ubuntu install command.
+check-prereqs-demo:
+	@CC='$(CC)' tools/check-prereqs.sh demo
+check-prereqs:
+	@CC='$(CC)' CXX='$(CXX)' tools/check-prereqs.sh test
+
+demo: check-prereqs-demo lib
 	@mkdir -p $(BUILD)
 	$(CC) $(C_STRICT) $(INCLUDES) examples/c/demo.c -o $(BUILD)/demo $(SHARED_LINK)
 	rm -rf $(DEMO_DIR)
@@ -113,30 +148,38 @@ cpp-test: $(CPP_TESTS)
 	rm -rf $(BUILD)/example-cpp && mkdir -p $(BUILD)/example-cpp && \
 		$(BUILD)/example_service_and_client $(BUILD)/example-cpp >/dev/null
 
-# make install into a scratch prefix, then build a program the documented
-# way: cc app.c $(pkg-config --cflags --libs softnet-persistence).
+# make install into a scratch prefix (target/install-test): SONAME, links,
+# stripping; the README's C program built with pkg-config, the README's C and
+# C++ programs built with CMake (shared and static targets), all run without
+# LD_LIBRARY_PATH; then make uninstall leaves nothing. Needs cmake.
 install-test: lib
-	rm -rf $(BUILD)/prefix
-	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
-	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig sh -c '$(CC) $(C_STRICT) \
-		capi/tests/test_static_link.c -o $(BUILD)/pkgconfig_app $$(pkg-config --cflags --libs softnet-persistence)'
-	LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/prefix/lib $(BUILD)/pkgconfig_app
+	MAKE='$(MAKE)' CC='$(CC)' CXX='$(CXX)' capi/tests/install/run.sh
 
 # The Python module, built into target/venv-python: pytest, stubtest, mypy.
 python-test:
 	bindings/python/run_tests.sh
 
-test: lint unit header-check abi-check c-test static-test cpp-test install-test python-test \
+test: check-prereqs lint unit header-check abi-check c-test static-test cpp-test install-test python-test \
 	gateway-demo fuzz
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/softnet
-	install -m 0644 $(LIBDIR)/libsoftnet_persistence.so $(LIBDIR)/libsoftnet_persistence.a \
-		$(DESTDIR)$(PREFIX)/lib/
-	install -m 0644 capi/include/softnet_persistence.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 bindings/cpp/include/softnet/persistence.hpp $(DESTDIR)$(PREFIX)/include/softnet/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)|' \
-		softnet-persistence.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/softnet-persistence.pc
+# Hand-written install rules (tools/install.sh says what goes where) rather
+# than cargo-c's `cargo cinstall`: cargo-c cannot take the SONAME from
+# SNP_ABI_VERSION, does not strip or uninstall, writes no CMake package,
+# builds the library a second time in a directory of its own, and is a tool
+# to build (22 min) and keep in step with Rust; tools/install.sh has the
+# details. As root into a directory the loader searches, ldconfig runs.
+INSTALL_VARS = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' LIBDIR='$(LIBDIR)' \
+	INCLUDEDIR='$(INCLUDEDIR)' DOCDIR='$(DOCDIR)' PKGCONFIGDIR='$(PKGCONFIGDIR)' \
+	CMAKEDIR='$(CMAKEDIR)' STRIP='$(STRIP)' PC_RPATH='$(PC_RPATH)' RELEASE_DIR='$(DIST_LIB)'
+# Installs the shipped build (make dist-lib: [profile.dist], stripped, its
+# debug info in target/dist/lib/libsoftnet_persistence.so.debug). Builds it
+# first when cargo is at hand; under sudo, whose PATH usually has no cargo,
+# it installs what `make dist-lib` built.
+install: $(if $(shell command -v $(CARGO) 2>/dev/null),dist-lib)
+	@$(INSTALL_VARS) tools/install.sh install
+
+uninstall:
+	@$(INSTALL_VARS) tools/install.sh uninstall
 
 bench:
 	$(CARGO) bench --bench service
@@ -165,3 +208,58 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+
+# What is shipped (README "Size"). The tests build the release profile; the
+# shipped library and wheel build [profile.dist] (Cargo.toml: release with
+# fat LTO, one codegen unit, opt-level "s"). make dist-lib leaves in
+# target/dist/lib/:
+#   libsoftnet_persistence.so        stripped, with a .gnu_debuglink naming
+#   libsoftnet_persistence.so.debug  its debug info (gdb reads it beside the
+#                                    library, in a .debug/ directory there,
+#                                    or under /usr/lib/debug; or by build id)
+#   libsoftnet_persistence.a         debug info and LLVM bitcode stripped
+#   libsoftnet_persistence.so.N      a link named by the library's SONAME
+# for make install to copy as they are.
+.PHONY: dist-lib dist-test size wheel
+OBJCOPY ?= objcopy
+DIST_DIR := target/dist
+DIST_LIB := $(DIST_DIR)/lib
+dist-lib:
+	$(CARGO) build --profile dist -p softnet-persistence-capi
+	rm -rf $(DIST_LIB) && mkdir -p $(DIST_LIB)
+	$(OBJCOPY) --only-keep-debug --compress-debug-sections $(DIST_DIR)/libsoftnet_persistence.so \
+		$(DIST_LIB)/libsoftnet_persistence.so.debug
+	$(OBJCOPY) --strip-unneeded --remove-section=.comment $(DIST_DIR)/libsoftnet_persistence.so \
+		$(DIST_LIB)/libsoftnet_persistence.so.nodebug
+	cd $(DIST_LIB) && $(OBJCOPY) --add-gnu-debuglink=libsoftnet_persistence.so.debug \
+		libsoftnet_persistence.so.nodebug libsoftnet_persistence.so && rm libsoftnet_persistence.so.nodebug
+	$(OBJCOPY) --strip-debug --remove-section=.comment --remove-section=.llvmbc \
+		--remove-section=.llvmcmd --enable-deterministic-archives \
+		$(DIST_DIR)/libsoftnet_persistence.a $(DIST_LIB)/libsoftnet_persistence.a
+	@soname=$$(readelf -d $(DIST_LIB)/libsoftnet_persistence.so | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
+	if [ -n "$$soname" ] && [ "$$soname" != libsoftnet_persistence.so ]; then \
+		ln -sfn libsoftnet_persistence.so $(DIST_LIB)/$$soname; fi
+	@ls -l $(DIST_LIB)
+
+# The C tests once more, against the shipped library instead of the tested
+# release build: c-test's uninstrumented binaries, with target/dist/lib
+# first on LD_LIBRARY_PATH (it comes before their RUNPATH).
+dist-test: dist-lib $(C_TESTS)
+	@LD_LIBRARY_PATH=$(CURDIR)/$(DIST_LIB) ldd $(firstword $(C_TESTS)).plain | \
+		grep -q '$(CURDIR)/$(DIST_LIB)/' || { echo "dist-test: the shipped library is not the one loaded"; exit 1; }
+	@for t in $(C_TESTS); do \
+		echo "== $$t (the shipped library)"; \
+		LD_LIBRARY_PATH=$(CURDIR)/$(DIST_LIB) SNP_KILLS=20 $$t.plain || exit 1; \
+	done
+
+# The Python wheel, in target/wheels/: maturin build with pyproject's
+# profile (dist) and strip; then installed into a fresh venv with no cargo
+# or rustc on PATH, imported, and used once.
+wheel:
+	bindings/python/build_wheel.sh
+
+# The sizes of what is shipped, with the settings beside them: the stripped
+# .so, what the .a adds to a small static C program (capi/size/static_demo.c),
+# the Python extension and the wheel.
+size: dist-lib wheel
+	@CC='$(CC)' capi/size/report.sh

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Checks what `make demo` or `make test` needs before anything is built, and
+# names each missing tool on a line of its own with the command that
+# installs it on Debian/Ubuntu.
+#
+#   tools/check-prereqs.sh demo|test        exit 1 when something is missing
+#   tools/check-prereqs.sh --apt demo|test  print the missing Debian packages
+#                                           (.ci/run installs them)
+#
+# CC and CXX name the compilers (as in the Makefile). A new requirement is
+# one `has ... || lack ...` line below.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+apt_only=0
+if [ "${1:-}" = --apt ]; then apt_only=1; shift; fi
+goal=${1:-test}
+case "$goal" in demo | test) ;; *) echo "usage: $0 [--apt] demo|test" >&2; exit 2 ;; esac
+
+lines=()
+packages=()
+# lack WHAT DEBIAN-PACKAGE|- INSTALL-COMMAND
+lack() {
+    lines+=("$1 is missing; install it with: $3")
+    if [ "$2" != - ]; then packages+=("$2"); fi
+}
+has() { command -v "$1" >/dev/null 2>&1; }
+
+rust_want=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+if ! has cargo || ! has rustc; then
+    lack "Rust (cargo, rustc >= $rust_want)" - \
+        "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh"
+else
+    rust_have=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$rust_want" "${rust_have%%-*}" | sort -V | head -1)" != "$rust_want" ]; then
+        lack "rustc >= $rust_want (found $rust_have)" - "rustup update stable"
+    fi
+fi
+has "${CC:-cc}" || lack "a C compiler (${CC:-cc})" gcc "sudo apt-get install gcc"
+
+if [ "$goal" = test ]; then
+    has "${CXX:-c++}" || lack "a C++ compiler (${CXX:-c++})" g++ "sudo apt-get install g++"
+    if has cargo; then
+        cargo fmt --version >/dev/null 2>&1 || lack rustfmt - "rustup component add rustfmt"
+        cargo clippy --version >/dev/null 2>&1 || lack clippy - "rustup component add clippy"
+        cargo fuzz --version >/dev/null 2>&1 ||
+            lack cargo-fuzz - "cargo install cargo-fuzz --locked --version 0.13.2"
+    fi
+    if ! has python3; then
+        lack python3 "python3 python3-venv" "sudo apt-get install python3 python3-venv"
+    elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        lack "python3's venv with pip (ensurepip)" python3-venv "sudo apt-get install python3-venv"
+    fi
+    has valgrind || lack valgrind valgrind "sudo apt-get install valgrind"
+    has pkg-config || lack pkg-config pkg-config "sudo apt-get install pkg-config"
+    has cmake || lack cmake cmake "sudo apt-get install cmake"
+    { has readelf && has nm && has strip; } ||
+        lack "binutils (readelf, nm, strip)" binutils "sudo apt-get install binutils"
+fi
+
+if [ "$apt_only" = 1 ]; then
+    [ "${#packages[@]}" = 0 ] || printf '%s\n' "${packages[@]}" | sort -u | tr '\n' ' '
+    exit 0
+fi
+if [ "${#lines[@]}" = 0 ]; then
+    echo "make $goal: prerequisites found"
+    exit 0
+fi
+for line in "${lines[@]}"; do echo "make $goal: $line" >&2; done
+echo "make $goal: ${#lines[@]} missing prerequisite(s), listed above; nothing was built" >&2
+exit 1
