@@ -216,4 +216,20 @@ impl Syncer for CountedSyncer {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.inner.sync(offset, len)
     }
+    fn prefault(&self, offset: usize, len: usize) {
+        self.inner.prefault(offset, len)
+    }
+}
+
+/// Minor page faults taken by the calling thread so far
+/// (`getrusage(RUSAGE_THREAD)`), or `None` where that is not available.
+pub fn thread_minor_faults() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the pointed-to memory,
+    // which is a valid, writable rusage; it was zeroed, so it is
+    // initialised whether or not the call succeeds.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    // SAFETY: zero-initialised above, written by the kernel on success.
+    let usage = unsafe { usage.assume_init() };
+    (rc == 0).then_some(usage.ru_minflt as u64)
 }

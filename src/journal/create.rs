@@ -3,15 +3,17 @@
 //! under a temporary name before it is published.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::journal::device::{layered, Device};
-use crate::journal::durability::{Dirty, SyncPolicy};
+use crate::journal::durability::{Dirty, Durability, SyncPolicy};
 use crate::journal::file::{self, LockedFile};
 use crate::journal::format::{data_size_for, DATA_OFFSET};
 use crate::journal::group::Group;
 use crate::journal::log::{Journal, JournalConfig};
 use crate::journal::mmap::MappedFile;
+use crate::journal::prefault::Prefault;
 use crate::journal::ring::Ring;
 
 impl Journal {
@@ -31,9 +33,17 @@ impl Journal {
         // against: a record of it that never reached the device is not
         // known to the new writer, and claiming it durable only makes
         // recovery count its damage as corruption (the safe side).
-        let group = Group::new(device.syncer(), ring.next_seq());
+        let syncer = device.syncer();
+        let prefault = match (config.durability, &syncer) {
+            (Durability::None | Durability::Batch { .. }, Some(syncer)) => {
+                Some(Prefault::new(Arc::clone(syncer)))
+            }
+            _ => None,
+        };
+        let group = Group::new(syncer, ring.next_seq());
         Journal {
             group,
+            prefault,
             ticket: None,
             freed: Default::default(),
             device,

@@ -71,6 +71,16 @@ pub trait Device: Send {
 pub trait Syncer: Send + Sync {
     /// Makes `[offset, offset + len)` durable.
     fn sync(&self, offset: usize, len: usize) -> io::Result<()>;
+    /// Prepares `[offset, offset + len)` for the journal's next writes, so
+    /// that they do not fault on the writing thread (the map:
+    /// `MADV_POPULATE_WRITE`). A hint, called from a thread of the journal
+    /// ahead of its head with `Durability::None` and `Batch`: it must not
+    /// change the bytes, and whatever it fails to prepare is simply
+    /// slower to write. The default does nothing; a layer passing a syncer
+    /// on should pass this on too.
+    fn prefault(&self, offset: usize, len: usize) {
+        let _ = (offset, len);
+    }
 }
 
 /// Wraps each device the journal opens: see the module docs.

@@ -41,6 +41,7 @@ use crate::journal::format::{
     STATE_INVALIDATED, STATE_SUPERSEDED,
 };
 use crate::journal::group::{Freed, Group, SyncTicket};
+use crate::journal::prefault::Prefault;
 use crate::journal::ring::Ring;
 
 /// What a journal is for and how it behaves: given by its user.
@@ -97,6 +98,9 @@ pub(crate) struct Journal {
     pub(super) ticket: Option<u64>,
     /// Room freed by removals not yet known durable (see `Freed`).
     pub(super) freed: Freed,
+    /// Pages prepared ahead of the head (`prefault.rs`): `None` and
+    /// `Batch` with a device that can (the map).
+    pub(super) prefault: Option<Prefault>,
 }
 
 impl fmt::Debug for Journal {

@@ -161,4 +161,17 @@ impl Syncer for Mapping {
         self.map.flush_range(offset, len)?;
         self.check()
     }
+
+    /// `MADV_POPULATE_WRITE` (Linux 5.14): the kernel faults the pages in
+    /// as writable, without changing their bytes and without raising a
+    /// signal for a page it cannot back (it returns an error instead,
+    /// ignored here: the write that needs the page gets the fault, handled
+    /// as in the module contract). No reference to the map's memory is
+    /// made, so this runs alongside the journal's writes as `sync` does.
+    fn prefault(&self, offset: usize, len: usize) {
+        let len = len.min(self.map.len().saturating_sub(offset));
+        if len > 0 {
+            let _ = self.map.advise_range(Advice::PopulateWrite, offset, len);
+        }
+    }
 }

@@ -33,6 +33,7 @@ mod group;
 mod log;
 mod mmap;
 mod open;
+mod prefault;
 mod recovery;
 mod resync;
 mod ring;

@@ -222,6 +222,9 @@ impl Journal {
         // Bytes placed, the marker's filler included.
         let placed = room_between(self.ring.size(), head_before, p.new_head);
         self.since_header += placed;
+        if let Some(prefault) = &mut self.prefault {
+            prefault.advanced(placed, p.new_head, self.ring.size(), DATA_OFFSET);
+        }
         if self.since_header >= HINT_EVERY {
             // Goes out with this record's sync. Written before the record
             // reaches the device, the hint is only too high, which costs

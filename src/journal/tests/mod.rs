@@ -4,5 +4,6 @@ mod format;
 mod freed;
 mod group;
 mod head_hint;
+mod prefault;
 mod ring_reuse;
 mod torn;
