@@ -50,7 +50,9 @@ use uuid::Uuid;
 const SLOTS: usize = 4096;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-static FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+/// Each slot holds a registered descriptor plus one, 0 when free: zero
+/// initialised, the table takes no room in the library file (`.bss`).
+static FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 static REGISTER: Once = Once::new();
 
 extern "C" fn in_child() {
@@ -66,7 +68,7 @@ extern "C" fn in_child() {
 /// Points every registered descriptor at `null`, then closes `null`.
 fn detach_fds(null: RawFd) {
     for slot in &FDS {
-        let fd = slot.load(Ordering::SeqCst);
+        let fd = slot.load(Ordering::SeqCst) - 1;
         if fd >= 0 {
             // SAFETY: `fd` is a descriptor this process had open at the fork
             // (registered until just before it is closed); `dup3` replaces
@@ -117,7 +119,7 @@ impl Detached {
 pub(crate) fn detach_in_children(fd: RawFd) -> Detached {
     ensure_registered();
     let slot = FDS.iter().position(|s| {
-        s.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+        s.compare_exchange(0, fd + 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     });
     Detached {
@@ -129,7 +131,7 @@ pub(crate) fn detach_in_children(fd: RawFd) -> Detached {
 impl Drop for Detached {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            FDS[slot].store(-1, Ordering::SeqCst);
+            FDS[slot].store(0, Ordering::SeqCst);
         }
     }
 }
