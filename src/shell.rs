@@ -259,6 +259,9 @@ impl<S: StoreState> Shell<S> {
     /// Hands `reports` to the callback, or queues them if this thread is
     /// already delivering this store's reports (see the module docs).
     fn dispatch(&self, reports: Vec<Failure>) {
+        for report in &reports {
+            log_report(report);
+        }
         let Some(callback) = &self.on_failure else {
             return;
         };
@@ -328,4 +331,18 @@ fn held_back_summary(id: usize) -> Option<Failure> {
         ),
         events_lost: 0,
     })
+}
+
+/// Writes a report to the `log` facade (target `softnet_persistence`):
+/// `error` for a fallback to level 1 or a report that lost events, `warn`
+/// for the others. Every report goes there once, whether or not the store
+/// has a callback, so that a store without one is not silent wherever the
+/// application installed a logger.
+fn log_report(report: &Failure) {
+    let level = if report.kind == FailureKind::Fallback || report.events_lost > 0 {
+        log::Level::Error
+    } else {
+        log::Level::Warn
+    };
+    log::log!(target: "softnet_persistence", level, "{report}");
 }

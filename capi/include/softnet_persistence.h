@@ -310,7 +310,9 @@ typedef struct snp_client_options {
      */
     uint32_t batch_max_delay_ms;
     /**
-     * Called with every failure report (may be NULL).
+     * Called with every failure report (may be NULL). The C library has no
+     * logger of its own: without a callback, failures show only in
+     * `snp_client_get_stats`.
      */
     snp_failure_fn on_failure;
     /**
@@ -462,7 +464,9 @@ typedef struct snp_service_options {
     int32_t overflow;
     /**
      * Called with every failure report (may be NULL), on the calling
-     * thread, after the store's lock is released.
+     * thread, after the store's lock is released. The C library has no
+     * logger of its own: without a callback, failures show only in
+     * `snp_service_get_stats` (`level`, `failures`, `events_lost`).
      */
     snp_failure_fn on_failure;
     /**
@@ -809,7 +813,9 @@ extern "C" {
  * (NUL-terminated, truncated to fit `buf_len`; nothing is written when
  * `buf` is NULL or `buf_len` is 0) and returns the message's full length
  * in bytes, without the NUL. The message is set by every call that fails
- * and kept until the next failure on the same thread.
+ * and kept until the next failure on the same thread. It does not repeat
+ * the status's text: print both, e.g. `fprintf(stderr, "open: %s: %s\n",
+ * snp_status_str(st), message)`.
  *
  * # Safety
  * `buf` must be NULL or writable for `buf_len` bytes.

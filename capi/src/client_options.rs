@@ -35,7 +35,9 @@ pub struct snp_client_options {
     pub batch_max_ops: u32,
     /// Batch: sync when the oldest unsynced put is this old (default 100 ms).
     pub batch_max_delay_ms: u32,
-    /// Called with every failure report (may be NULL).
+    /// Called with every failure report (may be NULL). The C library has no
+    /// logger of its own: without a callback, failures show only in
+    /// `snp_client_get_stats`.
     pub on_failure: snp_failure_fn,
     /// Passed to `on_failure`.
     pub user_data: *mut c_void,

@@ -25,13 +25,33 @@ fn outcome(result: std::thread::Result<Result<snp_status, Error>>) -> snp_status
     match result {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
-            set_last_error(e.to_string());
+            set_last_error(detail(&e));
             status_of(&e)
         }
         Err(panic) => {
             set_last_error(panic_message(panic.as_ref()));
             SNP_ERR_PANIC
         }
+    }
+}
+
+/// An error's message for `snp_last_error_message`: without the category
+/// the Rust error's text starts with ("invalid argument: ..."), which the
+/// status already says (`snp_status_str`), so that the usual
+/// `"%s: %s", snp_status_str(st), message` does not say it twice.
+fn detail(e: &Error) -> String {
+    const CATEGORIES: [&str; 6] = [
+        "invalid argument: ",
+        "I/O error: ",
+        "corrupt or foreign data: ",
+        "storage full: ",
+        "wrong state: ",
+        "custom backend failed: ",
+    ];
+    let text = e.to_string();
+    match CATEGORIES.iter().find_map(|c| text.strip_prefix(c)) {
+        Some(rest) => rest.to_string(),
+        None => text,
     }
 }
 
@@ -57,7 +77,9 @@ fn set_last_error(message: String) {
 /// (NUL-terminated, truncated to fit `buf_len`; nothing is written when
 /// `buf` is NULL or `buf_len` is 0) and returns the message's full length
 /// in bytes, without the NUL. The message is set by every call that fails
-/// and kept until the next failure on the same thread.
+/// and kept until the next failure on the same thread. It does not repeat
+/// the status's text: print both, e.g. `fprintf(stderr, "open: %s: %s\n",
+/// snp_status_str(st), message)`.
 ///
 /// # Safety
 /// `buf` must be NULL or writable for `buf_len` bytes.

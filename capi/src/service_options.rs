@@ -45,7 +45,9 @@ pub struct snp_service_options {
     /// `SNP_OVERFLOW_DROP_OLDEST` (default) or `SNP_OVERFLOW_REJECT_NEW`.
     pub overflow: i32,
     /// Called with every failure report (may be NULL), on the calling
-    /// thread, after the store's lock is released.
+    /// thread, after the store's lock is released. The C library has no
+    /// logger of its own: without a callback, failures show only in
+    /// `snp_service_get_stats` (`level`, `failures`, `events_lost`).
     pub on_failure: snp_failure_fn,
     /// Passed to `on_failure`.
     pub user_data: *mut c_void,

@@ -965,6 +965,9 @@ static void test_last_error_message(void) {
     CHECK(strstr(whole, "2049") != NULL && strstr(whole, "2048") != NULL);
     CHECK(strstr(whole, "Temperature") != NULL);
     CHECK((unsigned char)whole[full + 1] == 0x7F); /* nothing past the NUL */
+    /* The message does not repeat the status's text ("invalid argument"):
+     * the README prints both. */
+    CHECK(strstr(whole, snp_status_str(SNP_ERR_INVALID_ARGUMENT)) == NULL);
 
     char small[16];
     memset(small, 0x7F, sizeof small);

@@ -7,6 +7,7 @@ mod fault_injection;
 mod hostile_files;
 mod invalidate_ancient;
 mod locked_file;
+mod logging;
 mod model_proptest;
 mod no_loss_across_reopen;
 mod order_kept;

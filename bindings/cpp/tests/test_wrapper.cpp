@@ -326,6 +326,11 @@ void test_errors() {
     } catch (const sp::Error &e) {
         CHECK(contains(e.what(), "9lives"));  // the library's detailed message
         CHECK(contains(e.what(), "letter"));
+        // The status's text once, in front of the message.
+        const std::string what = e.what();
+        const std::string status = snp_status_str(SNP_ERR_INVALID_ARGUMENT);
+        CHECK(what.rfind(status + ": ", 0) == 0);
+        CHECK(what.find(status, status.size()) == std::string::npos);
     }
 
     // Arguments: 2048 bytes fit, 2049 do not.

@@ -11,19 +11,30 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use softnet_persistence::{Failure, FailureCallback};
+use softnet_persistence::{Failure, FailureCallback, FailureKind};
 
 use crate::convert::failure_kind_to_py;
-use crate::log::log_exception;
+use crate::log::{log_exception, log_message};
 
 /// Wraps an optional Python callable (a store's `on_failure`); refuses one
-/// that cannot be called.
+/// that cannot be called. Without one, every report is logged instead
+/// (logger `"softnet_persistence"`: `error` for a fallback to level 1 or a
+/// report that lost events, `warning` for the others), so that a store
+/// whose events will not survive a restart does not say so to nobody.
 pub fn failure_callback(
     py: Python<'_>,
     callable: Option<Py<PyAny>>,
 ) -> PyResult<Option<FailureCallback>> {
     let Some(callable) = callable else {
-        return Ok(None);
+        return Ok(Some(Arc::new(|failure: &Failure| {
+            let level = if failure.kind == FailureKind::Fallback || failure.events_lost > 0 {
+                "error"
+            } else {
+                "warning"
+            };
+            // At interpreter shutdown there is nobody left to tell.
+            let _ = Python::try_attach(|py| log_message(py, level, &failure.to_string()));
+        })));
     };
     if !callable.bind(py).is_callable() {
         return Err(PyTypeError::new_err(

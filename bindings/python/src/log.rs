@@ -5,6 +5,14 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// Logs `message` at `level` ("error", "warning"...).
+pub fn log_message(py: Python<'_>, level: &str, message: &str) -> PyResult<()> {
+    py.import("logging")?
+        .call_method1("getLogger", ("softnet_persistence",))?
+        .call_method1(level, ("%s", message))?;
+    Ok(())
+}
+
 /// Logs `message` at `level` ("error", "warning"...) with `err`'s traceback.
 pub fn log_exception(py: Python<'_>, level: &str, message: &str, err: &PyErr) -> PyResult<()> {
     let logger = py

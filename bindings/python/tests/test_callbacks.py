@@ -301,3 +301,29 @@ def test_backend_calling_its_own_store():
     assert store.level == 2 and cb.kinds == []
     assert [e.uid for e in store.pending()] == [uid]
     store.close()
+
+
+def test_without_a_callback_reports_are_logged(tmp_path, service_uid, caplog):
+    """No on_failure: a store that could not open its journal (the
+    directory is missing) says so through logging, as an error naming the
+    directory, instead of running in memory silently."""
+    caplog.set_level(logging.WARNING, logger="softnet_persistence")
+    missing = tmp_path / "not-there"
+    store = snp.ServiceStore.open_file(missing, service_uid)
+    assert store.stats().level == 1
+    records = [r for r in caplog.records if r.name == "softnet_persistence"]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    assert records[0].levelno == logging.ERROR
+    assert "not-there" in records[0].getMessage()
+    store.close()
+
+
+def test_with_a_callback_nothing_is_logged(tmp_path, service_uid, caplog):
+    caplog.set_level(logging.DEBUG, logger="softnet_persistence")
+    seen = []
+    store = snp.ServiceStore.open_file(
+        tmp_path / "not-there", service_uid, on_failure=lambda *r: seen.append(r)
+    )
+    assert [kind for kind, _, _ in seen] == [FailureKind.FALLBACK]
+    assert not [r for r in caplog.records if r.name == "softnet_persistence"]
+    store.close()

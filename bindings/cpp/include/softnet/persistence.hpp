@@ -64,21 +64,23 @@ private:
 
 namespace detail {
 
-/// The calling thread's last detailed message from the library, or the
-/// status's fixed text when there is none.
+/// The status's fixed text and the calling thread's last detailed message
+/// from the library ("storage full: the event needs..."), or the fixed
+/// text alone when there is no message.
 inline std::string last_error_message(snp_status status) {
+    const std::string what = snp_status_str(status);
     char buf[512];
     const std::size_t full = snp_last_error_message(buf, sizeof buf);
     if (full == 0) {
-        return snp_status_str(status);
+        return what;
     }
     if (full < sizeof buf) {
-        return std::string(buf, full);
+        return what + ": " + std::string(buf, full);
     }
     std::string long_message(full + 1, '\0');
     const std::size_t again = snp_last_error_message(&long_message[0], long_message.size());
     long_message.resize(again < full ? again : full);
-    return long_message;
+    return what + ": " + long_message;
 }
 
 }  // namespace detail
