@@ -1155,6 +1155,25 @@ snp_status snp_service_peek(struct snp_service *service,
                             struct snp_stored_event *out_event);
 
 /**
+ * Calls `visit` once per pending event, in raise order (the order storage
+ * mode delivers them), without changing anything: for diagnostics, as
+ * `pending()` in Rust and Python (it reads every record). The events are
+ * a snapshot taken before the first call; `*event` is valid during the
+ * call only, and `visit` may call the store. An event in flight is
+ * included.
+ * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL), `SNP_ERR_STATE` (a
+ * forked child's copy of the handle), `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
+ *
+ * # Safety
+ * `service` must be a live handle; `visit` must be callable with
+ * `user_data`.
+ */
+snp_status snp_service_for_each_pending(const struct snp_service *service,
+                                        void (*visit)(void *user_data,
+                                                      const struct snp_stored_event *event),
+                                        void *user_data);
+
+/**
  * Storage mode: removes the oldest pending event if `*uid` is its uid.
  * Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT`, `SNP_ERR_STATE` (cache
  * mode, or `uid` is not the event in flight: a late or repeated ack),

@@ -1,6 +1,6 @@
 //! `snp_service`: the service store through the C ABI.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 use snp::{Error, ServiceStore};
 
@@ -262,6 +262,38 @@ pub unsafe extern "C" fn snp_service_peek(
         let event = store.peek()?;
         // SAFETY: `out_event` is writable (the contract), not NULL (checked).
         Ok(unsafe { copy_out(event, o) })
+    })
+}
+
+/// Calls `visit` once per pending event, in raise order (the order storage
+/// mode delivers them), without changing anything: for diagnostics, as
+/// `pending()` in Rust and Python (it reads every record). The events are
+/// a snapshot taken before the first call; `*event` is valid during the
+/// call only, and `visit` may call the store. An event in flight is
+/// included.
+/// Returns `SNP_OK`, `SNP_ERR_INVALID_ARGUMENT` (NULL), `SNP_ERR_STATE` (a
+/// forked child's copy of the handle), `SNP_ERR_CLOSED`, `SNP_ERR_PANIC`.
+///
+/// # Safety
+/// `service` must be a live handle; `visit` must be callable with
+/// `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn snp_service_for_each_pending(
+    service: *const snp_service,
+    visit: Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const snp_stored_event)>,
+    user_data: *mut c_void,
+) -> snp_status {
+    guard(|| {
+        // SAFETY: NULL or a live handle (the contract).
+        let store = unsafe { store(service) }?;
+        let visit = visit.ok_or_else(|| Error::InvalidArgument("visit is NULL".to_string()))?;
+        for event in store.pending()? {
+            let stored = snp_stored_event::of(&event);
+            // SAFETY: `visit` is callable with `user_data` (the contract);
+            // `stored` is an owned copy, alive during the call.
+            unsafe { visit(user_data, &stored) };
+        }
+        Ok(SNP_OK)
     })
 }
 

@@ -945,6 +945,73 @@ static void test_capacity(void) {
     snp_service_close(s);
 }
 
+/* ----- pending events, for diagnostics ---------------------------------- */
+
+typedef struct {
+    snp_service *store;
+    int count;
+    snp_stored_event seen[8];
+    uint64_t pending_seen_inside;
+} pending_visit;
+
+static void collect_pending(void *user_data, const snp_stored_event *event) {
+    pending_visit *v = user_data;
+    if (v->count < 8) {
+        v->seen[v->count] = *event;
+    }
+    v->count++;
+    /* The store may be called from the visit. */
+    v->pending_seen_inside = service_stats(v->store).pending_events;
+}
+
+static void test_for_each_pending(void) {
+    snp_service *s = open_memory(0, SNP_OVERFLOW_DROP_OLDEST, NULL, NULL);
+    pending_visit v;
+    memset(&v, 0, sizeof v);
+    v.store = s;
+    CHECK_OK(snp_service_for_each_pending(s, collect_pending, &v));
+    CHECK(v.count == 0);
+
+    snp_uuid uids[4];
+    snp_event a1 = make_event(SNP_EVENT_QUEUEING, "Alarm", "1");
+    snp_event b = make_event(SNP_EVENT_REPLACING, "Level", "high");
+    snp_event a2 = make_event(SNP_EVENT_QUEUEING, "Alarm", "2");
+    snp_event c = make_event(SNP_EVENT_PRIVATE, "Note", "for 7");
+    c.client_id = 7;
+    CHECK_OK(snp_service_raise(s, &a1, &uids[0]));
+    CHECK_OK(snp_service_raise(s, &b, &uids[1]));
+    CHECK_OK(snp_service_raise(s, &a2, &uids[2]));
+    CHECK_OK(snp_service_raise(s, &c, &uids[3]));
+    snp_stored_event first;
+    CHECK_OK(snp_service_peek(s, &first)); /* in flight: still listed */
+
+    CHECK_OK(snp_service_for_each_pending(s, collect_pending, &v));
+    CHECK(v.count == 4);
+    CHECK(v.pending_seen_inside == 4);
+    const char *names[4] = {"Alarm", "Level", "Alarm", "Note"};
+    const char *args[4] = {"1", "high", "2", "for 7"};
+    const int32_t kinds[4] = {SNP_EVENT_QUEUEING, SNP_EVENT_REPLACING, SNP_EVENT_QUEUEING,
+                              SNP_EVENT_PRIVATE};
+    for (int i = 0; i < 4; i++) {
+        const snp_stored_event *e = &v.seen[i];
+        CHECK(uid_eq(&e->uid, &uids[i]));
+        CHECK(e->kind == kinds[i]);
+        CHECK(e->name_len == strlen(names[i]) && strcmp(e->name, names[i]) == 0);
+        CHECK(e->args_len == strlen(args[i]) && memcmp(e->args, args[i], e->args_len) == 0);
+    }
+    CHECK(v.seen[3].client_id == 7);
+
+    /* Nothing changed: the same event is still the one to deliver. */
+    snp_stored_event again;
+    CHECK_OK(snp_service_peek(s, &again));
+    CHECK(uid_eq(&again.uid, &first.uid) && uid_eq(&first.uid, &uids[0]));
+    CHECK(service_stats(s).pending_events == 4);
+
+    CHECK_STATUS(snp_service_for_each_pending(s, NULL, &v), SNP_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(snp_service_for_each_pending(NULL, collect_pending, &v), SNP_ERR_INVALID_ARGUMENT);
+    snp_service_close(s);
+}
+
 /* ----- last error message ---------------------------------------------- */
 
 static void test_last_error_message(void) {
@@ -1240,6 +1307,7 @@ int main(void) {
     test_uid_reset_flush();
     test_stats();
     test_capacity();
+    test_for_each_pending();
     test_last_error_message();
     test_level2(dir);
 

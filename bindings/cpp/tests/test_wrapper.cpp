@@ -200,6 +200,27 @@ void round_trip(sp::ServiceStore &store) {
     CHECK(a != b && b != c && c != d && d != e);
     CHECK(store.stats().pending_events == 5);
 
+    // Every pending event in raise order, nothing changed.
+    const std::vector<sp::StoredEvent> all = store.pending();
+    CHECK(all.size() == 5);
+    CHECK(all.size() == 5 && all[0].uid == a && all[1].uid == b && all[2].uid == c &&
+          all[3].uid == d && all[4].uid == e);
+    CHECK(all.size() == 5 && all[3].client_id == std::optional<std::int64_t>(42) &&
+          all[1].args_string() == "21.5" && all[0].name == "door/opened");
+    int visited = 0;
+    try {
+        store.for_each_pending([&visited](const sp::StoredEvent &) {
+            if (++visited == 2) {
+                throw std::runtime_error("enough");
+            }
+        });
+        CHECK(false);
+    } catch (const std::runtime_error &stop) {
+        CHECK(std::string(stop.what()) == "enough");
+    }
+    CHECK(visited == 2);  // the rest were skipped
+    CHECK(store.stats().pending_events == 5);
+
     auto ev = store.peek();
     CHECK(ev.has_value());
     CHECK(ev->uid == a && ev->kind == sp::EventKind::Queueing && ev->name == "door/opened");

@@ -883,6 +883,42 @@ public:
         return StoredEvent::from_c(out);
     }
 
+    /// Calls `visit(const StoredEvent &)` once per pending event, in raise
+    /// order, without changing anything (for diagnostics; it reads every
+    /// record). An exception thrown by `visit` ends the visit (the
+    /// remaining events are skipped) and is rethrown here, once the C call
+    /// has returned.
+    template <class Visit>
+    void for_each_pending(Visit &&visit) const {
+        struct Context {
+            std::remove_reference_t<Visit> *visit;
+            std::exception_ptr error;
+        } ctx{&visit, nullptr};
+        auto trampoline = [](void *user_data, const snp_stored_event *event) noexcept {
+            auto *c = static_cast<Context *>(user_data);
+            if (c->error) {
+                return;
+            }
+            try {
+                (*c->visit)(StoredEvent::from_c(*event));
+            } catch (...) {
+                c->error = std::current_exception();
+            }
+        };
+        void (*fn)(void *, const snp_stored_event *) = trampoline;
+        check(snp_service_for_each_pending(handle(), fn, &ctx));
+        if (ctx.error) {
+            std::rethrow_exception(ctx.error);
+        }
+    }
+
+    /// Every pending event in raise order (see for_each_pending).
+    std::vector<StoredEvent> pending() const {
+        std::vector<StoredEvent> out;
+        for_each_pending([&out](const StoredEvent &e) { out.push_back(e); });
+        return out;
+    }
+
     /// Storage mode: removes the oldest pending event if `uid` is its uid.
     /// Throws Error: `SNP_ERR_STATE` (cache mode, or `uid` is not the event
     /// in flight: a late or repeated ack).
