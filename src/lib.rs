@@ -56,7 +56,7 @@ pub use controller::{
 pub use error::{Error, ErrorKind, Result};
 pub use event::{validate_name, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 pub use journal::{Device, DeviceLayer, Durability, Syncer};
-pub use report::{Failure, FailureCallback, FailureKind};
+pub use report::{Failure, FailureCallback, FailureKind, OpenPolicy};
 pub use service::{
     Mode, Overflow, ServiceOptions, ServiceStats, ServiceStore, DEFAULT_FILE_CAPACITY,
     DEFAULT_MEMORY_CAPACITY, MAX_CAPACITY, MIN_FILE_CAPACITY, MIN_MEMORY_CAPACITY,

@@ -81,3 +81,21 @@ impl fmt::Display for Failure {
 /// Reports caused by those calls are delivered after it returns, never
 /// recursively.
 pub type FailureCallback = Arc<dyn Fn(&Failure) + Send + Sync>;
+
+/// What opening a level-2 store (a journal or client file) does when the
+/// file cannot be opened or created: an I/O error (a missing or read-only
+/// directory, a full disk), a symbolic link or special file at its name, a
+/// file of another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum OpenPolicy {
+    /// Start at level 1 (memory) and report the fallback (the default):
+    /// events are kept, but do not survive a restart.
+    #[default]
+    Fallback = 0,
+    /// Fail the open with the error, which names the file or directory, the
+    /// cause and what to do: for a device that must not run without its
+    /// journal. A damaged or foreign file is still salvaged and reported,
+    /// not an error; a file locked by another handle is an error either
+    /// way.
+    Strict = 1,
+}

@@ -140,6 +140,19 @@
 #define SNP_LEVEL_FILE 2
 
 /**
+ * Open policy: a level-2 store whose file cannot be opened or created
+ * starts at level 1 and reports the fallback (the default).
+ */
+#define SNP_OPEN_FALLBACK 0
+
+/**
+ * Open policy: a level-2 store whose file cannot be opened or created is
+ * not opened: `SNP_ERR_IO` (or `SNP_ERR_LOCKED`), with a message naming
+ * the file or directory, the cause and the fix.
+ */
+#define SNP_OPEN_STRICT 1
+
+/**
  * Durability: sync before every call returns (the default).
  */
 #define SNP_DURABILITY_SYNC 0
@@ -272,9 +285,11 @@ typedef void (*snp_failure_fn)(void *user_data,
  */
 typedef struct snp_client_options {
     /**
-     * `sizeof(snp_client_options)`, set by `_init`. A smaller value is
-     * refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
-     * struct) is fine, and only the fields of this header are read.
+     * `sizeof(snp_client_options)`, set by `_init`. A larger value (a newer
+     * caller's struct) is fine, and only the fields of this header are
+     * read; a smaller one from an older header (ending before
+     * `open_policy`) is read with the defaults for the fields it lacks;
+     * anything smaller is refused (`SNP_ERR_INVALID_ARGUMENT`).
      */
     uint32_t struct_size;
     /**
@@ -319,6 +334,15 @@ typedef struct snp_client_options {
      * Passed to `on_failure`.
      */
     void *user_data;
+    /**
+     * `SNP_OPEN_FALLBACK` (default): a level-2 store whose file cannot be
+     * opened or created (a missing or read-only directory, a full disk)
+     * starts at level 1 and reports it; `SNP_OPEN_STRICT`: the open fails
+     * with `SNP_ERR_IO` and a message naming the directory or file, the
+     * cause and the fix. A caller built with a header that lacks this
+     * field (a smaller `struct_size`) gets the default.
+     */
+    int32_t open_policy;
 } snp_client_options;
 
 /**
@@ -419,9 +443,11 @@ typedef struct snp_uuid {
  */
 typedef struct snp_service_options {
     /**
-     * `sizeof(snp_service_options)`, set by `_init`. A smaller value is
-     * refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
-     * struct) is fine, and only the fields of this header are read.
+     * `sizeof(snp_service_options)`, set by `_init`. A larger value (a newer
+     * caller's struct) is fine, and only the fields of this header are
+     * read; a smaller one from an older header (ending before
+     * `open_policy`) is read with the defaults for the fields it lacks;
+     * anything smaller is refused (`SNP_ERR_INVALID_ARGUMENT`).
      */
     uint32_t struct_size;
     /**
@@ -473,6 +499,15 @@ typedef struct snp_service_options {
      * Passed to `on_failure`.
      */
     void *user_data;
+    /**
+     * `SNP_OPEN_FALLBACK` (default): a level-2 store whose file cannot be
+     * opened or created (a missing or read-only directory, a full disk)
+     * starts at level 1 and reports it; `SNP_OPEN_STRICT`: the open fails
+     * with `SNP_ERR_IO` and a message naming the directory or file, the
+     * cause and the fix. A caller built with a header that lacks this
+     * field (a smaller `struct_size`) gets the default.
+     */
+    int32_t open_policy;
 } snp_service_options;
 
 /**

@@ -212,6 +212,50 @@ pub(crate) unsafe fn versioned<T: Copy>(
     Ok(unsafe { ptr.read_unaligned() })
 }
 
+/// [`versioned`] for an INPUT struct that has grown since it was first
+/// published: a caller's struct of at least `oldest` bytes (its size in the
+/// first header that had it, which ends at a field boundary: fields are
+/// only ever appended) is accepted; if it is shorter than ours, its first
+/// `oldest` bytes are read and every later field keeps the default that
+/// `_init` sets (`T::default()`).
+///
+/// # Safety
+/// As [`versioned`].
+pub(crate) unsafe fn versioned_since<T: Copy + Default>(
+    ptr: *const T,
+    oldest: usize,
+    name: &str,
+    c_type: &str,
+    fix: &str,
+) -> Result<T, Error> {
+    if ptr.is_null() {
+        return Err(Error::InvalidArgument(format!("{name} is NULL")));
+    }
+    // SAFETY: every versioned struct starts with `uint32_t struct_size`.
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    if size >= std::mem::size_of::<T>() {
+        // SAFETY: forwarded contract (readable for its own struct_size).
+        return unsafe { versioned(ptr, name, c_type, fix) };
+    }
+    if size < oldest {
+        return Err(Error::InvalidArgument(format!(
+            "{name}->struct_size is {size}, less than the smallest sizeof({c_type}) of any \
+             release ({oldest}); {fix}"
+        )));
+    }
+    let mut out = T::default();
+    // SAFETY: the caller's struct is readable for `size >= oldest` bytes;
+    // `out` is a `T`, longer than `oldest` (checked: `size < size_of::<T>()`).
+    // `T` is plain `repr(C)` data (integers, pointers, optional function
+    // pointers) whose first `oldest` bytes are whole fields laid out as in
+    // the caller's older struct, so copying them gives each of those fields
+    // the caller's value, as reading the older struct would.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), oldest)
+    };
+    Ok(out)
+}
+
 /// Writes a versioned OUTPUT struct (stats, plain integers): the fields
 /// that fit in the caller's `struct_size` (its first field, left as the
 /// caller set it).

@@ -5,9 +5,11 @@ use std::ptr;
 
 use snp::{Error, Overflow, ServiceOptions};
 
-use crate::cast::{init, versioned};
+use crate::cast::{init, versioned_since};
 use crate::failure::{failure_callback, snp_failure_fn};
-use crate::options::{durability_of, SNP_DURABILITY_SYNC, SNP_LEVEL_FILE};
+use crate::options::{
+    durability_of, open_policy_of, SNP_DURABILITY_SYNC, SNP_LEVEL_FILE, SNP_OPEN_FALLBACK,
+};
 use crate::uuid::snp_uuid;
 
 /// Overflow policy: drop the oldest pending events (reported).
@@ -20,9 +22,11 @@ pub const SNP_OVERFLOW_REJECT_NEW: i32 = 1;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct snp_service_options {
-    /// `sizeof(snp_service_options)`, set by `_init`. A smaller value is
-    /// refused (`SNP_ERR_INVALID_ARGUMENT`); a larger one (a newer caller's
-    /// struct) is fine, and only the fields of this header are read.
+    /// `sizeof(snp_service_options)`, set by `_init`. A larger value (a newer
+    /// caller's struct) is fine, and only the fields of this header are
+    /// read; a smaller one from an older header (ending before
+    /// `open_policy`) is read with the defaults for the fields it lacks;
+    /// anything smaller is refused (`SNP_ERR_INVALID_ARGUMENT`).
     pub struct_size: u32,
     /// `SNP_LEVEL_FILE` (default) or `SNP_LEVEL_MEMORY`.
     pub level: i32,
@@ -51,6 +55,13 @@ pub struct snp_service_options {
     pub on_failure: snp_failure_fn,
     /// Passed to `on_failure`.
     pub user_data: *mut c_void,
+    /// `SNP_OPEN_FALLBACK` (default): a level-2 store whose file cannot be
+    /// opened or created (a missing or read-only directory, a full disk)
+    /// starts at level 1 and reports it; `SNP_OPEN_STRICT`: the open fails
+    /// with `SNP_ERR_IO` and a message naming the directory or file, the
+    /// cause and the fix. A caller built with a header that lacks this
+    /// field (a smaller `struct_size`) gets the default.
+    pub open_policy: i32,
 }
 
 impl Default for snp_service_options {
@@ -68,6 +79,7 @@ impl Default for snp_service_options {
             overflow: SNP_OVERFLOW_DROP_OLDEST,
             on_failure: None,
             user_data: ptr::null_mut(),
+            open_policy: SNP_OPEN_FALLBACK,
         }
     }
 }
@@ -102,11 +114,13 @@ pub(crate) fn rust_options(o: &snp_service_options) -> Result<ServiceOptions, Er
         durability: durability_of(o.durability, o.batch_max_ops, o.batch_max_delay_ms)?,
         overflow,
         on_failure: failure_callback(o.on_failure, o.user_data),
+        open_policy: open_policy_of(o.open_policy)?,
         ..ServiceOptions::default()
     })
 }
 
-/// Copies the caller's options (see `versioned`).
+/// Copies the caller's options (see `versioned_since`: the struct of
+/// ABI 1.0 ends before `open_policy`).
 ///
 /// # Safety
 /// `options` must be NULL or readable for its own `struct_size` bytes.
@@ -115,8 +129,9 @@ pub(crate) unsafe fn read_options(
 ) -> Result<snp_service_options, Error> {
     // SAFETY: forwarded contract: NULL or readable for its own struct_size.
     unsafe {
-        versioned(
+        versioned_since(
             options,
+            std::mem::offset_of!(snp_service_options, open_policy),
             "options",
             "snp_service_options",
             "call snp_service_options_init first (or set struct_size = \

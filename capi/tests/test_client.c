@@ -111,13 +111,13 @@ static void test_open_errors(const char *dir) {
     expect_open_fails(&o, SNP_ERR_INVALID_ARGUMENT);
     CHECK(last_error_contains("struct_size"));
 
-    /* ABI version 1 has no older layout: a struct_size below
-     * sizeof(snp_client_options) would cut fields (half a function
-     * pointer), so it is refused, with a message saying how to set it. */
+    /* The oldest layout ends before open_policy: a struct_size below it
+     * would cut fields (half a function pointer), so it is refused, with a
+     * message saying how to set it. */
     const size_t too_small[] = {4, offsetof(snp_client_options, durability),
                                 offsetof(snp_client_options, on_failure) + 4,
                                 offsetof(snp_client_options, user_data),
-                                sizeof(snp_client_options) - 1};
+                                offsetof(snp_client_options, open_policy) - 1};
     for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
         snp_client_options_init(&o);
         o.struct_size = (uint32_t)too_small[i];
@@ -203,6 +203,41 @@ static void test_open_errors(const char *dir) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) entries++;
     closedir(d);
     CHECK(entries == 0);
+
+    /* A missing directory: level 1 by default (also for a caller built
+     * with the header before open_policy), SNP_ERR_IO when strict. */
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/not-there", dir);
+    struct {
+        snp_client_options known;
+        unsigned char after[16];
+    } older;
+    memset(&older, 0xEE, sizeof older);
+    snp_client_options_init(&older.known);
+    older.known.struct_size = (uint32_t)offsetof(snp_client_options, open_policy);
+    memset(&older.known.open_policy, 0xEE, sizeof older.known.open_policy);
+    older.known.level = SNP_LEVEL_FILE;
+    older.known.directory = missing;
+    older.known.server_address = "broker";
+    older.known.client_key = "strict";
+    c = NULL;
+    CHECK_OK(snp_client_open(&older.known, &c));
+    snp_client_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(snp_client_get_stats(c, &st));
+    CHECK(st.level == SNP_LEVEL_MEMORY);
+    snp_client_close(c);
+
+    snp_client_options_init(&o);
+    CHECK(o.open_policy == SNP_OPEN_FALLBACK);
+    o.level = SNP_LEVEL_FILE;
+    o.directory = missing;
+    o.server_address = "broker";
+    o.client_key = "strict";
+    o.open_policy = SNP_OPEN_STRICT;
+    expect_open_fails(&o, SNP_ERR_IO);
+    CHECK(last_error_contains("not-there"));
 
     snp_client_close(NULL); /* fine */
 }

@@ -199,13 +199,13 @@ static void test_open_errors(const char *dir) {
     o.file_capacity = UINT64_MAX;
     expect_open_fails(&o, "a huge file capacity");
 
-    /* ABI version 1 has no older layout: a struct_size below
-     * sizeof(snp_service_options) would cut fields (half a function
-     * pointer), so it is refused, with a message saying how to set it. */
+    /* The oldest layout ends before open_policy: a struct_size below it
+     * would cut fields (half a function pointer), so it is refused, with a
+     * message saying how to set it. */
     const size_t too_small[] = {offsetof(snp_service_options, file_capacity),
                                 offsetof(snp_service_options, on_failure) + 4,
                                 offsetof(snp_service_options, user_data),
-                                sizeof(snp_service_options) - 1};
+                                offsetof(snp_service_options, open_policy) - 1};
     for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
         snp_service_options_init(&o);
         o.level = SNP_LEVEL_MEMORY;
@@ -232,6 +232,42 @@ static void test_open_errors(const char *dir) {
     CHECK_OK(snp_service_open(&newer.known, &s));
     CHECK(service_stats(s).capacity_bytes == 8 * 1024);
     snp_service_close(s);
+
+    /* A caller built with the header before open_policy: its struct ends
+     * there, and what follows it in memory (0xEE here) is not read: the
+     * store opens with the default policy, falling back to level 1 when
+     * the directory is missing. */
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/not-there", dir);
+    struct {
+        snp_service_options known;
+        unsigned char after[16];
+    } older;
+    memset(&older, 0xEE, sizeof older);
+    snp_service_options_init(&older.known);
+    older.known.struct_size = (uint32_t)offsetof(snp_service_options, open_policy);
+    memset(&older.known.open_policy, 0xEE, sizeof older.known.open_policy);
+    older.known.directory = missing;
+    older.known.service_uid.bytes[0] = 0x42;
+    s = NULL;
+    CHECK_OK(snp_service_open(&older.known, &s));
+    CHECK(service_stats(s).level == SNP_LEVEL_MEMORY);
+    snp_service_close(s);
+
+    /* Strict: the same open fails, naming the directory and the fix. */
+    snp_service_options_init(&o);
+    CHECK(o.open_policy == SNP_OPEN_FALLBACK);
+    o.directory = missing;
+    o.service_uid.bytes[0] = 0x42;
+    o.open_policy = SNP_OPEN_STRICT;
+    s = SENTINEL_SERVICE;
+    CHECK_STATUS(snp_service_open(&o, &s), SNP_ERR_IO);
+    CHECK(s == SENTINEL_SERVICE);
+    CHECK(last_error_contains("not-there"));
+    CHECK(last_error_contains("create it"));
+    o.open_policy = 7;
+    expect_open_fails(&o, "a bad open policy");
+    CHECK(last_error_contains("open_policy"));
 
     snp_service_close(NULL); /* fine */
 }

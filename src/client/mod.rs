@@ -21,6 +21,7 @@ use self::file::ClientFile;
 use crate::backend::{IdStore, Level};
 use crate::error::{Error, Result};
 use crate::event::validate_name;
+use crate::report::OpenPolicy;
 use crate::shell::Shell;
 
 pub use self::options::{ClientOptions, ClientStats, Delivery, HandleError, HandlerOrder};
@@ -65,7 +66,8 @@ impl ClientStore {
     /// another pair's, or damaged).
     ///
     /// A damaged file is salvaged and reported; an I/O error starts the
-    /// store at level 1 (reported). Errors: [`Error::Locked`],
+    /// store at level 1 (reported), or, with [`OpenPolicy::Strict`], fails
+    /// the open. Errors: [`Error::Locked`],
     /// [`Error::InvalidArgument`] (a server address or key that cannot be
     /// part of a file name: empty, not printable ASCII, one of
     /// `/ \ * ? " < > |`, `:` in the key, or too long once encoded).
@@ -88,6 +90,8 @@ impl ClientStore {
         let core = match opened {
             Ok((file, reports)) => ClientCore::open(IdBackend::File(Box::new(file)), reports),
             Err(e @ (Error::Locked { .. } | Error::InvalidArgument(_))) => return Err(e),
+            // The error names the file or directory, the cause and the fix.
+            Err(e) if options.open_policy == OpenPolicy::Strict => return Err(e),
             Err(e) => {
                 ClientCore::without_level_2(&format!("opening client file {}", path.display()), &e)
             }

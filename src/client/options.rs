@@ -6,7 +6,7 @@ use std::fmt;
 use crate::backend::Level;
 use crate::error::Error;
 use crate::journal::{DeviceLayer, Durability, LayerPresence};
-use crate::report::FailureCallback;
+use crate::report::{FailureCallback, OpenPolicy};
 
 /// How to open a client store.
 #[derive(Clone, Default)]
@@ -18,6 +18,9 @@ pub struct ClientOptions {
     /// Wraps the client file's device (file level only; see
     /// [`DeviceLayer`]).
     pub device_layer: Option<std::sync::Arc<dyn DeviceLayer>>,
+    /// What `open_file` does when the file cannot be opened: fall back to
+    /// level 1 (default) or fail (see [`OpenPolicy`]).
+    pub open_policy: OpenPolicy,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -26,6 +29,7 @@ impl fmt::Debug for ClientOptions {
             .field("durability", &self.durability)
             .field("on_failure", &self.on_failure.is_some())
             .field("device_layer", &LayerPresence(&self.device_layer))
+            .field("open_policy", &self.open_policy)
             .finish()
     }
 }

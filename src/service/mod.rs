@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::validate;
 use crate::event::{Event, EventKind};
 use crate::journal::{new_uid, Journal, JournalConfig};
+use crate::report::OpenPolicy;
 use crate::shell::Shell;
 
 pub use self::options::{
@@ -108,7 +109,8 @@ impl ServiceStore {
     ///
     /// A damaged or foreign file is set aside and reported, not an error. If
     /// the file cannot be opened or created (I/O error), the store starts at
-    /// level 1 and reports the fallback. Errors: [`Error::Locked`] if another
+    /// level 1 and reports the fallback, or, with [`OpenPolicy::Strict`],
+    /// the open fails with that error. Errors: [`Error::Locked`] if another
     /// handle has the file, [`Error::InvalidArgument`] for bad options.
     pub fn open_file(
         dir: impl AsRef<Path>,
@@ -140,6 +142,8 @@ impl ServiceStore {
         let core = match Journal::open(&path, &config) {
             Ok((journal, reports)) => Core::journal(journal, reports, limits)?,
             Err(e @ (Error::Locked { .. } | Error::InvalidArgument(_))) => return Err(e),
+            // The error names the file or directory, the cause and the fix.
+            Err(e) if options.open_policy == OpenPolicy::Strict => return Err(e),
             Err(e) => {
                 let what = format!("opening journal {}", path.display());
                 Core::without_level_2(&what, &e, limits)?

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::backend::Level;
 use crate::error::{Error, Result};
 use crate::journal::{DeviceLayer, Durability, LayerPresence};
-use crate::report::FailureCallback;
+use crate::report::{FailureCallback, OpenPolicy};
 
 /// Level-1 capacity when 0 is given.
 pub const DEFAULT_MEMORY_CAPACITY: usize = 16 * 1024;
@@ -67,6 +67,9 @@ pub struct ServiceOptions {
     pub on_failure: Option<FailureCallback>,
     /// Wraps the journal's device (journal only; see [`DeviceLayer`]).
     pub device_layer: Option<std::sync::Arc<dyn DeviceLayer>>,
+    /// What `open_file` does when the journal cannot be opened: fall back
+    /// to level 1 (default) or fail (see [`OpenPolicy`]).
+    pub open_policy: OpenPolicy,
 }
 
 impl fmt::Debug for ServiceOptions {
@@ -78,6 +81,7 @@ impl fmt::Debug for ServiceOptions {
             .field("overflow", &self.overflow)
             .field("on_failure", &self.on_failure.is_some())
             .field("device_layer", &LayerPresence(&self.device_layer))
+            .field("open_policy", &self.open_policy)
             .finish()
     }
 }

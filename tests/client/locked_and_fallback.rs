@@ -441,6 +441,7 @@ fn the_failure_callback_may_call_back_into_the_store() {
                 *seen2.lock().unwrap() = Some((store.stats(), store.get("A").unwrap()));
             }
         })),
+        ..Default::default()
     };
     let store = Arc::new(ClientStore::open_custom(Box::new(device.clone()), &opts));
     *slot.lock().unwrap() = Some(Arc::clone(&store));
@@ -625,4 +626,27 @@ fn failing_the_nth_backend_call_changes_nothing_the_application_sees() {
             assert_eq!(reports[0].events_lost, 0, "{fault:?}");
         }
     }
+}
+
+// ----- strict open ------------------------------------------------------------
+
+#[test]
+fn strict_open_fails_where_the_default_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-there");
+    let strict = ClientOptions {
+        open_policy: softnet_persistence::OpenPolicy::Strict,
+        ..Default::default()
+    };
+    let e = ClientStore::open_file(&missing, SERVER, KEY, &strict).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("not-there"), "{e}");
+    assert!(!missing.exists());
+    // The default runs in memory instead.
+    let store = ClientStore::open_file(&missing, SERVER, KEY, &ClientOptions::default()).unwrap();
+    assert_eq!(store.stats().level, Level::Memory);
+    std::fs::create_dir(&missing).unwrap();
+    drop(store);
+    let store = ClientStore::open_file(&missing, SERVER, KEY, &strict).unwrap();
+    assert_eq!(store.stats().level, Level::Persistent);
 }

@@ -315,3 +315,26 @@ fn file_fallback_after_the_directory_vanishes() {
     let other = ServiceStore::open_file(&missing, Uuid::new_v4(), &options).unwrap();
     assert_ne!(store.storage_uid(), other.storage_uid());
 }
+
+#[test]
+fn strict_open_fails_where_the_default_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-there");
+    let strict = ServiceOptions {
+        open_policy: softnet_persistence::OpenPolicy::Strict,
+        ..Default::default()
+    };
+    let e = ServiceStore::open_file(&missing, Uuid::new_v4(), &strict).unwrap_err();
+    assert_eq!(e.kind(), softnet_persistence::ErrorKind::Io, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("not-there") && text.contains("create it"),
+        "{text}"
+    );
+    // Nothing was created.
+    assert!(!missing.exists());
+    // With the directory there, strict opens at level 2 as usual.
+    std::fs::create_dir(&missing).unwrap();
+    let store = ServiceStore::open_file(&missing, Uuid::new_v4(), &strict).unwrap();
+    assert_eq!(store.level(), Level::Persistent);
+}

@@ -175,6 +175,7 @@ void test_option_defaults_match_c() {
     CHECK(s.batch_max_ops == c.batch_max_ops);
     CHECK(s.batch_max_delay_ms == c.batch_max_delay_ms);
     CHECK(static_cast<std::int32_t>(s.overflow) == c.overflow);
+    CHECK(static_cast<std::int32_t>(s.open_policy) == c.open_policy);
     CHECK(!s.on_failure && c.on_failure == nullptr);
 
     snp_client_options cc;
@@ -536,6 +537,24 @@ void test_fallback_reported_at_open() {
     CHECK(store.stats().failures == 1);
     store.raise(sp::EventKind::Queueing, "still.works");
     CHECK(store.peek()->name == "still.works");
+
+    // Strict: the same open throws, naming the directory.
+    sp::ServiceOptions strict = file_options("/proc/no/such/dir");
+    strict.open_policy = sp::OpenPolicy::Strict;
+    try {
+        sp::ServiceStore never = sp::ServiceStore::open(strict);
+        CHECK(false);
+    } catch (const sp::Error &e) {
+        CHECK(e.status() == SNP_ERR_IO);
+        CHECK(contains(e.what(), "/proc/no/such/dir"));
+    }
+    sp::ClientOptions client;
+    client.level = sp::Level::File;
+    client.directory = "/proc/no/such/dir";
+    client.server_address = "broker";
+    client.client_key = "strict";
+    client.open_policy = sp::OpenPolicy::Strict;
+    CHECK_THROWS(sp::ClientStore::open(client), SNP_ERR_IO);
 }
 
 void test_corruption_reported_at_open() {

@@ -100,9 +100,10 @@ impl PyClientStore {
         *,
         batch_max_ops = 64,
         batch_max_delay = 0.1,
+        strict = false,
     ),
     text_signature = "(directory, server_address, client_key, durability='sync', on_failure=None, \
-                      *, batch_max_ops=64, batch_max_delay=0.1)"
+                      *, batch_max_ops=64, batch_max_delay=0.1, strict=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn open_file(
@@ -114,12 +115,14 @@ impl PyClientStore {
         on_failure: Option<Py<PyAny>>,
         batch_max_ops: u32,
         batch_max_delay: f64,
+        strict: bool,
     ) -> PyResult<PyClientStore> {
         let on_failure = failure_callback(py, on_failure)?;
         let options = ClientOptions {
             durability: convert::durability(&durability, batch_max_ops, batch_max_delay)
                 .into_py_result(py)?,
             on_failure,
+            open_policy: convert::open_policy(strict),
             ..ClientOptions::default()
         };
         let (server, key): (&str, &str) = (&server_address, &client_key);

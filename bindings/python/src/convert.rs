@@ -230,3 +230,12 @@ pub fn capacity(given: i64, what: &str) -> Result<usize, Error> {
         ))
     })
 }
+
+/// `strict=True` of the `open_file` functions.
+pub fn open_policy(strict: bool) -> softnet_persistence::OpenPolicy {
+    if strict {
+        softnet_persistence::OpenPolicy::Strict
+    } else {
+        softnet_persistence::OpenPolicy::Fallback
+    }
+}

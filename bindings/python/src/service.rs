@@ -107,7 +107,9 @@ impl PyServiceStore {
     /// :meth:`open_memory`.
     ///
     /// A damaged or foreign file is set aside and reported, not raised; if
-    /// the file cannot be opened the store runs at level 1 (reported).
+    /// the file cannot be opened the store runs at level 1 (reported), or,
+    /// with ``strict=True``, :class:`PersistenceIOError` is raised naming the
+    /// directory or file, the cause and the fix.
     /// Raises :class:`StoreLockedError` if another store has the file, and
     /// :class:`InvalidArgumentError` for bad options.
     #[staticmethod]
@@ -122,10 +124,11 @@ impl PyServiceStore {
         *,
         batch_max_ops = 64,
         batch_max_delay = 0.1,
+        strict = false,
     ),
     text_signature = "(directory, service_uid, capacity=1048576, memory_capacity=16384, \
                       durability='sync', overflow='drop_oldest', on_failure=None, *, \
-                      batch_max_ops=64, batch_max_delay=0.1)"
+                      batch_max_ops=64, batch_max_delay=0.1, strict=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn open_file(
@@ -139,6 +142,7 @@ impl PyServiceStore {
         on_failure: Option<Py<PyAny>>,
         batch_max_ops: u32,
         batch_max_delay: f64,
+        strict: bool,
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
         let service_uid = uuid_from_py(service_uid)?;
@@ -146,6 +150,7 @@ impl PyServiceStore {
             Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
         options.durability =
             convert::durability(&durability, batch_max_ops, batch_max_delay).into_py_result(py)?;
+        options.open_policy = convert::open_policy(strict);
         let store = py
             .detach(|| core::ServiceStore::open_file(&directory, service_uid, &options))
             .into_py_result(py)?;

@@ -327,3 +327,17 @@ def test_with_a_callback_nothing_is_logged(tmp_path, service_uid, caplog):
     assert [kind for kind, _, _ in seen] == [FailureKind.FALLBACK]
     assert not [r for r in caplog.records if r.name == "softnet_persistence"]
     store.close()
+
+
+def test_strict_open_raises_where_the_default_falls_back(tmp_path, service_uid):
+    missing = tmp_path / "not-there"
+    with pytest.raises(snp.PersistenceIOError) as raised:
+        snp.ServiceStore.open_file(missing, service_uid, strict=True)
+    assert "not-there" in str(raised.value)
+    with pytest.raises(snp.PersistenceIOError):
+        snp.ClientStore.open_file(missing, "broker", "strict", strict=True)
+    assert not missing.exists()
+    missing.mkdir()
+    store = snp.ServiceStore.open_file(missing, service_uid, strict=True)
+    assert store.stats().level == 2
+    store.close()

@@ -147,6 +147,7 @@ fn service_side(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> ServiceS
         overflow: Overflow::DropOldest,
         on_failure: Some(recorder(failures, Some(&drops), Some(&fallback_lost))),
         device_layer: Some(switch.layer(cut.layer())),
+        ..Default::default()
     };
     ServiceSide {
         dir: scratch_dir(),
@@ -190,6 +191,7 @@ fn client_sides(cfg: &SimConfig, failures: &Arc<Mutex<Vec<String>>>) -> Vec<Clie
                     durability: cfg.durability,
                     on_failure: Some(recorder(failures, None, None)),
                     device_layer: Some(cut.layer()),
+                    ..Default::default()
                 },
                 cut,
                 ctl: None,

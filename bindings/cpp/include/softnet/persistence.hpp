@@ -149,6 +149,16 @@ enum class Overflow : std::int32_t {
     RejectNew = SNP_OVERFLOW_REJECT_NEW,
 };
 
+/// What opening a level-2 store does when its file cannot be opened or
+/// created (`SNP_OPEN_*`).
+enum class OpenPolicy : std::int32_t {
+    /// Start at level 1 (memory) and report the fallback (the default).
+    Fallback = SNP_OPEN_FALLBACK,
+    /// Throw Error (`SNP_ERR_IO`) naming the directory or file, the cause
+    /// and the fix.
+    Strict = SNP_OPEN_STRICT,
+};
+
 /// The delivery mode of a service store (`SNP_MODE_*`).
 enum class Mode : std::int32_t {
     /// One FIFO: ServiceStore::peek / ServiceStore::ack.
@@ -399,6 +409,9 @@ struct ServiceOptions {
     /// Called with every failure report (may be empty). The store keeps its
     /// own copy for as long as the C handle lives.
     FailureCallback on_failure;
+    /// Fall back to level 1 (default) or throw when the journal cannot be
+    /// opened or created.
+    OpenPolicy open_policy = OpenPolicy::Fallback;
 };
 
 /// How to open a client store. The defaults are those of
@@ -423,6 +436,9 @@ struct ClientOptions {
     /// Called with every failure report (may be empty). The store keeps its
     /// own copy for as long as the C handle lives.
     FailureCallback on_failure;
+    /// Fall back to level 1 (default) or throw when the file cannot be
+    /// opened or created.
+    OpenPolicy open_policy = OpenPolicy::Fallback;
 };
 
 // ---------------------------------------------------------------------------
@@ -1035,6 +1051,7 @@ private:
         o.batch_max_ops = options.batch_max_ops;
         o.batch_max_delay_ms = options.batch_max_delay_ms;
         o.overflow = static_cast<std::int32_t>(options.overflow);
+        o.open_policy = static_cast<std::int32_t>(options.open_policy);
         if (sink != nullptr) {
             o.on_failure = &detail::FailureSink::trampoline;
             o.user_data = sink;
@@ -1244,6 +1261,7 @@ private:
         o.durability = static_cast<std::int32_t>(options.durability);
         o.batch_max_ops = options.batch_max_ops;
         o.batch_max_delay_ms = options.batch_max_delay_ms;
+        o.open_policy = static_cast<std::int32_t>(options.open_policy);
         if (sink != nullptr) {
             o.on_failure = &detail::FailureSink::trampoline;
             o.user_data = sink;

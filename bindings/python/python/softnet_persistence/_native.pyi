@@ -138,6 +138,7 @@ class ServiceStore:
         *,
         batch_max_ops: int = 64,
         batch_max_delay: float = 0.1,
+        strict: bool = False,
     ) -> "ServiceStore": ...
     @staticmethod
     def open_custom(
@@ -217,6 +218,7 @@ class ClientStore:
         *,
         batch_max_ops: int = 64,
         batch_max_delay: float = 0.1,
+        strict: bool = False,
     ) -> "ClientStore": ...
     @staticmethod
     def open_custom(
