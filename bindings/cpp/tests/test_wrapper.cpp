@@ -538,6 +538,29 @@ void test_fallback_reported_at_open() {
     store.raise(sp::EventKind::Queueing, "still.works");
     CHECK(store.peek()->name == "still.works");
 
+    // Options missing at level 2 are named in C++ terms.
+    try {
+        sp::ServiceStore never = sp::ServiceStore::open(sp::ServiceOptions());
+        CHECK(false);
+    } catch (const sp::Error &e) {
+        CHECK(e.status() == SNP_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.what(), "ServiceOptions::directory"));
+        CHECK(contains(e.what(), "Level::Memory"));
+        CHECK(!contains(e.what(), "options->") && !contains(e.what(), "SNP_LEVEL"));
+    }
+    sp::ClientOptions no_key;
+    no_key.level = sp::Level::File;
+    no_key.directory = "/tmp";
+    no_key.server_address = "broker";
+    try {
+        sp::ClientStore never = sp::ClientStore::open(no_key);
+        CHECK(false);
+    } catch (const sp::Error &e) {
+        CHECK(e.status() == SNP_ERR_INVALID_ARGUMENT);
+        CHECK(contains(e.what(), "ClientOptions::client_key"));
+        CHECK(!contains(e.what(), "options->"));
+    }
+
     // Strict: the same open throws, naming the directory.
     sp::ServiceOptions strict = file_options("/proc/no/such/dir");
     strict.open_policy = sp::OpenPolicy::Strict;

@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <initializer_list>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -792,6 +793,13 @@ public:
     /// bad option value), `SNP_ERR_LOCKED` (another handle or process has
     /// the journal).
     static ServiceStore open(const ServiceOptions &options) {
+        if (options.level == Level::File && options.directory.empty()) {
+            // Said here in C++ terms (the C library would speak of
+            // options->directory and SNP_LEVEL_MEMORY).
+            throw Error(SNP_ERR_INVALID_ARGUMENT,
+                        "ServiceOptions::directory is empty: a level-2 store needs the directory "
+                        "of its journal (or set level = Level::Memory)");
+        }
         std::unique_ptr<detail::FailureSink> sink = detail::make_sink(options.on_failure);
         snp_service_options o = c_options(options, sink.get());
         snp_service *raw = nullptr;
@@ -1118,6 +1126,22 @@ public:
     /// at level 2, characters that cannot be in a file name),
     /// `SNP_ERR_LOCKED`.
     static ClientStore open(const ClientOptions &options) {
+        if (options.level == Level::File) {
+            // Said here in C++ terms (the C library would speak of
+            // options->... and SNP_LEVEL_MEMORY).
+            for (const auto &[field, value] :
+                 {std::pair<const char *, const std::string *>{"directory", &options.directory},
+                  {"server_address", &options.server_address},
+                  {"client_key", &options.client_key}}) {
+                if (value->empty()) {
+                    throw Error(SNP_ERR_INVALID_ARGUMENT,
+                                std::string("ClientOptions::") + field +
+                                    " is empty: a level-2 client store needs its directory, "
+                                    "server_address and client_key (or set level = "
+                                    "Level::Memory)");
+                }
+            }
+        }
         std::unique_ptr<detail::FailureSink> sink = detail::make_sink(options.on_failure);
         snp_client_options o = c_options(options, sink.get());
         snp_client *raw = nullptr;
