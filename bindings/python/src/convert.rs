@@ -239,3 +239,19 @@ pub fn open_policy(strict: bool) -> softnet_persistence::OpenPolicy {
         softnet_persistence::OpenPolicy::Fallback
     }
 }
+
+/// The options the service store's `open_*` functions share.
+pub fn service_options(
+    capacity: i64,
+    memory_capacity: i64,
+    overflow: &str,
+    on_failure: Option<softnet_persistence::FailureCallback>,
+) -> Result<softnet_persistence::ServiceOptions, softnet_persistence::Error> {
+    Ok(softnet_persistence::ServiceOptions {
+        capacity: self::capacity(capacity, "capacity")?,
+        memory_capacity: self::capacity(memory_capacity, "memory_capacity")?,
+        overflow: self::overflow(overflow)?,
+        on_failure,
+        ..Default::default()
+    })
+}

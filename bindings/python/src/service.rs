@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use softnet_persistence as core;
-use softnet_persistence::{Error, Event, FailureCallback, ServiceOptions};
+use softnet_persistence::Event;
 
 use crate::backend::{check_methods, PyRecordLog, RECORD_LOG_METHODS};
 use crate::callback::failure_callback;
@@ -51,21 +51,6 @@ impl PyServiceStore {
     pub(crate) fn core_handle(&self) -> &StoreHandle<core::ServiceStore> {
         &self.store
     }
-
-    fn options(
-        capacity: i64,
-        memory_capacity: i64,
-        overflow: &str,
-        on_failure: Option<FailureCallback>,
-    ) -> Result<ServiceOptions, Error> {
-        Ok(ServiceOptions {
-            capacity: convert::capacity(capacity, "capacity")?,
-            memory_capacity: convert::capacity(memory_capacity, "memory_capacity")?,
-            overflow: convert::overflow(overflow)?,
-            on_failure,
-            ..ServiceOptions::default()
-        })
-    }
 }
 
 #[pymethods]
@@ -88,7 +73,8 @@ impl PyServiceStore {
         on_failure: Option<Py<PyAny>>,
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
-        let options = Self::options(0, capacity, &overflow, on_failure).into_py_result(py)?;
+        let options =
+            convert::service_options(0, capacity, &overflow, on_failure).into_py_result(py)?;
         let store = core::ServiceStore::open_memory(&options).into_py_result(py)?;
         Ok(PyServiceStore::new(store, false))
     }
@@ -107,9 +93,8 @@ impl PyServiceStore {
     /// :meth:`open_memory`.
     ///
     /// A damaged or foreign file is set aside and reported, not raised; if
-    /// the file cannot be opened the store runs at level 1 (reported), or,
-    /// with ``strict=True``, :class:`PersistenceIOError` is raised naming the
-    /// directory or file, the cause and the fix.
+    /// the file cannot be opened the store runs at level 1 (reported), or
+    /// with ``strict=True`` :class:`PersistenceIOError` (naming the fix).
     /// Raises :class:`StoreLockedError` if another store has the file, and
     /// :class:`InvalidArgumentError` for bad options.
     #[staticmethod]
@@ -147,7 +132,8 @@ impl PyServiceStore {
         let on_failure = failure_callback(py, on_failure)?;
         let service_uid = uuid_from_py(service_uid)?;
         let mut options =
-            Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
+            convert::service_options(capacity, memory_capacity, &overflow, on_failure)
+                .into_py_result(py)?;
         options.durability =
             convert::durability(&durability, batch_max_ops, batch_max_delay).into_py_result(py)?;
         options.open_policy = convert::open_policy(strict);
@@ -187,8 +173,8 @@ impl PyServiceStore {
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
         check_methods(backend, RECORD_LOG_METHODS, "service").into_py_result(py)?;
-        let options =
-            Self::options(capacity, memory_capacity, &overflow, on_failure).into_py_result(py)?;
+        let options = convert::service_options(capacity, memory_capacity, &overflow, on_failure)
+            .into_py_result(py)?;
         let log = Box::new(PyRecordLog::new(backend.clone().unbind()));
         let store = py
             .detach(|| core::ServiceStore::open_custom(log, &options))
