@@ -112,13 +112,26 @@ enum StructSize {
     Exact,
     /// A newer caller's struct (16 more bytes, readable).
     Larger,
+    /// A caller built with the header before `open_policy` (both options
+    /// structs were 8 bytes shorter): accepted, with the default policy.
+    Older,
+    /// Shorter than any release's struct: refused.
     Smaller,
     Zero,
 }
 
+// `Older` is the layout before `open_policy`, 8 bytes shorter in both.
+const _: () = assert!(
+    std::mem::offset_of!(capi::service_options::snp_service_options, open_policy) + 8
+        == std::mem::size_of::<capi::service_options::snp_service_options>()
+        && std::mem::offset_of!(capi::client_options::snp_client_options, open_policy) + 8
+            == std::mem::size_of::<capi::client_options::snp_client_options>()
+);
+
 impl StructSize {
     fn read(inp: &mut Input) -> StructSize {
         match inp.byte() % 8 {
+            4 => StructSize::Older,
             5 => StructSize::Larger,
             6 => StructSize::Smaller,
             7 => StructSize::Zero,
@@ -130,13 +143,17 @@ impl StructSize {
         (match self {
             StructSize::Exact => ours,
             StructSize::Larger => ours + 16,
-            StructSize::Smaller => ours - 8,
+            StructSize::Older => ours - 8,
+            StructSize::Smaller => ours - 16,
             StructSize::Zero => 0,
         }) as u32
     }
 
     fn accepted(self) -> bool {
-        matches!(self, StructSize::Exact | StructSize::Larger)
+        matches!(
+            self,
+            StructSize::Exact | StructSize::Larger | StructSize::Older
+        )
     }
 }
 
