@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Checks what `make demo` or `make test` needs before anything is built, and
-# names each missing tool on a line of its own with the command that
-# installs it on Debian/Ubuntu.
+# Checks what `make demo`, `make test` or `make cross` needs before anything
+# is built, and names each missing tool on a line of its own with the command
+# that installs it on Debian/Ubuntu.
 #
-#   tools/check-prereqs.sh demo|test        exit 1 when something is missing
-#   tools/check-prereqs.sh --apt demo|test  print the missing Debian packages
-#                                           (.ci/run installs them)
+#   tools/check-prereqs.sh demo|test|cross        exit 1 when something is missing
+#   tools/check-prereqs.sh --apt demo|test|cross  print the missing Debian packages
+#                                                 (.ci/run installs them)
 #
-# CC and CXX name the compilers (as in the Makefile). A new requirement is
-# one `has ... || lack ...` line below.
+# CC and CXX name the compilers (as in the Makefile); CROSS_TARGETS the Rust
+# targets of `make cross` (docs/CROSS.md). A new requirement is one
+# `has ... || lack ...` line below.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 apt_only=0
 if [ "${1:-}" = --apt ]; then apt_only=1; shift; fi
 goal=${1:-test}
-case "$goal" in demo | test) ;; *) echo "usage: $0 [--apt] demo|test" >&2; exit 2 ;; esac
+case "$goal" in demo | test | cross) ;; *) echo "usage: $0 [--apt] demo|test|cross" >&2; exit 2 ;; esac
 
 lines=()
 packages=()
@@ -37,6 +38,33 @@ else
     fi
 fi
 has "${CC:-cc}" || lack "a C compiler (${CC:-cc})" gcc "sudo apt-get install gcc"
+
+if [ "$goal" = cross ]; then
+    for t in ${CROSS_TARGETS:-armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu}; do
+        # Debian's names: cross compiler prefix, libc architecture, qemu-user binary.
+        case "$t" in
+            armv7-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf arch=armhf qemu=qemu-arm ;;
+            aarch64-unknown-linux-gnu) gnu=aarch64-linux-gnu arch=arm64 qemu=qemu-aarch64 ;;
+            *) continue ;; # tools/cross.sh names the targets it knows
+        esac
+        # The target's standard library, where this rustc looks for it.
+        if has rustc && ! ls "$(rustc --print target-libdir --target "$t" 2>/dev/null)"/libstd-*.rlib \
+            >/dev/null 2>&1; then
+            if has rustup; then
+                lack "the Rust standard library for $t" - "rustup target add $t"
+            else
+                lack "the Rust standard library for $t (this Rust has no rustup)" - \
+                    "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh && rustup target add $t"
+            fi
+        fi
+        has "$gnu-gcc" || lack "$gnu-gcc" "gcc-$gnu" "sudo apt-get install gcc-$gnu"
+        [ -f "/usr/$gnu/include/stdio.h" ] ||
+            lack "the $arch C library for cross builds (/usr/$gnu)" "libc6-dev-$arch-cross" \
+                "sudo apt-get install libc6-dev-$arch-cross"
+        { has "$qemu" || has "$qemu-static"; } ||
+            lack "$qemu (qemu-user)" qemu-user "sudo apt-get install qemu-user"
+    done
+fi
 
 if [ "$goal" = test ]; then
     has "${CXX:-c++}" || lack "a C++ compiler (${CXX:-c++})" g++ "sudo apt-get install g++"

@@ -226,7 +226,7 @@ static void test_service_open_errors(void) {
     /* ABI version 1 has no older layout: a struct_size that cuts a field
      * (here half of destroy, or all of it) is refused, never half-read. */
     const size_t too_small[] = {4, offsetof(snp_record_log_vtable, destroy),
-                                offsetof(snp_record_log_vtable, destroy) + 4,
+                                offsetof(snp_record_log_vtable, destroy) + sizeof vt.destroy / 2,
                                 sizeof(snp_record_log_vtable) - 1};
     for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
         bad = vt;
@@ -711,7 +711,7 @@ static void test_client_open_errors(void) {
     CHECK_STATUS(snp_client_open_custom(&bad, &o, &c), SNP_ERR_INVALID_ARGUMENT);
     /* A struct_size that cuts a field (half of destroy, or all of it). */
     const size_t too_small[] = {4, offsetof(snp_id_store_vtable, destroy),
-                                offsetof(snp_id_store_vtable, destroy) + 4,
+                                offsetof(snp_id_store_vtable, destroy) + sizeof vt.destroy / 2,
                                 sizeof(snp_id_store_vtable) - 1};
     for (size_t i = 0; i < sizeof too_small / sizeof too_small[0]; i++) {
         bad = vt;

@@ -6,7 +6,11 @@
 //! All integers are little-endian. Decoding never panics: every read is
 //! bounds-checked and a bad field is a `None`/`Err`, not an abort.
 
+use std::path::Path;
+
 use uuid::Uuid;
+
+use crate::error::Error;
 
 /// Bytes of the two header pages; the data region starts here.
 pub const DATA_OFFSET: u64 = 8192;
@@ -154,6 +158,108 @@ pub const fn record_len(payload_len: usize) -> u64 {
 /// behind it (see `log.rs`, `make_room`).
 pub fn data_size_for(capacity: u64) -> u64 {
     (capacity + 4 * MAX_RECORD_LEN + 128).next_multiple_of(4096)
+}
+
+/// The largest capacity a journal is created or resized with, on any
+/// build (what a build can map may be less: [`check_capacity`]).
+pub const MAX_JOURNAL_CAPACITY: u64 = 1 << 40;
+
+/// The file length of a new journal of `capacity` (at most
+/// [`MAX_JOURNAL_CAPACITY`]) bytes: the header pages and the ring.
+pub fn file_len_for(capacity: u64) -> u64 {
+    DATA_OFFSET + data_size_for(capacity.min(MAX_JOURNAL_CAPACITY))
+}
+
+/// The longest file a build whose addresses have `pointer_bits` bits maps:
+/// the map is one slice, and a slice spans at most `isize::MAX` bytes, so
+/// 2 GiB less one byte on a 32-bit build (on a 64-bit one, far more than
+/// the format's own bound).
+pub fn max_map_len(pointer_bits: u32) -> u64 {
+    1u64.checked_shl(pointer_bits.saturating_sub(1))
+        .map_or(u64::MAX, |n| n - 1)
+}
+
+/// Refuses a capacity out of the format's range, or whose file a build with
+/// `pointer_bits`-bit addresses cannot map.
+pub fn check_capacity(path: &Path, capacity: u64, pointer_bits: u32) -> Result<(), Error> {
+    if capacity == 0 || capacity > MAX_JOURNAL_CAPACITY {
+        return Err(Error::invalid(format!(
+            "{}: journal capacity {capacity} is out of range (1 to {MAX_JOURNAL_CAPACITY} bytes)",
+            path.display()
+        )));
+    }
+    let len = file_len_for(capacity);
+    let max = max_map_len(pointer_bits);
+    if len > max {
+        return Err(Error::invalid(format!(
+            "{}: a journal capacity of {capacity} bytes needs a file of {len} bytes, more \
+             than a {pointer_bits}-bit build can map (at most {max} bytes); choose a smaller \
+             capacity",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an existing journal that a build with `pointer_bits`-bit
+/// addresses cannot map, before anything is mapped or written: its header
+/// says it is `wanted` bytes long (the longer of its ring and what a
+/// rebuild for its capacity lays out), the file has `len`. An I/O error
+/// (the file cannot be used here, as when it cannot be opened), naming the
+/// file and its size; the file is left as it is.
+pub fn check_map_len(path: &Path, wanted: u64, len: u64, pointer_bits: u32) -> Result<(), Error> {
+    let max = max_map_len(pointer_bits);
+    if wanted <= max {
+        return Ok(());
+    }
+    let size = if wanted == len {
+        format!("it is a journal of {wanted} bytes")
+    } else {
+        format!("its header describes a journal of {wanted} bytes (the file has {len})")
+    };
+    Err(Error::Io {
+        context: format!("map {}", path.display()),
+        source: std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "{size}, more than a {pointer_bits}-bit build can map (at most {max} \
+                 bytes); open it with a 64-bit build of the library"
+            ),
+        ),
+    })
+}
+
+/// Whether this build can map the journal file of `len` bytes whose
+/// header is `header`: the longer of its ring and of what a rebuild for its
+/// capacity (a resize, a repair) lays out must fit ([`mappable_on`]).
+pub fn check_mappable(path: &Path, header: &Header, len: u64) -> Result<Result<(), String>, Error> {
+    mappable_on(path, header, len, usize::BITS)
+}
+
+/// [`check_mappable`] on a build whose addresses have `pointer_bits` bits.
+/// A file too large to map (written by a 64-bit build, opened by a 32-bit
+/// one) is refused before anything is mapped or written
+/// ([`check_map_len`]); a header that describes more than the build can map
+/// on a file it can map is damage, and why (`Ok(Err(why))`): the file is
+/// replaced as an unusable one, as on any build when it is foreign.
+pub fn mappable_on(
+    path: &Path,
+    header: &Header,
+    len: u64,
+    pointer_bits: u32,
+) -> Result<Result<(), String>, Error> {
+    let wanted = (DATA_OFFSET + header.data_size).max(file_len_for(header.capacity));
+    let max = max_map_len(pointer_bits);
+    if wanted <= max {
+        return Ok(Ok(()));
+    }
+    if len <= max {
+        return Ok(Err(format!(
+            "its header describes a journal of {wanted} bytes on a file of {len} bytes, more \
+             than a {pointer_bits}-bit build can map (at most {max} bytes)"
+        )));
+    }
+    check_map_len(path, wanted, len, pointer_bits).map(Ok)
 }
 
 pub(crate) fn get_u32(b: &[u8], at: usize) -> Option<u32> {

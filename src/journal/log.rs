@@ -148,6 +148,7 @@ impl Journal {
     /// file is durable under the journal's name, the old one is intact. On
     /// an error (a full disk) nothing changed.
     pub fn rewrite(&mut self, capacity: u64, skip: &[u64]) -> Result<()> {
+        crate::journal::format::check_capacity(self.path(), capacity, usize::BITS)?;
         let skip: std::collections::HashSet<u64> = skip.iter().copied().collect();
         let mut records = self.live_records()?;
         records.retain(|(id, _)| !skip.contains(id));

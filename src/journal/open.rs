@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::journal::create::map_file;
 use crate::journal::file::{self, LockedFile};
-use crate::journal::format::{self, Header, DATA_OFFSET, SLOT_LEN, SLOT_OFFSETS};
+use crate::journal::format::{
+    self, check_capacity, check_mappable, Header, DATA_OFFSET, SLOT_LEN, SLOT_OFFSETS,
+};
 use crate::journal::log::{Journal, JournalConfig};
 use crate::journal::recovery::{recover, End};
 use crate::journal::salvage::collect_live;
@@ -24,12 +26,7 @@ impl Journal {
     ///
     /// An existing file keeps its own capacity; see [`Journal::resize`].
     pub fn open(path: &Path, config: &JournalConfig) -> Result<(Journal, Vec<Failure>)> {
-        if config.capacity == 0 || config.capacity > 1 << 40 {
-            return Err(Error::invalid(format!(
-                "journal capacity {} is out of range",
-                config.capacity
-            )));
-        }
+        check_capacity(path, config.capacity, usize::BITS)?;
         check_directory(path)?;
         file::remove_stale_temps(path);
         for _ in 0..4 {
@@ -56,7 +53,7 @@ impl Journal {
         let len = file.len()?;
         let mut page = vec![0u8; DATA_OFFSET as usize];
         let readable = read_prefix(&file, &mut page)?;
-        let header = match usable_header(&page[..readable], config) {
+        let header = match usable_here(&file, &page[..readable], config, len)? {
             Ok(h) => h,
             Err(why) => return Journal::replace_foreign(file, config, &why, len),
         };
@@ -150,6 +147,22 @@ fn interrupted_write(path: &Path, pos: u64) -> Failure {
     }
 }
 
+/// The header to use, or why the file of `len` bytes cannot be used as a
+/// journal here (it is replaced), or the error that refuses it and leaves
+/// it as it is (too large for this build's address space).
+fn usable_here(
+    file: &LockedFile,
+    page: &[u8],
+    config: &JournalConfig,
+    len: u64,
+) -> Result<std::result::Result<Header, String>> {
+    let header = match usable_header(page, config) {
+        Ok(h) => h,
+        Err(why) => return Ok(Err(why)),
+    };
+    Ok(check_mappable(file.path(), &header, len)?.map(|()| header))
+}
+
 /// The header to use, or why the file is not a journal of this kind,
 /// version and owner.
 fn usable_header(page: &[u8], config: &JournalConfig) -> std::result::Result<Header, String> {
@@ -194,7 +207,7 @@ fn read_prefix(file: &LockedFile, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// The valid header slot with the higher generation, or why there is none.
-fn choose_header(page: &[u8]) -> std::result::Result<Header, String> {
+pub(super) fn choose_header(page: &[u8]) -> std::result::Result<Header, String> {
     let slots: Vec<_> = SLOT_OFFSETS
         .iter()
         .map(|&at| Header::decode(page.get(at..).unwrap_or_default()))

@@ -5,7 +5,8 @@
 use crate::error::Result;
 use crate::journal::file::{self, LockedFile};
 use crate::journal::format::{
-    decode_record, is_known_state, record, record_len, Header, DATA_OFFSET, STATE_LIVE, TYPE_DATA,
+    check_capacity, decode_record, is_known_state, max_map_len, record, record_len, Header,
+    DATA_OFFSET, STATE_LIVE, TYPE_DATA,
 };
 use crate::journal::log::{Journal, JournalConfig};
 use crate::journal::mmap::MappedFile;
@@ -41,6 +42,7 @@ impl Journal {
         // The capacity the store asks for now (the damaged header's may be
         // damage too), and never less than what was kept.
         config.capacity = config.capacity.max(kept_bytes);
+        check_capacity(&path, config.capacity, usize::BITS)?;
         // The repaired file first: if it cannot be written (a full disk),
         // the damaged file stays as it is, and no evidence copy is made
         // that the next attempt would make again.
@@ -87,6 +89,7 @@ impl Journal {
         let mut config = config.clone();
         // The file's own capacity, as an open without damage keeps it.
         config.capacity = header.capacity.max(kept_bytes);
+        check_capacity(&path, config.capacity, usize::BITS)?;
         let mut journal = Journal::build(
             &path,
             &config,
@@ -227,6 +230,8 @@ fn count_live_looking_records(file: &LockedFile, len: u64) -> u64 {
     if len <= DATA_OFFSET {
         return 0;
     }
+    // What this build can map of it (all of it on a 64-bit build).
+    let len = len.min(max_map_len(usize::BITS));
     let Ok(map) = MappedFile::map_locked(file, len) else {
         return 0;
     };

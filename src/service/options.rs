@@ -18,8 +18,15 @@ pub const MIN_MEMORY_CAPACITY: usize = 4 * 1024;
 pub const DEFAULT_FILE_CAPACITY: usize = 1024 * 1024;
 /// Smallest level-2 capacity; smaller non-zero values are raised to it.
 pub const MIN_FILE_CAPACITY: usize = 8 * 1024;
-/// Largest capacity at either level.
+/// Largest capacity at either level: 4 GiB on a 64-bit target.
+#[cfg(target_pointer_width = "64")]
 pub const MAX_CAPACITY: usize = 1 << 32;
+/// Largest capacity at either level: 1 GiB on a 32-bit target, where the
+/// journal file (the capacity, its spare room and 8 KiB of header) is mapped
+/// whole into an address space of 2 to 4 GiB shared with the rest of the
+/// process, and a resize maps the new file beside the old one.
+#[cfg(not(target_pointer_width = "64"))]
+pub const MAX_CAPACITY: usize = 1 << 30;
 
 /// The store's delivery mode (docs/BEHAVIOUR.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,15 +94,31 @@ impl fmt::Debug for ServiceOptions {
 }
 
 fn effective_capacity(given: usize, default: usize, min: usize, what: &str) -> Result<u64> {
-    if given > MAX_CAPACITY {
+    capacity_within(given, default, min, what, MAX_CAPACITY, usize::BITS)
+}
+
+/// [`effective_capacity`] against the limit `max` of a build whose
+/// addresses have `pointer_bits` bits (the message says which limit it is).
+fn capacity_within(
+    given: usize,
+    default: usize,
+    min: usize,
+    what: &str,
+    max: usize,
+    pointer_bits: u32,
+) -> Result<u64> {
+    if given > max {
         return Err(Error::invalid(format!(
-            "{what} capacity {given} exceeds the limit of {MAX_CAPACITY} bytes"
+            "{what} capacity {given} exceeds the limit of {max} bytes of a \
+             {pointer_bits}-bit build"
         )));
     }
-    Ok(match given {
+    let effective = match given {
         0 => default,
         n => n.max(min),
-    } as u64)
+    };
+    // usize is at most 64 bits on every target Rust supports.
+    Ok(u64::try_from(effective).unwrap_or(u64::MAX))
 }
 
 impl ServiceOptions {
@@ -155,4 +178,36 @@ pub struct ServiceStats {
     pub events_lost: u64,
     /// The storage uid the broker's duplicate detection is tied to.
     pub storage_uid: Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_limit_per_pointer_width() {
+        // This build's own limit.
+        assert!(effective_capacity(MAX_CAPACITY, 1, 1, "level-2").is_ok());
+        if let Some(above) = MAX_CAPACITY.checked_add(1) {
+            let err = effective_capacity(above, 1, 1, "level-2").unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::InvalidArgument);
+        }
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(MAX_CAPACITY as u64, 1 << 32);
+        } else {
+            assert_eq!(MAX_CAPACITY, 1 << 30);
+        }
+        // A 32-bit build's limit, checked on any build.
+        let gib = 1usize << 30;
+        assert_eq!(
+            capacity_within(gib, 1, 1, "level-2", gib, 32).unwrap(),
+            1 << 30
+        );
+        let err = capacity_within(gib + 1, 1, 1, "level-2", gib, 32).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("1073741825"), "{message}");
+        assert!(message.contains("32-bit"), "{message}");
+        assert_eq!(capacity_within(0, 77, 8, "memory", gib, 32).unwrap(), 77);
+        assert_eq!(capacity_within(3, 77, 8, "memory", gib, 32).unwrap(), 8);
+    }
 }

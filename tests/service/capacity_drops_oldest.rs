@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use softnet_persistence::{
     Error, ErrorKind, EventKind, FailureKind, Overflow, ServiceOptions, ServiceStore, Uuid,
-    MAX_ARGS_LEN, MAX_NAME_LEN,
+    MAX_ARGS_LEN, MAX_CAPACITY, MAX_NAME_LEN,
 };
 use testkit::{collect_into, drain, Reports};
 
@@ -389,7 +389,8 @@ fn capacity_values_are_normalised() {
 #[test]
 fn absurd_capacity_is_an_invalid_argument() {
     let options = ServiceOptions {
-        memory_capacity: (1usize << 32) + 1,
+        // 4 GiB + 1 on a 64-bit build, 1 GiB + 1 on a 32-bit one.
+        memory_capacity: MAX_CAPACITY + 1,
         ..Default::default()
     };
     let err = ServiceStore::open_memory(&options).unwrap_err();

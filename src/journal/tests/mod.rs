@@ -1,5 +1,6 @@
 //! Unit tests of the journal that need more than one of its files.
 
+mod address_space;
 mod format;
 mod freed;
 mod group;

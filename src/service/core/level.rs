@@ -60,7 +60,7 @@ impl Backend {
     /// sizing the index at once).
     pub fn len_hint(&self) -> usize {
         match self {
-            Backend::Journal(j) => j.live_count() as usize,
+            Backend::Journal(j) => usize::try_from(j.live_count()).unwrap_or(0),
             _ => 0,
         }
     }
