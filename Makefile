@@ -9,18 +9,21 @@
 #                  (tools/install.sh); also DESTDIR, LIBDIR, INCLUDEDIR,
 #                  STRIP=true (keep symbols), PC_RPATH=auto|yes|no
 #   make uninstall PREFIX=...  removes what make install put there
+#   make cross     the C library for 32- and 64-bit ARM Linux, its Rust and C
+#                  tests run under qemu-user (docs/CROSS.md; not in make test)
 
 CARGO ?= cargo
 CC ?= cc
 CXX ?= c++
 PREFIX ?= /usr/local
 DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DOCDIR ?= $(PREFIX)/share/doc/softnet-persistence
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR ?= $(LIBDIR)/cmake/softnet-persistence
-STRIP ?= strip
+STRIP ?= $(if $(CROSS_TARGET),$(CROSS_GNU)-strip,strip)
 PC_RPATH ?= auto
 
 # Where cargo puts the C library. SNP_ABI_VERSION is the library's SONAME
@@ -41,7 +44,7 @@ CPP_TESTS := $(patsubst bindings/cpp/tests/%.cpp,$(BUILD)/cpp_%,$(wildcard bindi
 
 .PHONY: all build lib header header-check abi-check demo gateway-demo test lint unit c-test cpp-test \
 	static-test install uninstall install-test check-prereqs check-prereqs-demo python-test bench \
-	fuzz clean
+	fuzz clean cross
 
 all: build
 
@@ -99,6 +102,7 @@ lint:
 
 unit:
 	$(CARGO) test --release
+	$(CARGO) test --release -p softnet-persistence-cli
 
 # C tests: strict flags, AddressSanitizer + UBSan, then once more under
 # valgrind memcheck (uninstrumented build), then linked statically.
@@ -170,12 +174,14 @@ test: check-prereqs lint unit header-check abi-check c-test static-test cpp-test
 # details. As root into a directory the loader searches, ldconfig runs.
 INSTALL_VARS = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' LIBDIR='$(LIBDIR)' \
 	INCLUDEDIR='$(INCLUDEDIR)' DOCDIR='$(DOCDIR)' PKGCONFIGDIR='$(PKGCONFIGDIR)' \
-	CMAKEDIR='$(CMAKEDIR)' STRIP='$(STRIP)' PC_RPATH='$(PC_RPATH)' RELEASE_DIR='$(DIST_LIB)'
+	CMAKEDIR='$(CMAKEDIR)' STRIP='$(STRIP)' PC_RPATH='$(PC_RPATH)' RELEASE_DIR='$(DIST_LIB)' \
+	BINDIR='$(BINDIR)' CLI_BIN='$(DIST_DIR)/snp'
 # Installs the shipped build (make dist-lib: [profile.dist], stripped, its
 # debug info in target/dist/lib/libsoftnet_persistence.so.debug). Builds it
 # first when cargo is at hand; under sudo, whose PATH usually has no cargo,
-# it installs what `make dist-lib` built.
-install: $(if $(shell command -v $(CARGO) 2>/dev/null),dist-lib)
+# it installs what `make dist-lib` and `make dist-cli` built (the library
+# and the snp tool).
+install: $(if $(shell command -v $(CARGO) 2>/dev/null),dist-lib dist-cli)
 	@$(INSTALL_VARS) tools/install.sh install
 
 uninstall:
@@ -220,12 +226,27 @@ clean:
 #   libsoftnet_persistence.a         debug info and LLVM bitcode stripped
 #   libsoftnet_persistence.so.N      a link named by the library's SONAME
 # for make install to copy as they are.
-.PHONY: dist-lib dist-test size wheel
+#
+# With CROSS_TARGET=<triple> (armv7-unknown-linux-gnueabihf or
+# aarch64-unknown-linux-gnu), make dist-lib and make install build and
+# install that target's library instead, with Debian's cross compiler and
+# binutils (docs/CROSS.md), from target/<triple>/dist/lib.
+.PHONY: dist-lib dist-cli dist-test size wheel
+CROSS_TARGET ?=
+CROSS_GNU := $(patsubst armv7-unknown-linux-gnueabihf,arm-linux-gnueabihf,$(patsubst \
+	aarch64-unknown-linux-gnu,aarch64-linux-gnu,$(CROSS_TARGET)))
+ifeq ($(CROSS_TARGET),)
 OBJCOPY ?= objcopy
 DIST_DIR := target/dist
+else
+OBJCOPY ?= $(CROSS_GNU)-objcopy
+DIST_DIR := target/$(CROSS_TARGET)/dist
+CROSS_CARGO = $(shell tools/cross.sh env $(CROSS_TARGET)) $(CARGO)
+endif
 DIST_LIB := $(DIST_DIR)/lib
 dist-lib:
-	$(CARGO) build --profile dist -p softnet-persistence-capi
+	$(if $(CROSS_TARGET),$(CROSS_CARGO) build --target $(CROSS_TARGET),$(CARGO) build) --profile dist \
+		-p softnet-persistence-capi
 	rm -rf $(DIST_LIB) && mkdir -p $(DIST_LIB)
 	$(OBJCOPY) --only-keep-debug --compress-debug-sections $(DIST_DIR)/libsoftnet_persistence.so \
 		$(DIST_LIB)/libsoftnet_persistence.so.debug
@@ -240,6 +261,12 @@ dist-lib:
 	if [ -n "$$soname" ] && [ "$$soname" != libsoftnet_persistence.so ]; then \
 		ln -sfn libsoftnet_persistence.so $(DIST_LIB)/$$soname; fi
 	@ls -l $(DIST_LIB)
+
+# The snp tool (docs/TOOLS.md), built as shipped: $(DIST_DIR)/snp, which
+# make install strips and puts in $(BINDIR).
+dist-cli:
+	$(if $(CROSS_TARGET),$(CROSS_CARGO) build --target $(CROSS_TARGET),$(CARGO) build) --profile dist \
+		-p softnet-persistence-cli
 
 # The C tests once more, against the shipped library instead of the tested
 # release build: c-test's uninstrumented binaries, with target/dist/lib
@@ -263,3 +290,13 @@ wheel:
 # the Python extension and the wheel.
 size: dist-lib wheel
 	@CC='$(CC)' capi/size/report.sh
+
+# The C library for ARM Linux with Debian's cross compilers, and its tests
+# under qemu-user: Rust (but the system tests, which qemu-user cannot run)
+# and C (capi/tests against the static library). Prerequisites are checked
+# first; a summary line per target ends the output (tools/cross.sh has the
+# details, docs/CROSS.md the steps for a gateway build).
+CROSS_TARGETS ?= armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu
+cross:
+	@CROSS_TARGETS='$(CROSS_TARGETS)' tools/check-prereqs.sh cross
+	@CARGO='$(CARGO)' tools/cross.sh $(CROSS_TARGETS)

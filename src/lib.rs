@@ -34,12 +34,13 @@
 
 // Layers, lowest first (docs/ARCHITECTURE.md; tests/architecture checks
 // that no module imports a higher one): error, report, event; backend;
-// journal; shell; service, client; controller.
+// journal; shell; service, client; controller, inspect.
 mod backend;
 mod client;
 mod controller;
 mod error;
 mod event;
+mod inspect;
 mod journal;
 mod report;
 mod service;
@@ -55,6 +56,10 @@ pub use controller::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{validate_name, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
+pub use inspect::{
+    inspect_journal, salvage_journal, HeaderSlot, InspectedRecord, JournalDamage,
+    JournalInspection, JournalKind, RecordContent,
+};
 pub use journal::{Device, DeviceLayer, Durability, Syncer};
 pub use report::{Failure, FailureCallback, FailureKind, OpenPolicy};
 pub use service::{

@@ -4,12 +4,13 @@
 #
 #   tools/install.sh install|uninstall|names
 #
-# Reads (the Makefile passes them): PREFIX, DESTDIR, LIBDIR, INCLUDEDIR,
-# DOCDIR, PKGCONFIGDIR, CMAKEDIR, STRIP (strip, or true to keep symbols),
+# Reads (the Makefile passes them): PREFIX, DESTDIR, BINDIR, LIBDIR,
+# INCLUDEDIR, DOCDIR, PKGCONFIGDIR, CMAKEDIR, STRIP (strip, or true to keep symbols),
 # PC_RPATH (auto, yes or no: whether the .pc file adds -Wl,-rpath,<libdir>;
 # auto adds it when the dynamic loader does not search LIBDIR) and
 # RELEASE_DIR (where the libraries to install are: make dist-lib's
-# target/dist/lib).
+# target/dist/lib) and CLI_BIN (the snp tool: make dist-cli's
+# target/dist/snp).
 #
 # What gets installed, with N = SNP_ABI_VERSION (from the header, which the
 # capi build script checks against capi/src/status.rs) and x.y the minor and
@@ -22,6 +23,7 @@
 #   PKGCONFIGDIR/softnet-persistence.pc
 #   CMAKEDIR/softnet-persistence-config.cmake, -config-version.cmake
 #   DOCDIR/README.md, LICENSE-MIT, LICENSE-APACHE
+#   BINDIR/snp                               the command-line tool (docs/TOOLS.md)
 # The package version (pkg-config, CMake) is N.x.y, so that
 # find_package(softnet-persistence 1.0) means "ABI 1".
 #
@@ -41,6 +43,7 @@ cd "$root"
 
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
+BINDIR=${BINDIR:-$PREFIX/bin}
 LIBDIR=${LIBDIR:-$PREFIX/lib}
 INCLUDEDIR=${INCLUDEDIR:-$PREFIX/include}
 DOCDIR=${DOCDIR:-$PREFIX/share/doc/softnet-persistence}
@@ -49,6 +52,7 @@ CMAKEDIR=${CMAKEDIR:-$LIBDIR/cmake/softnet-persistence}
 STRIP=${STRIP:-strip}
 PC_RPATH=${PC_RPATH:-auto}
 RELEASE_DIR=${RELEASE_DIR:-target/dist/lib}
+CLI_BIN=${CLI_BIN:-target/dist/snp}
 # The system libraries a static link needs (the .pc's Libs.private and the
 # CMake static target's link interface).
 STATIC_LIBS="-lpthread -ldl -lm"
@@ -63,7 +67,7 @@ version="$abi.$(echo "$crate" | cut -d. -f2-3)"
 soname="libsoftnet_persistence.so.$abi"
 realname="libsoftnet_persistence.so.$version"
 
-for dir in "$PREFIX" "$LIBDIR" "$INCLUDEDIR" "$DOCDIR" "$PKGCONFIGDIR" "$CMAKEDIR"; do
+for dir in "$PREFIX" "$BINDIR" "$LIBDIR" "$INCLUDEDIR" "$DOCDIR" "$PKGCONFIGDIR" "$CMAKEDIR"; do
     case "$dir" in
         /*) ;;
         *) echo "install: $dir is not an absolute path" >&2; exit 1 ;;
@@ -127,6 +131,7 @@ install_files() {
     for f in "$built" "$RELEASE_DIR/libsoftnet_persistence.a"; do
         [ -f "$f" ] || { echo "install: $f is missing: run make dist-lib first" >&2; exit 1; }
     done
+    [ -f "$CLI_BIN" ] || { echo "install: $CLI_BIN is missing: run make dist-cli first" >&2; exit 1; }
     if grep -q 'Class:.*ELF64' <<<"$(readelf -h "$built")"; then pointer=8; fi
     built_soname=$(readelf -d "$built" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
     if [ "$built_soname" != "$soname" ]; then
@@ -134,9 +139,11 @@ install_files() {
         exit 1
     fi
     lib="$DESTDIR$LIBDIR" inc="$DESTDIR$INCLUDEDIR" doc="$DESTDIR$DOCDIR"
-    pc="$DESTDIR$PKGCONFIGDIR" cm="$DESTDIR$CMAKEDIR"
+    pc="$DESTDIR$PKGCONFIGDIR" cm="$DESTDIR$CMAKEDIR" bin="$DESTDIR$BINDIR"
     set -x
-    install -d "$lib" "$inc/softnet" "$doc" "$pc" "$cm"
+    install -d "$lib" "$inc/softnet" "$doc" "$pc" "$cm" "$bin"
+    install -m 0755 "$CLI_BIN" "$bin/snp"
+    "$STRIP" "$bin/snp"
     install -m 0755 "$built" "$lib/$realname"
     "$STRIP" --strip-unneeded "$lib/$realname"
     ln -sfn "$realname" "$lib/$soname"
@@ -174,9 +181,9 @@ install_files() {
 # directories that are the package's own if they are empty.
 uninstall_files() {
     local lib="$DESTDIR$LIBDIR" inc="$DESTDIR$INCLUDEDIR" doc="$DESTDIR$DOCDIR"
-    local pc="$DESTDIR$PKGCONFIGDIR" cm="$DESTDIR$CMAKEDIR"
+    local pc="$DESTDIR$PKGCONFIGDIR" cm="$DESTDIR$CMAKEDIR" bin="$DESTDIR$BINDIR"
     set -x
-    rm -f "$lib/libsoftnet_persistence.so" "$lib/$soname" "$lib/$realname" \
+    rm -f "$bin/snp" "$lib/libsoftnet_persistence.so" "$lib/$soname" "$lib/$realname" \
         "$lib/libsoftnet_persistence.a" \
         "$inc/softnet_persistence.h" "$inc/softnet/persistence.hpp" \
         "$pc/softnet-persistence.pc" \

@@ -25,7 +25,7 @@ use crate::report::{Failure, FailureKind};
 const INITIAL_CLIENT_CAPACITY: u64 = 16 * 1024;
 
 /// Magic of a client persistence file (`.scp`, docs/FORMAT.md).
-pub(super) const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
+pub(crate) const CLIENT_MAGIC: [u8; 8] = *b"SNPCLNT1";
 
 fn encode(out: &mut Vec<u8>, name: &str, id: i64) {
     out.clear();
@@ -33,7 +33,8 @@ fn encode(out: &mut Vec<u8>, name: &str, id: i64) {
     out.extend_from_slice(name.as_bytes());
 }
 
-fn decode(payload: &[u8]) -> Result<(&str, i64)> {
+/// The subscription name and instance id of a record's payload.
+pub(crate) fn decode(payload: &[u8]) -> Result<(&str, i64)> {
     let corrupt = |why: &str| Error::format(format!("client id record is corrupt: {why}"));
     if payload.len() < 9 {
         return Err(corrupt("too short"));

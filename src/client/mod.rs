@@ -24,6 +24,8 @@ use crate::event::validate_name;
 use crate::report::OpenPolicy;
 use crate::shell::Shell;
 
+// For tools that read a client file's bytes (`inspect`).
+pub(crate) use self::file::{decode as decode_subscription, CLIENT_MAGIC};
 pub use self::options::{ClientOptions, ClientStats, Delivery, HandleError, HandlerOrder};
 
 /// Keeps the last handled instance id per subscription (event name).

@@ -19,6 +19,8 @@
 //!   fork-safe uids), `sigbus` the handler that turns a fault in a mapped
 //!   page (a truncated file, a failing medium) into an I/O error.
 //! - `resync`: recovery past damage in the middle of the log.
+//! - `examine`: reading a snapshot of a journal's bytes without opening
+//!   it (for tools), and writing a repaired copy of it to a new file.
 //! - `durability`: when writes are forced to the device; `group`: the
 //!   syncs of `Durability::Sync` shared by the threads of a store (group
 //!   commit).
@@ -26,6 +28,7 @@
 mod create;
 mod device;
 mod durability;
+mod examine;
 mod file;
 mod fork;
 mod format;
@@ -48,6 +51,7 @@ mod tests;
 pub(crate) use device::LayerPresence;
 pub use device::{Device, DeviceLayer, Syncer};
 pub use durability::Durability;
+pub(crate) use examine::{examine, write_copy, Examined, JournalCopy, SlotStatus};
 pub(crate) use fork::{generation as fork_generation, new_uid};
 pub(crate) use group::SyncTicket;
 pub(crate) use log::{Journal, JournalConfig};

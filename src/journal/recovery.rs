@@ -47,6 +47,8 @@ pub(crate) enum End {
 pub(crate) struct Damage {
     /// Where the first damaged record starts in the data region.
     pub pos: u64,
+    /// The sequence number of the first damaged record.
+    pub first_seq: u64,
     /// Records (sequence numbers) that could not be read.
     pub records: u64,
     /// Of those, how many held pending events (or may have: a record
@@ -271,6 +273,7 @@ fn resync(
             };
             Damage {
                 pos: run.pos,
+                first_seq: run.first_seq,
                 records: run.records,
                 lost: lost_in(data, ring_size, proven, |id| salvage.holds(id)),
                 torn: run.records - durable,
@@ -397,6 +400,7 @@ mod tests {
             r.damage,
             vec![Damage {
                 pos: starts[2],
+                first_seq: 3,
                 records: 1,
                 lost: 1,
                 torn: 0,

@@ -25,6 +25,8 @@ use crate::journal::{new_uid, Journal, JournalConfig};
 use crate::report::OpenPolicy;
 use crate::shell::Shell;
 
+// For tools that read a journal's bytes (`inspect`).
+pub(crate) use self::codec::decode as decode_stored_event;
 pub use self::options::{
     Mode, Overflow, ServiceOptions, ServiceStats, DEFAULT_FILE_CAPACITY, DEFAULT_MEMORY_CAPACITY,
     MAX_CAPACITY, MIN_FILE_CAPACITY, MIN_MEMORY_CAPACITY,
@@ -49,7 +51,7 @@ impl Event {
 }
 
 /// Magic of a service journal (`.ssp`, docs/FORMAT.md).
-const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
+pub(crate) const SERVICE_MAGIC: [u8; 8] = *b"SNPSVCJ1";
 
 /// Where the journal of a service lives: `softnet.service.persistence_<uid>.ssp`.
 fn journal_path(dir: &Path, service_uid: Uuid) -> PathBuf {

@@ -30,6 +30,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["error", "report", "event", "backend", "journal", "shell"],
     ),
     ("controller", &["error", "event", "service", "client"]),
+    (
+        "inspect",
+        &["error", "event", "backend", "journal", "service", "client"],
+    ),
 ];
 
 /// The source directories of every crate of the workspace.
@@ -39,6 +43,7 @@ const SOURCE_DIRS: &[&str] = &[
     "bindings/python/src",
     "testkit/src",
     "tools/gen-header/src",
+    "cli/src",
 ];
 
 fn root() -> PathBuf {
@@ -338,6 +343,7 @@ const ACYCLIC_DIRS: &[&str] = &[
     "capi/src",
     "bindings/python/src",
     "tools/gen-header/src",
+    "cli/src",
 ];
 
 #[test]

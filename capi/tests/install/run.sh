@@ -97,6 +97,9 @@ for f in include/softnet_persistence.h include/softnet/persistence.hpp \
     [ -f "$prefix/$f" ] || fail "$f is not installed"
 done
 ls -l "$lib"
+echo "== snp"
+[ -x "$prefix/bin/snp" ] || fail "bin/snp is not installed"
+"$prefix/bin/snp" --help | grep -q "usage: snp COMMAND" || fail "bin/snp --help does not print its usage"
 
 readme_program "## C API at a glance" c "$work/readme.c"
 readme_program "## C++ API at a glance" cpp "$work/readme.cpp"
@@ -109,6 +112,8 @@ export PKG_CONFIG_PATH="$lib/pkgconfig"
     $(pkg-config --cflags --libs softnet-persistence)
 check_shared "$work/readme_pkgconfig"
 run "$work/readme_pkgconfig" "send Temperature (4 bytes)"
+# The installed tool reads the journal the program left.
+"$prefix/bin/snp" verify "$(compgen -G "$work/journal/*.ssp")" || fail "snp verify failed on the README program's journal"
 
 echo "== the README's C and C++ programs with CMake (find_package(softnet-persistence 1.0))"
 cmake -S capi/tests/install -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" \

@@ -52,6 +52,7 @@ fn a_record_no_later_one_vouches_for_is_torn_not_lost() {
     let r = recover(&data, SIZE, (0, 1), None);
     let torn = Damage {
         pos: starts[3],
+        first_seq: 4,
         records: 1,
         lost: 0,
         torn: 1,
@@ -73,6 +74,7 @@ fn a_damaged_record_a_later_one_vouches_for_is_corruption() {
         r.damage,
         vec![Damage {
             pos: starts[3],
+            first_seq: 4,
             records: 1,
             lost: 1,
             torn: 0
