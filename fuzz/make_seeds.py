@@ -126,7 +126,10 @@ def recovery_input(at, patch):
 
 
 DATA = 8192  # the ring starts here (docs/FORMAT.md); records of the seed
-REC = 96  # journal take 96 bytes each: 32 + roundup(32 + 6 + 20, 8)
+REC = 104  # journal take 104 bytes each: 32 + roundup(40 + 6 + 20, 8)
+# (the event payload's 40 fixed bytes include the raise time, format
+# version 3; seeds made before it, with 96-byte records, are still valid
+# input, their patches landing elsewhere in the records)
 # The seed journal's length: DATA plus a ring of (capacity 8192 + 4 longest
 # records + 128) rounded up to 4096 (journal/format.rs `data_size_for`).
 FILE_LEN = DATA + 20480

@@ -109,31 +109,54 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Error {
+    /// The category the `Display` text starts with ("invalid argument"),
+    /// or `None` for the errors whose text says it itself (locked, closed).
+    pub fn category(&self) -> Option<&'static str> {
         match self {
-            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::Io { context, source } => write!(f, "I/O error: {context}: {source}"),
-            Error::Format(m) => write!(f, "corrupt or foreign data: {m}"),
+            Error::InvalidArgument(_) => Some("invalid argument"),
+            Error::Io { .. } => Some("I/O error"),
+            Error::Format(_) => Some("corrupt or foreign data"),
+            Error::StorageFull { .. } => Some("storage full"),
+            Error::State(_) => Some("wrong state"),
+            Error::Backend(_) => Some("custom backend failed"),
+            Error::Locked { .. } | Error::Closed => None,
+        }
+    }
+
+    /// What happened, to which file, and what to do, without the category:
+    /// for a caller that names the category itself (a C status, a Python
+    /// exception class), so that it is not said twice.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidArgument(m) | Error::Format(m) | Error::State(m) | Error::Backend(m) => {
+                m.clone()
+            }
+            Error::Io { context, source } => format!("{context}: {source}"),
             Error::StorageFull {
                 needed,
                 available,
                 capacity,
-            } => write!(
-                f,
-                "storage full: the event needs {needed} bytes, {available} of {capacity} are free \
-                 and the overflow policy is reject-new (acknowledge pending events, raise the \
+            } => format!(
+                "the event needs {needed} bytes, {available} of {capacity} are free and the \
+                 overflow policy is reject-new (acknowledge pending events, raise the \
                  capacity, or use drop-oldest)"
             ),
-            Error::Locked { path } => write!(
-                f,
+            Error::Locked { path } => format!(
                 "{} is locked by another process or handle; only one writer may open it \
                  (close the other handle first)",
                 path.display()
             ),
-            Error::State(m) => write!(f, "wrong state: {m}"),
-            Error::Closed => write!(f, "the store is closed"),
-            Error::Backend(m) => write!(f, "custom backend failed: {m}"),
+            Error::Closed => "the store is closed".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.category() {
+            Some(category) => write!(f, "{category}: {}", self.detail()),
+            None => f.write_str(&self.detail()),
         }
     }
 }

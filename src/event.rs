@@ -69,7 +69,12 @@ impl fmt::Display for EventKind {
 }
 
 /// A stored event, as `peek` returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two events are equal when they are the same event: the same uid,
+/// kind, name, arguments and client id. Where and when it was stored
+/// (`seq`, `raised_at_ms`) is not compared: the same event read from a
+/// store, or relayed into another one, equals the event that was raised.
+#[derive(Debug, Clone, Eq)]
 pub struct Event {
     /// Its kind.
     pub kind: EventKind,
@@ -81,6 +86,35 @@ pub struct Event {
     pub client_id: Option<i64>,
     /// Identifies the event to the broker, which drops repeats.
     pub uid: Uuid,
+    /// Its sequence number in the store that returned it: strictly
+    /// greater than every event raised before it into the same store, and
+    /// kept across restarts and a fallback to level 1 (docs/BEHAVIOUR.md
+    /// section 3). 0 for an event not read from a store.
+    pub seq: u64,
+    /// When it was raised: wall clock, milliseconds since the Unix epoch.
+    /// `None` when unknown (stored by a release before raise times, or
+    /// raised while the clock read before 1970). [`ServiceStore::raise_event`](crate::ServiceStore::raise_event)
+    /// keeps a known raise time; other raises take the clock's.
+    pub raised_at_ms: Option<u64>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.uid == other.uid
+            && self.kind == other.kind
+            && self.name == other.name
+            && self.args == other.args
+            && self.client_id == other.client_id
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, as a raise
+/// records it; `None` if the clock reads before 1970.
+pub(crate) fn now_ms() -> Option<u64> {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 /// Checks an event before it is stored; the error names the rule broken.

@@ -224,7 +224,7 @@ pub fn inspect_journal(bytes: &[u8]) -> Result<JournalInspection> {
             pos: r.pos,
             state: r.state,
             stored_size: stored_size(r.payload.len()),
-            content: content(kind, &r.payload),
+            content: content(kind, r.id, &r.payload),
         })
         .collect();
     Ok(JournalInspection {
@@ -263,14 +263,14 @@ pub fn inspect_journal(bytes: &[u8]) -> Result<JournalInspection> {
     })
 }
 
-fn content(kind: JournalKind, payload: &[u8]) -> RecordContent {
+fn content(kind: JournalKind, id: u64, payload: &[u8]) -> RecordContent {
     let unreadable = |e: Error| RecordContent::Unreadable {
         payload: payload.to_vec(),
         why: e.to_string(),
     };
     match kind {
         JournalKind::Service => {
-            decode_stored_event(payload).map_or_else(unreadable, RecordContent::Event)
+            decode_stored_event(payload, id).map_or_else(unreadable, RecordContent::Event)
         }
         JournalKind::Client => match decode_subscription(payload) {
             Ok((name, last_id)) => RecordContent::Subscription {

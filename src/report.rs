@@ -33,6 +33,13 @@ pub enum FailureKind {
     /// (its rewrite failed, e.g. on a full disk): it keeps the capacity it
     /// was written with, and nothing was lost.
     CapacityUnchanged = 6,
+    /// Pending events older than the store's age limit
+    /// ([`ServiceOptions::max_age`](crate::ServiceOptions::max_age)) were
+    /// dropped as they came up for delivery. The application asked for
+    /// this: it is not counted in `failures`, and `events_lost` is 0 (the
+    /// message says how many; `expired_events` in the statistics counts
+    /// them).
+    Expired = 7,
 }
 
 impl FailureKind {
@@ -51,6 +58,7 @@ impl fmt::Display for FailureKind {
             FailureKind::InterruptedWrite => "interrupted write",
             FailureKind::CallbackLoop => "reports held back",
             FailureKind::CapacityUnchanged => "capacity unchanged",
+            FailureKind::Expired => "expired",
         })
     }
 }

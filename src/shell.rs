@@ -334,13 +334,15 @@ fn held_back_summary(id: usize) -> Option<Failure> {
 }
 
 /// Writes a report to the `log` facade (target `softnet_persistence`):
-/// `error` for a fallback to level 1 or a report that lost events, `warn`
-/// for the others. Every report goes there once, whether or not the store
+/// `error` for a fallback to level 1 or a report that lost events, `info`
+/// for events expired by the age limit, `warn` for the others. Every report goes there once, whether or not the store
 /// has a callback, so that a store without one is not silent wherever the
 /// application installed a logger.
 fn log_report(report: &Failure) {
     let level = if report.kind == FailureKind::Fallback || report.events_lost > 0 {
         log::Level::Error
+    } else if report.kind == FailureKind::Expired {
+        log::Level::Info
     } else {
         log::Level::Warn
     };

@@ -25,7 +25,7 @@
 #   DOCDIR/README.md, LICENSE-MIT, LICENSE-APACHE
 #   BINDIR/snp                               the command-line tool (docs/TOOLS.md)
 # The package version (pkg-config, CMake) is N.x.y, so that
-# find_package(softnet-persistence 1.0) means "ABI 1".
+# find_package(softnet-persistence N.0) means "ABI N".
 #
 # Hand-written rather than cargo-c's `cargo cinstall` (tried: 0.10.24).
 # cargo-c takes the SONAME from the crate version (0.1.0 gives .so.0.1) or

@@ -130,6 +130,14 @@
 #define SNP_FAILURE_CAPACITY_UNCHANGED 6
 
 /**
+ * Pending events older than the age limit (`max_age_ms`) were dropped as
+ * they came up for delivery. Asked for by the application: not counted in
+ * `failures`, `events_lost` is 0; `expired_events` in the stats counts
+ * them.
+ */
+#define SNP_FAILURE_EXPIRED 7
+
+/**
  * Level 1: memory.
  */
 #define SNP_LEVEL_MEMORY 1
@@ -188,9 +196,15 @@
 #define SNP_REMOVED_INVALIDATED 4
 
 /**
- * Largest record payload a service store hands its backend.
+ * Older than the store's age limit (`max_age_ms`).
  */
-#define SNP_MAX_RECORD_LEN ((32 + 256) + 2048)
+#define SNP_REMOVED_EXPIRED 5
+
+/**
+ * Largest record payload a service store hands its backend (ABI 2: 40
+ * bytes of fixed fields and raise time, the longest name and arguments).
+ */
+#define SNP_MAX_RECORD_LEN ((40 + 256) + 2048)
 
 /**
  * Longest metadata blob a backend must keep (`get_metadata`,
@@ -239,7 +253,7 @@
  * `SNP_ABI_VERSION`: grows when a symbol or struct layout changes in a way
  * that breaks existing callers.
  */
-#define SNP_ABI_VERSION 1
+#define SNP_ABI_VERSION 2
 
 /**
  * A client store. Opaque; safe to use from several threads at once.
@@ -508,6 +522,14 @@ typedef struct snp_service_options {
      * field (a smaller `struct_size`) gets the default.
      */
     int32_t open_policy;
+    /**
+     * Age limit in milliseconds (0, the default: none): a pending event
+     * raised longer ago than this is dropped when it would next be
+     * delivered, and reported as `SNP_FAILURE_EXPIRED`. An event whose raise
+     * time is unknown, or came from a clock not yet set (before 2020), or
+     * is ahead of the clock now (it went backwards) never expires.
+     */
+    uint64_t max_age_ms;
 } snp_service_options;
 
 /**
@@ -670,6 +692,17 @@ typedef struct snp_stored_event {
      * The event's uid (what the broker acknowledges).
      */
     struct snp_uuid uid;
+    /**
+     * Its sequence number in the store: greater than that of every event
+     * raised before it into the same store, kept across restarts and a
+     * fallback to level 1 (ABI 2).
+     */
+    uint64_t seq;
+    /**
+     * When it was raised: wall clock, milliseconds since the Unix epoch;
+     * 0 when unknown (stored by a release before raise times; ABI 2).
+     */
+    uint64_t raised_at_ms;
 } snp_stored_event;
 
 /**
@@ -780,6 +813,11 @@ typedef struct snp_service_stats {
      * The storage uid.
      */
     struct snp_uuid storage_uid;
+    /**
+     * Events dropped for being older than `max_age_ms` (not counted in
+     * `failures` or `events_lost`).
+     */
+    uint64_t expired_events;
 } snp_service_stats;
 
 /**

@@ -73,6 +73,13 @@ pub struct snp_stored_event {
     pub client_id: i64,
     /// The event's uid (what the broker acknowledges).
     pub uid: snp_uuid,
+    /// Its sequence number in the store: greater than that of every event
+    /// raised before it into the same store, kept across restarts and a
+    /// fallback to level 1 (ABI 2).
+    pub seq: u64,
+    /// When it was raised: wall clock, milliseconds since the Unix epoch;
+    /// 0 when unknown (stored by a release before raise times; ABI 2).
+    pub raised_at_ms: u64,
 }
 
 impl snp_stored_event {
@@ -88,6 +95,8 @@ impl snp_stored_event {
             args_len: 0,
             client_id: e.client_id.unwrap_or(0),
             uid: e.uid.into(),
+            seq: e.seq,
+            raised_at_ms: e.raised_at_ms.unwrap_or(0),
         };
         let name = e.name.as_bytes();
         let n = name.len().min(SNP_MAX_NAME_LEN);
@@ -216,6 +225,8 @@ impl EventIn {
             args: self.args,
             client_id: self.client_id,
             uid,
+            seq: 0,
+            raised_at_ms: None,
         }
     }
 }

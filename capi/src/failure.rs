@@ -21,6 +21,11 @@ pub const SNP_FAILURE_CALLBACK_LOOP: i32 = 5;
 /// rewrite failed, e.g. on a full disk): it keeps its old capacity, nothing
 /// was lost.
 pub const SNP_FAILURE_CAPACITY_UNCHANGED: i32 = 6;
+/// Pending events older than the age limit (`max_age_ms`) were dropped as
+/// they came up for delivery. Asked for by the application: not counted in
+/// `failures`, `events_lost` is 0; `expired_events` in the stats counts
+/// them.
+pub const SNP_FAILURE_EXPIRED: i32 = 7;
 
 // The header's codes are the library's.
 const _: () = assert!(
@@ -30,6 +35,7 @@ const _: () = assert!(
         && SNP_FAILURE_INTERRUPTED_WRITE == FailureKind::InterruptedWrite.code()
         && SNP_FAILURE_CALLBACK_LOOP == FailureKind::CallbackLoop.code()
         && SNP_FAILURE_CAPACITY_UNCHANGED == FailureKind::CapacityUnchanged.code()
+        && SNP_FAILURE_EXPIRED == FailureKind::Expired.code()
 );
 
 /// `void on_failure(void *user_data, int32_t failure_kind, const char

@@ -25,33 +25,16 @@ fn outcome(result: std::thread::Result<Result<snp_status, Error>>) -> snp_status
     match result {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
-            set_last_error(detail(&e));
+            // Without the category the status already says
+            // (`snp_status_str`), so that the usual "%s: %s" pattern does
+            // not say it twice.
+            set_last_error(e.detail());
             status_of(&e)
         }
         Err(panic) => {
             set_last_error(panic_message(panic.as_ref()));
             SNP_ERR_PANIC
         }
-    }
-}
-
-/// An error's message for `snp_last_error_message`: without the category
-/// the Rust error's text starts with ("invalid argument: ..."), which the
-/// status already says (`snp_status_str`), so that the usual
-/// `"%s: %s", snp_status_str(st), message` does not say it twice.
-fn detail(e: &Error) -> String {
-    const CATEGORIES: [&str; 6] = [
-        "invalid argument: ",
-        "I/O error: ",
-        "corrupt or foreign data: ",
-        "storage full: ",
-        "wrong state: ",
-        "custom backend failed: ",
-    ];
-    let text = e.to_string();
-    match CATEGORIES.iter().find_map(|c| text.strip_prefix(c)) {
-        Some(rest) => rest.to_string(),
-        None => text,
     }
 }
 

@@ -24,8 +24,11 @@ pub const SNP_REMOVED_SUPERSEDED: i32 = 2;
 pub const SNP_REMOVED_DROPPED: i32 = 3;
 /// Discarded as ancient data.
 pub const SNP_REMOVED_INVALIDATED: i32 = 4;
-/// Largest record payload a service store hands its backend.
-pub const SNP_MAX_RECORD_LEN: usize = 32 + 256 + 2048;
+/// Older than the store's age limit (`max_age_ms`).
+pub const SNP_REMOVED_EXPIRED: i32 = 5;
+/// Largest record payload a service store hands its backend (ABI 2: 40
+/// bytes of fixed fields and raise time, the longest name and arguments).
+pub const SNP_MAX_RECORD_LEN: usize = 40 + 256 + 2048;
 /// Longest metadata blob a backend must keep (`get_metadata`,
 /// `set_metadata`).
 pub const SNP_MAX_METADATA_LEN: usize = 64;
@@ -151,6 +154,7 @@ fn reason_code(why: Removal) -> i32 {
         Removal::Superseded => SNP_REMOVED_SUPERSEDED,
         Removal::Dropped => SNP_REMOVED_DROPPED,
         Removal::Invalidated => SNP_REMOVED_INVALIDATED,
+        Removal::Expired => SNP_REMOVED_EXPIRED,
         // A reason this header does not name yet (for logs only).
         _ => 0,
     }

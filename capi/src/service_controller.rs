@@ -48,6 +48,8 @@ impl snp_service_output {
             args: Vec::new(),
             client_id: None,
             uid: snp::Uuid::nil(),
+            seq: 0,
+            raised_at_ms: None,
         });
         let (kind, event, storage_uid) = match output {
             ServiceOutput::SendEvent(e) => (

@@ -62,6 +62,12 @@ pub struct snp_service_options {
     /// cause and the fix. A caller built with a header that lacks this
     /// field (a smaller `struct_size`) gets the default.
     pub open_policy: i32,
+    /// Age limit in milliseconds (0, the default: none): a pending event
+    /// raised longer ago than this is dropped when it would next be
+    /// delivered, and reported as `SNP_FAILURE_EXPIRED`. An event whose raise
+    /// time is unknown, or came from a clock not yet set (before 2020), or
+    /// is ahead of the clock now (it went backwards) never expires.
+    pub max_age_ms: u64,
 }
 
 impl Default for snp_service_options {
@@ -80,6 +86,7 @@ impl Default for snp_service_options {
             on_failure: None,
             user_data: ptr::null_mut(),
             open_policy: SNP_OPEN_FALLBACK,
+            max_age_ms: 0,
         }
     }
 }
@@ -115,6 +122,7 @@ pub(crate) fn rust_options(o: &snp_service_options) -> Result<ServiceOptions, Er
         overflow,
         on_failure: failure_callback(o.on_failure, o.user_data),
         open_policy: open_policy_of(o.open_policy)?,
+        max_age: (o.max_age_ms > 0).then(|| std::time::Duration::from_millis(o.max_age_ms)),
         ..ServiceOptions::default()
     })
 }

@@ -53,6 +53,9 @@ pub struct snp_service_stats {
     pub events_lost: u64,
     /// The storage uid.
     pub storage_uid: snp_uuid,
+    /// Events dropped for being older than `max_age_ms` (not counted in
+    /// `failures` or `events_lost`).
+    pub expired_events: u64,
 }
 
 impl snp_service_stats {
@@ -72,6 +75,7 @@ impl snp_service_stats {
             failures: s.failures,
             events_lost: s.events_lost,
             storage_uid: s.storage_uid.into(),
+            expired_events: s.expired_events,
         }
     }
 }

@@ -84,7 +84,7 @@ pub extern "C" fn snp_status_str(status: snp_status) -> *const c_char {
 
 /// `SNP_ABI_VERSION`: grows when a symbol or struct layout changes in a way
 /// that breaks existing callers.
-pub const SNP_ABI_VERSION: u32 = 1;
+pub const SNP_ABI_VERSION: u32 = 2;
 
 /// The ABI version of the loaded library (compare with `SNP_ABI_VERSION`).
 #[no_mangle]

@@ -876,7 +876,7 @@ static void test_stats(void) {
     CHECK(st.pending_events == 2);
     /* A record: 32 bytes of header, 32 of fixed event fields, name, args,
      * rounded up to 8. */
-    CHECK(st.used_bytes == 2 * ((32 + 32 + 4 + 4 + 7) / 8 * 8));
+    CHECK(st.used_bytes == 2 * ((32 + 40 + 4 + 4 + 7) / 8 * 8));
     CHECK(st.capacity_bytes == 16 * 1024);
     CHECK(st.dropped_events == 0 && st.rejected_events == 0 && st.superseded_events == 0);
     CHECK(st.invalidated_events == 0 && st.failures == 0 && st.events_lost == 0);

@@ -47,6 +47,14 @@ impl Object {
         }
     }
 
+    /// `"key":"value"` or `"key":null`
+    pub fn opt_str(self, key: &str, value: Option<&str>) -> Object {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.null(key),
+        }
+    }
+
     /// `"key":null`
     pub fn null(mut self, key: &str) -> Object {
         self.key(key);

@@ -16,6 +16,7 @@ mod json;
 mod locks;
 mod output;
 mod snapshot;
+mod time;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,14 +61,15 @@ fn command_help(name: &str) -> Option<&'static str> {
         "inspect" => {
             "usage: snp inspect FILE\n\nPrints the kind of file, its format version, capacity \
              and bytes used, the pending\nevents (subscriptions), the storage uid, the oldest \
-             and newest pending id, the count\nper name, whether a process holds the file \
-             open, and whether it is intact.\nExit 0; 2 if unreadable; 3 if busy."
+             and newest pending id and raise\ntime (UTC), the count per name, whether a \
+             process holds the file open, and\nwhether it is intact.\nExit 0; 2 if unreadable; \
+             3 if busy."
         }
         "dump" => {
             "usage: snp dump FILE [--json]\n\nPrints every pending event in delivery order (id, \
-             kind, name, uid, client id,\narguments as text when printable UTF-8, else hex), or \
-             every subscription of a\nclient file with its last id. --json: one JSON object \
-             per line.\nExit 0; 2 if unreadable; 3 if busy."
+             raise time in UTC, kind,\nname, uid, client id, arguments as text when printable \
+             UTF-8, else hex), or\nevery subscription of a client file with its last id. \
+             --json: one JSON object\nper line.\nExit 0; 2 if unreadable; 3 if busy."
         }
         "verify" => {
             "usage: snp verify FILE\n\nChecks the header and every record. Exit 0 when intact, \

@@ -10,6 +10,7 @@ use softnet_persistence::{
 
 use crate::json::Object;
 use crate::locks::Holder;
+use crate::time;
 
 /// Bytes shown as text when they are printable UTF-8, else as hex.
 enum Shown {
@@ -89,6 +90,7 @@ pub fn inspect(path: &Path, i: &JournalInspection, holder: &Holder) -> String {
     let ids = |r: Option<&InspectedRecord>| r.map_or("-".to_string(), |r| r.id.to_string());
     let _ = writeln!(o, "oldest id:    {}", ids(i.records.first()));
     let _ = writeln!(o, "newest id:    {}", ids(i.records.last()));
+    raise_times(&mut o, i);
     let _ = writeln!(
         o,
         "header:       generation {} (slot 0: {}; slot 1: {}); log starts at ring offset {}, \
@@ -103,6 +105,34 @@ pub fn inspect(path: &Path, i: &JournalInspection, holder: &Holder) -> String {
     let _ = writeln!(o, "condition:    {}", condition(i));
     names(&mut o, i);
     o
+}
+
+/// The oldest and newest raise time of the pending events, and how many
+/// have none (stored by a release before raise times).
+fn raise_times(o: &mut String, i: &JournalInspection) {
+    if i.kind != JournalKind::Service {
+        return;
+    }
+    let mut known = Vec::new();
+    let mut unknown = 0;
+    for r in &i.records {
+        if let RecordContent::Event(e) = &r.content {
+            match e.raised_at_ms {
+                Some(ms) => known.push(ms),
+                None => unknown += 1,
+            }
+        }
+    }
+    let unknown = match unknown {
+        0 => String::new(),
+        n => format!(" ({n} event(s) with no raise time: stored by an earlier release)"),
+    };
+    let (oldest, newest) = match (known.iter().min(), known.iter().max()) {
+        (Some(&a), Some(&b)) => (time::iso8601(a), time::iso8601(b)),
+        _ => ("-".to_string(), "-".to_string()),
+    };
+    let _ = writeln!(o, "oldest raise: {oldest}{unknown}");
+    let _ = writeln!(o, "newest raise: {newest}");
 }
 
 /// One phrase: intact, or what is wrong.
@@ -199,8 +229,9 @@ fn event_text(r: &InspectedRecord, e: &Event) -> String {
         .client_id
         .map_or(String::new(), |c| format!(" client={c}"));
     format!(
-        "id={} kind={} name={} uid={}{client} args={args}",
+        "id={} raised={} kind={} name={} uid={}{client} args={args}",
         r.id,
+        time::raised(e.raised_at_ms),
         e.kind,
         quoted(&e.name),
         e.uid
@@ -216,6 +247,8 @@ fn event_json(r: &InspectedRecord, e: &Event) -> String {
         .str("record", "event")
         .num("id", r.id)
         .num("seq", r.seq)
+        .opt_num("raised_at_ms", e.raised_at_ms.map(|ms| ms as i64))
+        .opt_str("raised_at", e.raised_at_ms.map(time::iso8601).as_deref())
         .str("kind", &e.kind.to_string())
         .str("name", &e.name)
         .str("uid", &e.uid.to_string())

@@ -4,6 +4,8 @@ mod common;
 
 use std::fs;
 
+use softnet_persistence::Uuid;
+
 use common::*;
 
 #[test]
@@ -15,7 +17,7 @@ fn an_intact_service_journal_is_inspected_dumped_and_verified() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = &run.stdout;
     for part in [
-        "service journal (SNPSVCJ1), format version 2".to_string(),
+        "service journal (SNPSVCJ1), format version 3".to_string(),
         format!("owner:        {SERVICE} (service uid)"),
         format!("storage uid:  {storage}"),
         "pending:      6 event(s)".to_string(),
@@ -28,6 +30,12 @@ fn an_intact_service_journal_is_inspected_dumped_and_verified() {
     // instance (id 3, superseded by the second).
     assert!(out.contains("oldest id:    2\n"), "{out}");
     assert!(out.contains("newest id:    8\n"), "{out}");
+    // Every event here was raised by this library: each has a raise time.
+    let times: Vec<u64> = pending.iter().map(|e| e.raised_at_ms.unwrap()).collect();
+    let oldest = iso8601(*times.iter().min().unwrap());
+    let newest = iso8601(*times.iter().max().unwrap());
+    assert!(out.contains(&format!("oldest raise: {oldest}\n")), "{out}");
+    assert!(out.contains(&format!("newest raise: {newest}\n")), "{out}");
     let names: Vec<&str> = out.lines().skip_while(|l| *l != "names:").skip(1).collect();
     let names: Vec<Vec<&str>> = names
         .iter()
@@ -87,10 +95,12 @@ fn dump_json_is_one_escaped_object_per_line() {
         let lines: Vec<&str> = run.stdout.lines().collect();
         assert_eq!(lines.len(), pending.len());
         let e = &pending[0];
+        let ms = e.raised_at_ms.unwrap();
         assert_eq!(
             lines[0],
             format!(
-                r#"{{"record":"event","id":2,"seq":2,"kind":"queueing","name":"Temperature","uid":"{}","client_id":null,"args_encoding":"utf8","args":"21.5"}}"#,
+                r#"{{"record":"event","id":2,"seq":2,"raised_at_ms":{ms},"raised_at":"{}","kind":"queueing","name":"Temperature","uid":"{}","client_id":null,"args_encoding":"utf8","args":"21.5"}}"#,
+                iso8601(ms),
                 e.uid
             )
         );
@@ -114,6 +124,64 @@ fn dump_json_is_one_escaped_object_per_line() {
             assert!(line.contains(&format!("\"uid\":\"{}\"", event.uid)));
         }
     }
+}
+
+#[test]
+fn raise_times_are_utc_to_the_millisecond() {
+    // 2000-01-01 is 30 * 365 + 7 leap days = 10,957 days after 1970-01-01;
+    // 2000-02-29 is 31 + 28 days later: 11,016 days = 951,782,400 s.
+    assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(iso8601(951_782_400_000 - 1), "2000-02-28T23:59:59.999Z");
+    assert_eq!(iso8601(951_868_800_000), "2000-03-01T00:00:00.000Z");
+}
+
+/// A journal written by the release of format version 1 (the library's
+/// fixture, tests/fixtures/service-v1.ssp): its events have no raise time.
+#[test]
+fn events_of_an_earlier_release_show_their_raise_time_unknown() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/service-v1.ssp"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join(testkit::files::journal_name(Uuid::from_u128(0x5eed_0001)));
+    fs::copy(fixture, &path).unwrap();
+    let before = files_in(dir.path());
+
+    let run = snp_on("inspect", &path, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    for part in [
+        "service journal (SNPSVCJ1), format version 1\n",
+        "pending:      4 event(s)\n",
+        "oldest raise: - (4 event(s) with no raise time: stored by an earlier release)\n",
+        "newest raise: -\n",
+    ] {
+        assert!(out.contains(part), "{part:?} in\n{out}");
+    }
+
+    let run = snp_on("dump", &path, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    for line in &lines {
+        assert!(line.contains(" raised=unknown "), "{line}");
+    }
+
+    let run = snp_on("dump", &path, &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    for line in &lines {
+        assert!(
+            line.contains(r#","raised_at_ms":null,"raised_at":null,"#),
+            "{line}"
+        );
+    }
+    assert_eq!(files_in(dir.path()), before, "the tool writes nothing");
 }
 
 #[test]

@@ -47,6 +47,8 @@ fn writer_child() {
             args: n.to_string().into_bytes(),
             client_id: None,
             uid: Uuid::from_u128(UID_BASE + n),
+            seq: 0,
+            raised_at_ms: None,
         };
         let _ = store.raise_event(&event);
         if n.is_multiple_of(3) {

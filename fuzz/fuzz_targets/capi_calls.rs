@@ -112,17 +112,20 @@ enum StructSize {
     Exact,
     /// A newer caller's struct (16 more bytes, readable).
     Larger,
-    /// A caller built with the header before `open_policy` (both options
-    /// structs were 8 bytes shorter): accepted, with the default policy.
+    /// A caller built with an older header: 8 bytes shorter (the service
+    /// options before `max_age_ms`, the client options before
+    /// `open_policy`): accepted, with the defaults for what it lacks.
     Older,
-    /// Shorter than any release's struct: refused.
+    /// Shorter than any release's struct (8 bytes short of the oldest,
+    /// which ends before `open_policy`): refused.
     Smaller,
     Zero,
 }
 
-// `Older` is the layout before `open_policy`, 8 bytes shorter in both.
+// `Older` is a release's layout: the service options before `max_age_ms`,
+// the client options before `open_policy`, 8 bytes shorter in both.
 const _: () = assert!(
-    std::mem::offset_of!(capi::service_options::snp_service_options, open_policy) + 8
+    std::mem::offset_of!(capi::service_options::snp_service_options, max_age_ms) + 8
         == std::mem::size_of::<capi::service_options::snp_service_options>()
         && std::mem::offset_of!(capi::client_options::snp_client_options, open_policy) + 8
             == std::mem::size_of::<capi::client_options::snp_client_options>()
@@ -139,12 +142,14 @@ impl StructSize {
         }
     }
 
-    fn value(self, ours: usize) -> u32 {
+    /// The size for a struct of `ours` bytes whose oldest accepted layout
+    /// is `oldest` bytes.
+    fn value(self, ours: usize, oldest: usize) -> u32 {
         (match self {
             StructSize::Exact => ours,
             StructSize::Larger => ours + 16,
             StructSize::Older => ours - 8,
-            StructSize::Smaller => ours - 16,
+            StructSize::Smaller => oldest - 8,
             StructSize::Zero => 0,
         }) as u32
     }

@@ -19,9 +19,10 @@ pub use memory::MemoryLog;
 pub use record_log::{RecordLog, Removal};
 
 /// Largest record a service store hands its [`RecordLog`]: an encoded
-/// event with the longest name and arguments (32 bytes of fixed fields,
-/// 256 of name, 2048 of arguments). Every backend must accept this much.
-pub const MAX_RECORD_LEN: usize = 32 + crate::event::MAX_NAME_LEN + crate::event::MAX_ARGS_LEN;
+/// event with the longest name and arguments (40 bytes of fixed fields and
+/// raise time, 256 of name, 2048 of arguments). Every backend must accept
+/// this much.
+pub const MAX_RECORD_LEN: usize = 40 + crate::event::MAX_NAME_LEN + crate::event::MAX_ARGS_LEN;
 
 /// Bytes a record with `payload_len` bytes of payload counts against a
 /// store's capacity, the same at every level: what the journal file holds

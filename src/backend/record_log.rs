@@ -21,6 +21,8 @@ pub enum Removal {
     Dropped,
     /// Discarded as ancient data (`invalidate_ancient`).
     Invalidated,
+    /// Older than the store's age limit (`ServiceOptions::max_age`).
+    Expired,
 }
 
 /// Ordered storage of opaque records, identified by sequence numbers.

@@ -86,9 +86,12 @@ pub mod record {
     pub const HEADER_LEN: usize = 32;
 }
 
-/// Format version written by this library: 2, records carry the durable
-/// watermark ([`record::UNSYNCED`]).
-pub const VERSION: u32 = 2;
+/// Format version written by this library: 3. Version 2 added the durable
+/// watermark ([`record::UNSYNCED`]); version 3 changes nothing in the
+/// journal's own layout: it marks files whose service events may carry a
+/// raise time (src/service/codec.rs), which a release that reads only
+/// versions 1 and 2 would take for damaged records.
+pub const VERSION: u32 = 3;
 /// The oldest version this library reads: 1, whose records have 0 where
 /// version 2 has the watermark (which means every record before them was
 /// durable: recovery judges damage exactly as version 1 did).
@@ -136,12 +139,19 @@ pub const STATE_SUPERSEDED: u8 = b'S';
 pub const STATE_DROPPED: u8 = b'X';
 /// Removed: ancient data invalidated.
 pub const STATE_INVALIDATED: u8 = b'V';
+/// Removed: older than the store's age limit ("old"; version 3).
+pub const STATE_EXPIRED: u8 = b'O';
 
 /// True for every state a record may legitimately have.
 pub fn is_known_state(state: u8) -> bool {
     matches!(
         state,
-        STATE_LIVE | STATE_ACKED | STATE_SUPERSEDED | STATE_DROPPED | STATE_INVALIDATED
+        STATE_LIVE
+            | STATE_ACKED
+            | STATE_SUPERSEDED
+            | STATE_DROPPED
+            | STATE_INVALIDATED
+            | STATE_EXPIRED
     )
 }
 

@@ -38,7 +38,7 @@ use crate::journal::durability::{Dirty, Durability, SyncPolicy};
 use crate::journal::file::LockedFile;
 use crate::journal::format::{
     data_size_for, record, record_len, MAX_META_LEN, MAX_PAYLOAD_LEN, STATE_ACKED, STATE_DROPPED,
-    STATE_INVALIDATED, STATE_SUPERSEDED,
+    STATE_EXPIRED, STATE_INVALIDATED, STATE_SUPERSEDED,
 };
 use crate::journal::group::{Freed, Group, SyncTicket};
 use crate::journal::prefault::Prefault;
@@ -258,6 +258,7 @@ fn removed_state(why: Removal) -> u8 {
         Removal::Superseded => STATE_SUPERSEDED,
         Removal::Dropped => STATE_DROPPED,
         Removal::Invalidated => STATE_INVALIDATED,
+        Removal::Expired => STATE_EXPIRED,
     }
 }
 

@@ -3,32 +3,58 @@
 //! ```text
 //! offset size field
 //!  0     1    kind code (1, 2, 4, 5)
-//!  1     1    flags: bit 0 = has client id; other bits zero
+//!  1     1    flags: bit 0 = has client id, bit 1 = has raise time;
+//!             other bits zero
 //!  2     2    name length n (u16 LE, 1..=256)
 //!  4     2    arguments length a (u16 LE, 0..=2048)
 //!  6     2    reserved, zero
 //!  8     8    client id (i64 LE; zero when absent)
 //! 16    16    uid
-//! 32     n    name (ASCII)
-//! 32+n   a    arguments
+//! 32     8    raise time (u64 LE, ms since the Unix epoch), only with bit 1
+//! f      n    name (ASCII); f = 40 with a raise time, else 32
+//! f+n    a    arguments
 //! ```
 //!
 //! The same bytes go to every backend, so capacity means the same at every
 //! level. Decoding checks every field: a custom backend returning garbage
-//! gives an error, never a panic or an invented event.
+//! gives an error, never a panic or an invented event. Events stored by
+//! releases before raise times have no bit 1 and decode with the raise
+//! time unknown; this library always writes one (unless the clock reads
+//! before 1970).
 
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{validate, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 
-/// Bytes before the name.
+/// Bytes before the name, without a raise time (the shortest record).
 pub(crate) const FIXED_LEN: usize = 32;
+/// Bytes of the raise time, when present.
+const TIME_LEN: usize = 8;
 /// Largest encoded event: what every record backend must accept.
-pub(crate) const MAX_ENCODED_LEN: usize = FIXED_LEN + MAX_NAME_LEN + MAX_ARGS_LEN;
+pub(crate) const MAX_ENCODED_LEN: usize = FIXED_LEN + TIME_LEN + MAX_NAME_LEN + MAX_ARGS_LEN;
 const _: () = assert!(MAX_ENCODED_LEN == crate::backend::MAX_RECORD_LEN);
 
 const FLAG_CLIENT: u8 = 1;
+const FLAG_TIME: u8 = 2;
+
+/// What `encode` stores beside the event's content.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    pub uid: Uuid,
+    /// Raise time, ms since the Unix epoch.
+    pub raised_at_ms: Option<u64>,
+}
+
+impl Stamp {
+    /// `uid`, raised now.
+    pub(crate) fn now(uid: Uuid) -> Stamp {
+        Stamp {
+            uid,
+            raised_at_ms: crate::event::now_ms(),
+        }
+    }
+}
 
 /// Encodes an already validated event into `out` (cleared first).
 pub(crate) fn encode(
@@ -37,16 +63,26 @@ pub(crate) fn encode(
     name: &str,
     args: &[u8],
     client_id: Option<i64>,
-    uid: Uuid,
+    stamp: Stamp,
 ) {
     out.clear();
     out.push(kind.code());
-    out.push(if client_id.is_some() { FLAG_CLIENT } else { 0 });
+    let mut flags = 0;
+    if client_id.is_some() {
+        flags |= FLAG_CLIENT;
+    }
+    if stamp.raised_at_ms.is_some() {
+        flags |= FLAG_TIME;
+    }
+    out.push(flags);
     out.extend_from_slice(&(name.len() as u16).to_le_bytes());
     out.extend_from_slice(&(args.len() as u16).to_le_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&client_id.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(uid.as_bytes());
+    out.extend_from_slice(stamp.uid.as_bytes());
+    if let Some(ms) = stamp.raised_at_ms {
+        out.extend_from_slice(&ms.to_le_bytes());
+    }
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(args);
 }
@@ -54,9 +90,18 @@ pub(crate) fn encode(
 /// The fixed part, checked for consistency with the payload length.
 struct Fixed {
     kind: EventKind,
+    /// Where the name starts.
+    name_at: usize,
     name_len: usize,
     client_id: Option<i64>,
     uid: Uuid,
+    raised_at_ms: Option<u64>,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
 }
 
 fn corrupt(why: &str) -> Error {
@@ -71,31 +116,38 @@ fn fixed(b: &[u8]) -> Result<Fixed> {
     let flags = b[1];
     let name_len = u16::from_le_bytes([b[2], b[3]]) as usize;
     let args_len = u16::from_le_bytes([b[4], b[5]]) as usize;
-    if flags & !FLAG_CLIENT != 0 || b[6] != 0 || b[7] != 0 {
+    if flags & !(FLAG_CLIENT | FLAG_TIME) != 0 || b[6] != 0 || b[7] != 0 {
         return Err(corrupt("reserved bits set"));
     }
-    if FIXED_LEN + name_len + args_len != b.len() {
+    let timed = flags & FLAG_TIME != 0;
+    let name_at = if timed {
+        FIXED_LEN + TIME_LEN
+    } else {
+        FIXED_LEN
+    };
+    if name_at + name_len + args_len != b.len() {
         return Err(corrupt("lengths do not add up"));
     }
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&b[8..16]);
-    let client_id = (flags & FLAG_CLIENT != 0).then(|| i64::from_le_bytes(id));
+    let client_id = (flags & FLAG_CLIENT != 0).then(|| u64_at(b, 8) as i64);
     let mut uid = [0u8; 16];
     uid.copy_from_slice(&b[16..32]);
     Ok(Fixed {
         kind,
+        name_at,
         name_len,
         client_id,
         uid: Uuid::from_bytes(uid),
+        raised_at_ms: timed.then(|| u64_at(b, FIXED_LEN)),
     })
 }
 
-/// Decodes and fully validates a stored event.
-pub(crate) fn decode(b: &[u8]) -> Result<Event> {
+/// Decodes and fully validates a stored event; `seq` is the sequence
+/// number its backend holds it under.
+pub(crate) fn decode(b: &[u8], seq: u64) -> Result<Event> {
     let f = fixed(b)?;
-    let name = std::str::from_utf8(&b[FIXED_LEN..FIXED_LEN + f.name_len])
+    let name = std::str::from_utf8(&b[f.name_at..f.name_at + f.name_len])
         .map_err(|_| corrupt("name is not text"))?;
-    let args = &b[FIXED_LEN + f.name_len..];
+    let args = &b[f.name_at + f.name_len..];
     validate(f.kind, name, args, f.client_id).map_err(|e| corrupt(&e.to_string()))?;
     Ok(Event {
         kind: f.kind,
@@ -103,13 +155,15 @@ pub(crate) fn decode(b: &[u8]) -> Result<Event> {
         args: args.to_vec(),
         client_id: f.client_id,
         uid: f.uid,
+        seq,
+        raised_at_ms: f.raised_at_ms,
     })
 }
 
 /// The kind and name of a stored event, for indexing (validated).
 pub(crate) fn decode_key(b: &[u8]) -> Result<(EventKind, &str)> {
     let f = fixed(b)?;
-    let name = std::str::from_utf8(&b[FIXED_LEN..FIXED_LEN + f.name_len])
+    let name = std::str::from_utf8(&b[f.name_at..f.name_at + f.name_len])
         .map_err(|_| corrupt("name is not text"))?;
     crate::event::validate_name(name).map_err(|e| corrupt(&e.to_string()))?;
     Ok((f.kind, name))
@@ -119,47 +173,67 @@ pub(crate) fn decode_key(b: &[u8]) -> Result<(EventKind, &str)> {
 mod tests {
     use super::*;
 
-    fn sample() -> Vec<u8> {
+    fn sample(raised_at_ms: Option<u64>) -> Vec<u8> {
         let mut b = Vec::new();
-        encode(
-            &mut b,
-            EventKind::Private,
-            "Door",
-            b"open",
-            Some(-7),
-            Uuid::from_u128(42),
-        );
+        let stamp = Stamp {
+            uid: Uuid::from_u128(42),
+            raised_at_ms,
+        };
+        encode(&mut b, EventKind::Private, "Door", b"open", Some(-7), stamp);
         b
     }
 
     #[test]
     fn round_trip() {
-        let b = sample();
-        assert_eq!(b.len(), FIXED_LEN + 4 + 4);
-        let e = decode(&b).unwrap();
+        let b = sample(Some(1_767_225_600_123));
+        assert_eq!(b.len(), FIXED_LEN + TIME_LEN + 4 + 4);
+        let e = decode(&b, 9).unwrap();
         assert_eq!(e.kind, EventKind::Private);
         assert_eq!(e.name, "Door");
         assert_eq!(e.args, b"open");
         assert_eq!(e.client_id, Some(-7));
         assert_eq!(e.uid, Uuid::from_u128(42));
+        assert_eq!(e.seq, 9);
+        assert_eq!(e.raised_at_ms, Some(1_767_225_600_123));
+        assert_eq!(decode_key(&b).unwrap(), (EventKind::Private, "Door"));
+    }
+
+    #[test]
+    fn events_without_a_raise_time_still_decode() {
+        // As releases before raise times wrote them: 32 fixed bytes.
+        let b = sample(None);
+        assert_eq!(b.len(), FIXED_LEN + 4 + 4);
+        assert_eq!(b[1], FLAG_CLIENT);
+        let e = decode(&b, 1).unwrap();
+        assert_eq!((e.name.as_str(), e.raised_at_ms), ("Door", None));
         assert_eq!(decode_key(&b).unwrap(), (EventKind::Private, "Door"));
     }
 
     #[test]
     fn garbage_is_an_error_never_a_panic() {
-        let b = sample();
-        for len in 0..b.len() {
-            assert!(decode(&b[..len]).is_err(), "truncated at {len}");
+        for b in [sample(None), sample(Some(5))] {
+            for len in 0..b.len() {
+                assert!(decode(&b[..len], 1).is_err(), "truncated at {len}");
+            }
+            // Flips in the fixed header that make the record inconsistent
+            // (bit 1 of the flags moves the name by 8 bytes).
+            for (byte, bit) in [
+                (0usize, 0x40),
+                (1, 0x40),
+                (1, 0x02),
+                (2, 0x40),
+                (4, 0x40),
+                (6, 0x40),
+                (7, 0x40),
+            ] {
+                let mut c = b.clone();
+                c[byte] ^= bit;
+                assert!(decode(&c, 1).is_err(), "byte {byte} bit {bit:#x}");
+            }
         }
-        // Flips in the fixed header that make the record inconsistent.
-        for byte in [0usize, 1, 2, 4, 6, 7] {
-            let mut c = b.clone();
-            c[byte] ^= 0x40;
-            assert!(decode(&c).is_err(), "byte {byte}");
-        }
-        let mut c = b.clone();
+        let mut c = sample(None);
         c[FIXED_LEN] = b'1'; // name must start with a letter
-        assert!(decode(&c).is_err());
+        assert!(decode(&c, 1).is_err());
         assert!(decode_key(&c).is_err());
     }
 }

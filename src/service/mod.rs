@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
+use self::codec::Stamp;
 use self::core::{Core, Limits};
 use crate::backend::{Level, RecordLog};
 use crate::error::{Error, Result};
-use crate::event::validate;
+use crate::event::{now_ms, validate};
 use crate::event::{Event, EventKind};
 use crate::journal::{new_uid, Journal, JournalConfig};
 use crate::report::OpenPolicy;
@@ -46,6 +47,8 @@ impl Event {
             args: args.to_vec(),
             client_id,
             uid: new_uid(),
+            seq: 0,
+            raised_at_ms: None,
         })
     }
 }
@@ -90,6 +93,9 @@ fn limits(options: &ServiceOptions, level_2: bool) -> Result<Limits> {
         capacity,
         memory_capacity,
         overflow: options.overflow,
+        max_age_ms: options
+            .max_age
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     })
 }
 
@@ -168,30 +174,30 @@ impl ServiceStore {
     /// Stores an event; returns its new uid. Errors: invalid name or
     /// arguments, storage full (reject-new policy), closed.
     pub fn raise(&self, kind: EventKind, name: &str, args: &[u8]) -> Result<Uuid> {
-        let uid = new_uid();
-        self.shell.with(|c| c.raise(kind, name, args, None, uid))?;
-        Ok(uid)
+        let stamp = Stamp::now(new_uid());
+        self.shell
+            .with(|c| c.raise(kind, name, args, None, stamp))?;
+        Ok(stamp.uid)
     }
 
     /// Stores a Private event for `client_id`; returns its new uid.
     pub fn raise_private(&self, name: &str, args: &[u8], client_id: i64) -> Result<Uuid> {
-        let uid = new_uid();
+        let stamp = Stamp::now(new_uid());
         self.shell
-            .with(|c| c.raise(EventKind::Private, name, args, Some(client_id), uid))?;
-        Ok(uid)
+            .with(|c| c.raise(EventKind::Private, name, args, Some(client_id), stamp))?;
+        Ok(stamp.uid)
     }
 
-    /// Stores an event with the caller's uid (`event.uid`).
+    /// Stores an event with the caller's uid (`event.uid`), and its raise
+    /// time if it has one (an event relayed from another store keeps its
+    /// age); otherwise the clock's. `event.seq` is ignored.
     pub fn raise_event(&self, event: &Event) -> Result<Uuid> {
-        self.shell.with(|c| {
-            c.raise(
-                event.kind,
-                &event.name,
-                &event.args,
-                event.client_id,
-                event.uid,
-            )
-        })?;
+        let stamp = Stamp {
+            uid: event.uid,
+            raised_at_ms: event.raised_at_ms.or_else(now_ms),
+        };
+        self.shell
+            .with(|c| c.raise(event.kind, &event.name, &event.args, event.client_id, stamp))?;
         Ok(event.uid)
     }
 

@@ -77,6 +77,14 @@ pub struct ServiceOptions {
     /// What `open_file` does when the journal cannot be opened: fall back
     /// to level 1 (default) or fail (see [`OpenPolicy`]).
     pub open_policy: OpenPolicy,
+    /// Age limit: a pending event raised longer ago than this is dropped
+    /// when it would next be delivered, and reported as
+    /// [`FailureKind::Expired`](crate::FailureKind::Expired). `None` (the
+    /// default) keeps events however old. Ages come from the wall clock:
+    /// an event whose raise time is unknown, or was read from a clock
+    /// that had not been set (before 2020), or is ahead of the clock now
+    /// (it went backwards) never expires. Whole milliseconds count.
+    pub max_age: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for ServiceOptions {
@@ -89,6 +97,7 @@ impl fmt::Debug for ServiceOptions {
             .field("on_failure", &self.on_failure.is_some())
             .field("device_layer", &LayerPresence(&self.device_layer))
             .field("open_policy", &self.open_policy)
+            .field("max_age", &self.max_age)
             .finish()
     }
 }
@@ -171,6 +180,10 @@ pub struct ServiceStats {
     pub superseded_events: u64,
     /// Ancient events discarded by `invalidate_ancient`.
     pub invalidated_events: u64,
+    /// Events dropped for being older than
+    /// [`ServiceOptions::max_age`] (by the application's choice: not
+    /// counted in `failures` or `events_lost`).
+    pub expired_events: u64,
     /// Failure reports other than capacity drops (fallback, corruption,
     /// interrupted writes).
     pub failures: u64,

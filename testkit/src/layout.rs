@@ -12,7 +12,7 @@ use softnet_persistence::{Event, EventKind, Uuid};
 
 use crate::files::{u32_at, u64_at, DATA_OFFSET, RECORD_HEADER, SLOT_LEN, SLOT_OFFSETS, STATE};
 
-/// The longest payload the format allows (a stored event is at most 2336).
+/// The longest payload the format allows (a stored event is at most 2344).
 pub const MAX_PAYLOAD: u64 = 2400;
 /// `MAX_RECORD_LEN`: a wrap marker only fills less than this.
 pub const MAX_RECORD_LEN: u64 = 2432;
@@ -280,15 +280,20 @@ pub fn decode_event(payload: &[u8]) -> Option<Event> {
     };
     let n = usize::from(u16::from_le_bytes([fixed[2], fixed[3]]));
     let a = usize::from(u16::from_le_bytes([fixed[4], fixed[5]]));
-    if payload.len() != 32 + n + a || fixed[1] & !1 != 0 {
+    // Flags: bit 0 a client id, bit 1 a raise time (8 bytes before the name).
+    let timed = fixed[1] & 2 == 2;
+    let at = if timed { 40 } else { 32 };
+    if payload.len() != at + n + a || fixed[1] & !3 != 0 {
         return None;
     }
     let client = u64_at(fixed, 8) as i64;
     Some(Event {
         kind,
-        name: String::from_utf8(payload[32..32 + n].to_vec()).ok()?,
-        args: payload[32 + n..].to_vec(),
+        name: String::from_utf8(payload[at..at + n].to_vec()).ok()?,
+        args: payload[at + n..].to_vec(),
         client_id: (fixed[1] & 1 == 1).then_some(client),
         uid: Uuid::from_slice(&fixed[16..32]).ok()?,
+        seq: 0,
+        raised_at_ms: timed.then(|| u64_at(payload, 32)),
     })
 }

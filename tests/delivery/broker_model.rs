@@ -45,6 +45,8 @@ fn event(kind: EventKind, name: &str, n: u128) -> Event {
         args: Vec::new(),
         client_id: (kind == EventKind::Private).then_some(-5),
         uid: Uuid::from_u128(n),
+        seq: 0,
+        raised_at_ms: None,
     }
 }
 

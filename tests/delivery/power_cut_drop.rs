@@ -26,6 +26,8 @@ fn power_cut_inside_a_raise_that_drops_for_room() {
         args: vec![n as u8; 40],
         client_id: None,
         uid: Uuid::from_u128(n),
+        seq: 0,
+        raised_at_ms: None,
     };
     let service = Uuid::from_u128(77);
     let mut lost = Vec::new();

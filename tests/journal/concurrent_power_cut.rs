@@ -70,6 +70,8 @@ fn raiser(store: &ServiceStore, cut: &PowerCut, t: u64, seen: &Mutex<Seen>) {
             args: vec![t as u8; 100 + rng.below(300) as usize],
             client_id: None,
             uid: uid(t, i),
+            seq: 0,
+            raised_at_ms: None,
         };
         match store.raise_event(&event) {
             Ok(_) => {

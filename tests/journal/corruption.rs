@@ -9,8 +9,8 @@
 //! `Durability::Sync`, then copied, damaged and opened again. Its records
 //! lie one after another from data offset 0 (nothing is acknowledged), so
 //! each record's place follows from the payload sizes: 8192 bytes of header
-//! page, then per record a 32-byte header and the payload (32 fixed bytes,
-//! the name, the arguments) padded to 8 bytes.
+//! page, then per record a 32-byte header and the payload (40 fixed bytes
+//! with the raise time, the name, the arguments) padded to 8 bytes.
 
 use std::fs;
 use std::path::Path;
@@ -25,8 +25,8 @@ use testkit::{
 };
 
 const CAPACITY: usize = 8192;
-/// Bytes of an event payload before the name.
-const EVENT_FIXED: usize = 32;
+/// Bytes of an event payload before the name (with its raise time).
+const EVENT_FIXED: usize = 40;
 /// Bit-flip cases.
 const FLIP_CASES: u32 = 3000;
 
@@ -167,6 +167,8 @@ pub(crate) fn fixture() -> Fixture {
                 args,
                 client_id,
                 uid,
+                seq: 0,
+                raised_at_ms: None,
             },
             live: true,
             start,

@@ -11,3 +11,4 @@ mod format_offsets;
 mod power_cut;
 mod runtime_damage;
 mod truncated_file;
+mod version_1_fixture;

@@ -55,6 +55,8 @@ fn event(kind: EventKind, name: &str, n: u64, len: u64) -> Event {
         args: (0..len).map(|i| (n + i) as u8).collect(),
         client_id: None,
         uid: Uuid::from_u128(0xDA_0000_0000 + u128::from(n)),
+        seq: 0,
+        raised_at_ms: None,
     }
 }
 

@@ -12,9 +12,10 @@ use softnet_persistence::{
 use testkit::{collect_into, drain, Reports};
 
 /// Bytes one stored event costs: a 32-byte record header plus the encoded
-/// event (32 fixed bytes, the name, the arguments), rounded up to 8.
+/// event (40 fixed bytes with the raise time, the name, the arguments),
+/// rounded up to 8.
 fn cost(name: &str, args_len: usize) -> u64 {
-    (32 + (32 + name.len() + args_len)).next_multiple_of(8) as u64
+    (32 + (40 + name.len() + args_len)).next_multiple_of(8) as u64
 }
 
 fn options_with_reports(
@@ -48,10 +49,10 @@ fn reported_drops(reports: &Reports) -> u64 {
     reports.iter().map(|r| r.events_lost).sum()
 }
 
-/// Rounding matters: 56 events of 72 bytes fit in a 4096-byte store (not
-/// 63 of 65); the 57th drops one.
-fn fifty_six_fit_then_one_drops(store: &ServiceStore) {
-    for _ in 0..56 {
+/// Rounding matters: 51 events of 80 bytes fit in a 4096-byte store (not
+/// 56 of 73); the 52nd drops one.
+fn fifty_one_fit_then_one_drops(store: &ServiceStore) {
+    for _ in 0..51 {
         store.raise(EventKind::Queueing, "T", b"").unwrap();
     }
     assert_eq!(store.stats().dropped_events, 0);
@@ -61,9 +62,9 @@ fn fifty_six_fit_then_one_drops(store: &ServiceStore) {
 
 #[test]
 fn record_cost_is_header_plus_encoded_event_rounded_to_8() {
-    assert_eq!(cost("T", 0), 72);
-    assert_eq!(cost("Exact", 59), 128);
-    assert_eq!(cost("Ev", 20), 88);
+    assert_eq!(cost("T", 0), 80);
+    assert_eq!(cost("Exact", 59), 136);
+    assert_eq!(cost("Ev", 20), 96);
     let store = ServiceStore::open_memory(&Default::default()).unwrap();
     let mut expected = 0;
     for (name, len) in [("T", 0), ("Exact", 59), ("Ev", 20), ("Abcdefg", 1)] {
@@ -115,7 +116,7 @@ fn memory_exact_fit_and_first_drop() {
         check_exact_fit(&store, &reports, 4096, name, len);
     }
     let (store, reports) = memory_store(Overflow::DropOldest);
-    fifty_six_fit_then_one_drops(&store);
+    fifty_one_fit_then_one_drops(&store);
     assert_eq!(reported_drops(&reports), 1);
 }
 
@@ -207,21 +208,25 @@ fn file_drops_the_oldest_to_fit_the_new() {
 #[test]
 fn a_largest_event_drops_as_many_as_needed() {
     let (store, reports) = memory_store(Overflow::DropOldest);
-    let small: Vec<Uuid> = (0..56)
+    // A full store: 51 small events of 80 bytes (4096 / 80 = 51).
+    let small: Vec<Uuid> = (0..51)
         .map(|_| store.raise(EventKind::Queueing, "T", b"").unwrap())
         .collect();
+    assert_eq!(store.stats().dropped_events, 0);
     let name = "B".repeat(MAX_NAME_LEN);
     let big_cost = cost(&name, MAX_ARGS_LEN);
-    assert_eq!(big_cost, 2368);
+    // 32 + roundup(40 + 256 + 2048, 8) = 32 + 2344.
+    assert_eq!(big_cost, 2376);
     let big = store
         .raise(EventKind::Queueing, &name, &vec![1; MAX_ARGS_LEN])
         .unwrap();
-    // Keep the newest k small ones with 72 k + 2368 <= 4096: k = 24.
-    assert_eq!(store.stats().dropped_events, 32);
-    assert_eq!(reported_drops(&reports), 32);
-    assert_eq!(store.stats().used_bytes, 24 * 72 + 2368);
-    assert_eq!(store.stats().pending_events, 25);
-    let mut expected = small[32..].to_vec();
+    // Keep the newest k small ones with 80 k + 2376 <= 4096: k = 21
+    // (1720 / 80 = 21.5), so 51 - 21 = 30 are dropped.
+    assert_eq!(store.stats().dropped_events, 30);
+    assert_eq!(reported_drops(&reports), 30);
+    assert_eq!(store.stats().used_bytes, 21 * 80 + 2376);
+    assert_eq!(store.stats().pending_events, 22);
+    let mut expected = small[30..].to_vec();
     expected.push(big);
     assert_eq!(drain(&store), expected);
 
@@ -233,21 +238,23 @@ fn a_largest_event_drops_as_many_as_needed() {
         .raise(EventKind::Queueing, &name, &vec![3; MAX_ARGS_LEN])
         .unwrap();
     assert_ne!(first, second);
-    assert_eq!(store.stats().dropped_events, 33);
-    assert_eq!(reported_drops(&reports), 33);
+    assert_eq!(store.stats().dropped_events, 31);
+    assert_eq!(reported_drops(&reports), 31);
     assert_eq!(drain(&store), vec![second]);
 }
 
 #[test]
 fn collapse_frees_room_before_anything_is_dropped() {
     let (store, reports) = memory_store(Overflow::DropOldest);
-    let mut raised: Vec<Uuid> = (0..31)
+    // 136-byte events: 29 Queueing and one Replacing fill 30 * 136 = 4080
+    // bytes, too full for one more (4080 + 136 > 4096) without a collapse.
+    let mut raised: Vec<Uuid> = (0..29)
         .map(|i| store.raise(EventKind::Queueing, "Exact", &[i; 59]).unwrap())
         .collect();
     store
         .raise(EventKind::Replacing, "Exact", &[0; 59])
         .unwrap();
-    assert_eq!(store.stats().used_bytes, 4096);
+    assert_eq!(store.stats().used_bytes, 30 * 136);
     let newest = store
         .raise(EventKind::Replacing, "Exact", &[1; 59])
         .unwrap();
@@ -262,14 +269,17 @@ fn collapse_frees_room_before_anything_is_dropped() {
 #[test]
 fn reject_new_refuses_and_drops_nothing() {
     let (store, reports) = memory_store(Overflow::RejectNew);
-    let mut raised: Vec<Uuid> = (0..45)
+    // 41 events of 96 bytes: the most that leave room for a 136-byte one
+    // ((4096 - 136) / 96 = 41.25).
+    let mut raised: Vec<Uuid> = (0..41)
         .map(|i| store.raise(EventKind::Queueing, "Ev", &[i; 20]).unwrap())
         .collect();
-    assert_eq!(store.stats().used_bytes, 45 * 88);
-    // 136 bytes are free: a 128-byte event fits, then nothing does.
+    assert_eq!(store.stats().used_bytes, 41 * 96);
+    // 4096 - 3936 = 160 bytes are free: a 136-byte event fits, then nothing
+    // does (24 bytes left, the smallest event takes 80).
     raised.push(store.raise(EventKind::Queueing, "Exact", &[0; 59]).unwrap());
     let before = store.stats();
-    assert_eq!(before.used_bytes, 4088);
+    assert_eq!(before.used_bytes, 41 * 96 + 136);
     let err = store.raise(EventKind::Queueing, "T", b"").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StorageFull);
     match err {
@@ -277,7 +287,7 @@ fn reject_new_refuses_and_drops_nothing() {
             needed,
             available,
             capacity,
-        } => assert_eq!((needed, available, capacity), (72, 8, 4096)),
+        } => assert_eq!((needed, available, capacity), (80, 24, 4096)),
         other => panic!("expected StorageFull, got {other:?}"),
     }
     let err = store.raise_private("P", &[0; 100], 1).unwrap_err();
@@ -305,17 +315,19 @@ fn reject_new_at_level_2() {
     let raised: Vec<Uuid>;
     {
         let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
-        raised = (0..64)
+        // 136-byte events: 8192 / 136 = 60 fit (8160 bytes), leaving 32
+        // bytes, less than the 80 of the smallest event.
+        raised = (0..60)
             .map(|i| store.raise(EventKind::Queueing, "Exact", &[i; 59]).unwrap())
             .collect();
-        assert_eq!(store.stats().used_bytes, 8192);
+        assert_eq!(store.stats().used_bytes, 60 * 136);
         let err = store.raise(EventKind::Queueing, "T", b"").unwrap_err();
         assert!(
             matches!(
                 err,
                 Error::StorageFull {
-                    needed: 72,
-                    available: 0,
+                    needed: 80,
+                    available: 32,
                     capacity: 8192
                 }
             ),
@@ -383,7 +395,7 @@ fn capacity_values_are_normalised() {
         ..Default::default()
     };
     let store = ServiceStore::open_memory(&options).unwrap();
-    fifty_six_fit_then_one_drops(&store);
+    fifty_one_fit_then_one_drops(&store);
 }
 
 #[test]
@@ -411,22 +423,24 @@ fn shrinking_the_capacity_at_reopen_drops_the_oldest() {
         assert_eq!(store.stats().dropped_events, 0);
         assert_eq!(reported_drops(&reports), 0);
     }
+    // 100 events of 136 bytes (13,600) fit in 16 KiB; 8 KiB keeps the
+    // newest 8192 / 136 = 60 and drops the 40 oldest.
     let (options, reports) = options_with_reports(0, 8192, Overflow::DropOldest);
     let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
     let stats = store.stats();
     assert_eq!(stats.capacity_bytes, 8192);
-    assert_eq!(stats.pending_events, 64);
-    assert_eq!(stats.dropped_events, 36);
+    assert_eq!(stats.pending_events, 60);
+    assert_eq!(stats.dropped_events, 40);
     assert!(stats.used_bytes <= 8192);
     assert_eq!(
         reported_drops(&reports),
-        36,
+        40,
         "the drops at open are reported"
     );
     drop(store);
     let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
     assert_eq!(store.stats().dropped_events, 0, "nothing more to drop");
-    assert_eq!(drain(&store), raised[36..]);
+    assert_eq!(drain(&store), raised[40..]);
 }
 
 #[test]
@@ -436,18 +450,19 @@ fn drops_continue_across_reopen() {
     let (options, reports) = options_with_reports(0, 8192, Overflow::DropOldest);
     let mut raised = Vec::new();
     {
+        // 136-byte events: 8192 / 136 = 60 fit, so 70 drop 10.
         let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
         for i in 0..70u8 {
             raised.push(store.raise(EventKind::Queueing, "Exact", &[i; 59]).unwrap());
         }
-        assert_eq!(store.stats().dropped_events, 6);
+        assert_eq!(store.stats().dropped_events, 10);
     }
     let store = ServiceStore::open_file(dir.path(), service, &options).unwrap();
-    assert_eq!(store.stats().pending_events, 64);
+    assert_eq!(store.stats().pending_events, 60);
     for i in 0..10u8 {
         raised.push(store.raise(EventKind::Queueing, "Exact", &[i; 59]).unwrap());
     }
     assert_eq!(store.stats().dropped_events, 10);
-    assert_eq!(reported_drops(&reports), 16);
-    assert_eq!(drain(&store), raised[16..]);
+    assert_eq!(reported_drops(&reports), 20);
+    assert_eq!(drain(&store), raised[20..]);
 }

@@ -239,6 +239,8 @@ fn prepare(inner: &Arc<Mutex<MemoryLog>>, initial: Initial) {
             args: args.to_vec(),
             client_id,
             uid: uid_for(serial),
+            seq: 0,
+            raised_at_ms: None,
         };
         store.raise_event(&event).unwrap();
     };
@@ -326,6 +328,8 @@ impl Runner {
                     args: vec![(self.serial % 251) as u8; len],
                     client_id: (kind == P).then_some(self.serial as i64 * 1000 - 7),
                     uid: uid_for(1000 + self.serial),
+                    seq: 0,
+                    raised_at_ms: None,
                 };
                 let r = store.raise_event(&event);
                 (

@@ -2,6 +2,7 @@
 //! module per invariant, at every level: memory, journal and custom
 //! backends, including backends that fail at any call.
 
+mod age_limit;
 mod capacity_drops_oldest;
 mod fault_injection;
 mod hostile_files;

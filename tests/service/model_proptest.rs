@@ -4,7 +4,7 @@
 //! reset), at level 1 and at level 2 with reopens in between.
 //!
 //! The model is written from docs/BEHAVIOUR.md, not from the code: record size is
-//! `32 + round_up_8(32 + name + args)`; a new Replacing (or Replacing-null)
+//! `32 + round_up_8(40 + name + args)`; a new Replacing (or Replacing-null)
 //! raise of name N supersedes every pending instance of N except the one in
 //! flight; when the new record does not fit, the oldest pending events are
 //! dropped (skipping the instances the raise supersedes); a reopen forgets
@@ -54,9 +54,10 @@ fn family(kind: EventKind) -> Family {
 }
 
 /// Bytes an event counts against the capacity (docs/BEHAVIOUR.md section 3.5: bytes of stored
-/// records; a record is a 32-byte header and the payload padded to 8).
+/// records; a record is a 32-byte header and the payload, 40 fixed bytes with the
+/// raise time, the name and the arguments, padded to 8).
 fn record_size(name: &str, args: &[u8]) -> u64 {
-    32 + (32 + name.len() + args.len()).next_multiple_of(8) as u64
+    32 + (40 + name.len() + args.len()).next_multiple_of(8) as u64
 }
 
 #[derive(Debug, Clone)]
@@ -467,6 +468,8 @@ impl Harness {
                     args,
                     client_id,
                     uid,
+                    seq: 0,
+                    raised_at_ms: None,
                 });
             }
             Op::Peek => {
@@ -613,24 +616,25 @@ proptest! {
 #[test]
 fn clean_reopen_after_a_lap_reports_nothing() {
     let mut ops = Vec::new();
-    // 336-byte records ("A" + 271 bytes of arguments), each acknowledged:
-    // 60 fill the first lap of the 20 KiB ring, the 61st wraps to 0.
+    // 336-byte records ("A" + 263 bytes of arguments: 32 + roundup(40 + 1
+    // + 263, 8)), each acknowledged: 60 fill the first lap of the 20 KiB
+    // ring, the 61st wraps to 0.
     for _ in 0..61 {
         ops.push(Op::Raise {
             kind: EventKind::Queueing,
             name: 0,
-            args_len: 271,
+            args_len: 263,
             fill: 0xab,
             client: 0,
         });
         ops.push(Op::Ack(UidPick::Expected));
     }
-    // A 200-byte record at 336: the head (536) is inside the old record
-    // that started at 336.
+    // A 200-byte record ("A" + 127: 32 + roundup(40 + 1 + 127, 8)) at 336:
+    // the head (536) is inside the old record that started at 336.
     ops.push(Op::Raise {
         kind: EventKind::Queueing,
         name: 0,
-        args_len: 135,
+        args_len: 127,
         fill: 0xab,
         client: 0,
     });

@@ -88,6 +88,8 @@ fn raise_random(store: &ServiceStore, rng: &mut Lcg, serial: u32) -> Event {
         args,
         client_id,
         uid,
+        seq: 0,
+        raised_at_ms: None,
     }
 }
 

@@ -111,9 +111,9 @@ fn damaged_on_full_disk(dir: &Path) -> Result<(), String> {
         SERVICE.hyphenated()
     ));
     let mut bytes = fs::read(&path).map_err(|e| e.to_string())?;
-    // A byte of the tenth record's payload: records of 272 bytes (a 32-byte
-    // header, then 32 + 7 + 200 bytes of event, padded to 8) from offset 8192.
-    bytes[8192 + 9 * 272 + 100] ^= 0x5a;
+    // A byte of the tenth record's payload: records of 280 bytes (a 32-byte
+    // header, then 40 + 7 + 200 bytes of event, padded to 8) from offset 8192.
+    bytes[8192 + 9 * 280 + 100] ^= 0x5a;
     fs::write(&path, &bytes).map_err(|e| e.to_string())?;
     for attempt in 0..3 {
         let reports = Reports::default();

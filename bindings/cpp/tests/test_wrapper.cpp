@@ -208,6 +208,13 @@ void round_trip(sp::ServiceStore &store) {
           all[3].uid == d && all[4].uid == e);
     CHECK(all.size() == 5 && all[3].client_id == std::optional<std::int64_t>(42) &&
           all[1].args_string() == "21.5" && all[0].name == "door/opened");
+    // Sequence numbers grow in raise order; raise times are the clock's.
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        CHECK(all[i].raised_at.has_value());
+        CHECK(*all[i].raised_at <= std::chrono::system_clock::now());
+        CHECK(*all[i].raised_at > std::chrono::system_clock::now() - std::chrono::minutes(1));
+        CHECK(i == 0 || all[i].seq > all[i - 1].seq);
+    }
     int visited = 0;
     try {
         store.for_each_pending([&visited](const sp::StoredEvent &) {
@@ -271,6 +278,32 @@ void round_trip(sp::ServiceStore &store) {
     CHECK(store.stats().pending_events == 0);
     CHECK(!store.peek().has_value());
     store.set_storage_mode();
+}
+
+// ServiceOptions::max_age: an event older than it is dropped when it
+// comes up for delivery, reported as FailureKind::Expired, counted in
+// expired_events and not as a failure; a negative age is refused.
+void test_max_age() {
+    std::vector<sp::Failure> seen;
+    sp::ServiceOptions options;
+    options.level = sp::Level::Memory;
+    options.max_age = std::chrono::milliseconds(40);
+    options.on_failure = [&seen](const sp::Failure &f) { seen.push_back(f); };
+    sp::ServiceStore store = sp::ServiceStore::open(options);
+    store.raise(sp::EventKind::Queueing, "old", std::string_view("1"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    const sp::Uuid fresh = store.raise(sp::EventKind::Queueing, "fresh", std::string_view("2"));
+    auto ev = store.peek();
+    CHECK(ev.has_value() && ev->uid == fresh);
+    const sp::ServiceStats st = store.stats();
+    CHECK(st.expired_events == 1 && st.failures == 0 && st.events_lost == 0);
+    CHECK(seen.size() == 1 && seen[0].kind == sp::FailureKind::Expired &&
+          seen[0].events_lost == 0);
+
+    sp::ServiceOptions negative;
+    negative.level = sp::Level::Memory;
+    negative.max_age = std::chrono::milliseconds(-1);
+    CHECK_THROWS(sp::ServiceStore::open(negative), SNP_ERR_INVALID_ARGUMENT);
 }
 
 void test_level1_round_trip() {
@@ -993,6 +1026,7 @@ int main() {
     test_uuid();
     test_option_defaults_match_c();
     test_level1_round_trip();
+    test_max_age();
     test_level2_round_trip_and_reopen();
     test_errors();
     test_move_semantics_and_callback();

@@ -101,6 +101,7 @@ fn removal_name(why: Removal) -> &'static str {
         Removal::Superseded => "superseded",
         Removal::Dropped => "dropped",
         Removal::Invalidated => "invalidated",
+        Removal::Expired => "expired",
         _ => "removed",
     }
 }

@@ -241,6 +241,21 @@ pub fn open_policy(strict: bool) -> softnet_persistence::OpenPolicy {
 }
 
 /// The options the service store's `open_*` functions share.
+/// `max_age=` in seconds (None: no age limit).
+pub fn max_age(
+    seconds: Option<f64>,
+) -> Result<Option<std::time::Duration>, softnet_persistence::Error> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e15 => {
+            Ok(Some(std::time::Duration::from_secs_f64(s)))
+        }
+        Some(s) => Err(softnet_persistence::Error::InvalidArgument(format!(
+            "max_age={s}: give a positive number of seconds, or None for no age limit"
+        ))),
+    }
+}
+
 pub fn service_options(
     capacity: i64,
     memory_capacity: i64,

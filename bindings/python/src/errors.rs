@@ -13,8 +13,9 @@
 //! └── BackendError                                      ErrorKind::Backend
 //! ```
 //!
-//! The message is the core error's `Display` text, which says what happened
-//! and to which file.
+//! The message is the core error's detail: what happened, to which file and
+//! what to do, without the category its `Display` text starts with
+//! ("invalid argument: ..."), which the exception's class already says.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyValueError};
@@ -126,7 +127,7 @@ pub fn invalid_argument_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 /// The exception for a core error: the one mapping of [`ErrorKind`].
 pub fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
-    let message = err.to_string();
+    let message = err.detail();
     match err.kind() {
         ErrorKind::Io => {
             let errno = match &err {

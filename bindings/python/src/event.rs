@@ -14,8 +14,12 @@ use crate::convert::{event_kind_to_py, uuid_to_py};
 ///
 /// Attributes: ``kind`` (:class:`EventKind`), ``name`` (str), ``args``
 /// (bytes), ``client_id`` (int for a PRIVATE event, else None) and ``uid``
-/// (:class:`uuid.UUID`, what ``ack`` takes). Immutable; two events are equal
-/// when every attribute is.
+/// (:class:`uuid.UUID`, what ``ack`` takes), ``seq`` (int: its sequence
+/// number in the store) and ``raised_at_ms`` (int, ms since the Unix epoch,
+/// or None when unknown). Immutable; two events are equal when they are the
+/// same event: the same uid, kind, name, arguments and client id (``seq``
+/// and ``raised_at_ms`` say where and when it was stored, and are not
+/// compared).
 #[pyclass(frozen, module = "softnet_persistence", name = "StoredEvent")]
 pub struct StoredEvent {
     event: Event,
@@ -76,6 +80,21 @@ impl StoredEvent {
         self.uid.clone_ref(py)
     }
 
+    /// Its sequence number in the store: greater than that of every event
+    /// raised before it into the same store, kept across restarts and a
+    /// fallback to level 1.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.event.seq
+    }
+
+    /// When it was raised: wall clock, milliseconds since the Unix epoch;
+    /// None when unknown (stored by a release before raise times).
+    #[getter]
+    fn raised_at_ms(&self) -> Option<u64> {
+        self.event.raised_at_ms
+    }
+
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<StoredEvent>()
@@ -90,7 +109,8 @@ impl StoredEvent {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "StoredEvent(kind={}, name={}, args={}, client_id={}, uid={})",
+            "StoredEvent(kind={}, name={}, args={}, client_id={}, uid={}, seq={}, \
+             raised_at_ms={})",
             self.kind.bind(py).repr()?,
             self.name.bind(py).repr()?,
             self.args.bind(py).repr()?,
@@ -99,6 +119,11 @@ impl StoredEvent {
                 None => "None".to_owned(),
             },
             self.uid.bind(py).repr()?,
+            self.event.seq,
+            match self.event.raised_at_ms {
+                Some(ms) => ms.to_string(),
+                None => "None".to_owned(),
+            },
         ))
     }
 }

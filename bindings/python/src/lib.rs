@@ -15,6 +15,7 @@ mod lock;
 mod log;
 mod service;
 mod service_controller;
+mod service_stats;
 mod store;
 
 use pyo3::prelude::*;

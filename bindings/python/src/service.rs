@@ -21,6 +21,7 @@ use crate::callback::failure_callback;
 use crate::convert::{self, event_kind_from_py, uuid_from_py, uuid_to_py};
 use crate::errors::IntoPyResult;
 use crate::event::StoredEvent;
+use crate::service_stats::ServiceStats;
 use crate::store::StoreHandle;
 
 /// Keeps a service's raised events until the broker acknowledges them.
@@ -60,21 +61,27 @@ impl PyServiceStore {
     /// smaller values are raised to 4 KiB). ``overflow`` is "drop_oldest"
     /// (default: the oldest pending events make room, reported) or
     /// "reject_new" (:class:`StorageFullError`). ``on_failure(kind,
-    /// message, events_lost)`` receives every failure report.
+    /// message, events_lost)`` receives every failure report. ``max_age``:
+    /// seconds; a pending event raised longer ago is dropped when it would
+    /// next be delivered, reported as EXPIRED (None, the default: no limit;
+    /// an event whose raise time is unknown, from a clock not yet set, or
+    /// ahead of the clock now never expires).
     #[staticmethod]
     #[pyo3(
-        signature = (capacity = 16 * 1024, overflow = Cow::Borrowed("drop_oldest"), on_failure = None),
-        text_signature = "(capacity=16384, overflow='drop_oldest', on_failure=None)"
+        signature = (capacity = 16 * 1024, overflow = Cow::Borrowed("drop_oldest"), on_failure = None, *, max_age = None),
+        text_signature = "(capacity=16384, overflow='drop_oldest', on_failure=None, *, max_age=None)"
     )]
     fn open_memory(
         py: Python<'_>,
         capacity: i64,
         overflow: Cow<'_, str>,
         on_failure: Option<Py<PyAny>>,
+        max_age: Option<f64>,
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
-        let options =
+        let mut options =
             convert::service_options(0, capacity, &overflow, on_failure).into_py_result(py)?;
+        options.max_age = convert::max_age(max_age).into_py_result(py)?;
         let store = core::ServiceStore::open_memory(&options).into_py_result(py)?;
         Ok(PyServiceStore::new(store, false))
     }
@@ -89,8 +96,8 @@ impl PyServiceStore {
     /// returns; survives power loss), "batch" (sync after
     /// ``batch_max_ops`` operations or ``batch_max_delay`` seconds, checked
     /// on each call and by :meth:`flush`) or "none" (survives a process
-    /// crash, not a power cut). ``overflow`` and ``on_failure`` as in
-    /// :meth:`open_memory`.
+    /// crash, not a power cut). ``overflow``, ``on_failure`` and
+    /// ``max_age`` as in :meth:`open_memory`.
     ///
     /// A damaged or foreign file is set aside and reported, not raised; if
     /// the file cannot be opened the store runs at level 1 (reported), or
@@ -110,10 +117,11 @@ impl PyServiceStore {
         batch_max_ops = 64,
         batch_max_delay = 0.1,
         strict = false,
+        max_age = None,
     ),
     text_signature = "(directory, service_uid, capacity=1048576, memory_capacity=16384, \
                       durability='sync', overflow='drop_oldest', on_failure=None, *, \
-                      batch_max_ops=64, batch_max_delay=0.1, strict=False)"
+                      batch_max_ops=64, batch_max_delay=0.1, strict=False, max_age=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn open_file(
@@ -128,6 +136,7 @@ impl PyServiceStore {
         batch_max_ops: u32,
         batch_max_delay: f64,
         strict: bool,
+        max_age: Option<f64>,
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
         let service_uid = uuid_from_py(service_uid)?;
@@ -137,6 +146,7 @@ impl PyServiceStore {
         options.durability =
             convert::durability(&durability, batch_max_ops, batch_max_delay).into_py_result(py)?;
         options.open_policy = convert::open_policy(strict);
+        options.max_age = convert::max_age(max_age).into_py_result(py)?;
         let store = py
             .detach(|| core::ServiceStore::open_file(&directory, service_uid, &options))
             .into_py_result(py)?;
@@ -150,8 +160,8 @@ impl PyServiceStore {
     /// An exception raised by a backend method (or a wrong return type) is
     /// a failure of level 2: the store moves the events it can still read
     /// to level 1 (``memory_capacity`` bytes), reports it to ``on_failure``
-    /// and goes on; the caller's call succeeds. ``capacity``, ``overflow``
-    /// and ``on_failure`` as in :meth:`open_file`.
+    /// and goes on; the caller's call succeeds. ``capacity``, ``overflow``,
+    /// ``on_failure`` and ``max_age`` as in :meth:`open_file`.
     #[staticmethod]
     #[pyo3(signature = (
         backend,
@@ -159,9 +169,11 @@ impl PyServiceStore {
         on_failure = None,
         capacity = 1 << 20,
         overflow = Cow::Borrowed("drop_oldest"),
+        *,
+        max_age = None,
     ),
     text_signature = "(backend, memory_capacity=16384, on_failure=None, capacity=1048576, \
-                      overflow='drop_oldest')"
+                      overflow='drop_oldest', *, max_age=None)"
     )]
     fn open_custom(
         py: Python<'_>,
@@ -170,11 +182,14 @@ impl PyServiceStore {
         on_failure: Option<Py<PyAny>>,
         capacity: i64,
         overflow: Cow<'_, str>,
+        max_age: Option<f64>,
     ) -> PyResult<PyServiceStore> {
         let on_failure = failure_callback(py, on_failure)?;
         check_methods(backend, RECORD_LOG_METHODS, "service").into_py_result(py)?;
-        let options = convert::service_options(capacity, memory_capacity, &overflow, on_failure)
-            .into_py_result(py)?;
+        let mut options =
+            convert::service_options(capacity, memory_capacity, &overflow, on_failure)
+                .into_py_result(py)?;
+        options.max_age = convert::max_age(max_age).into_py_result(py)?;
         let log = Box::new(PyRecordLog::new(backend.clone().unbind()));
         let store = py
             .detach(|| core::ServiceStore::open_custom(log, &options))
@@ -220,11 +235,8 @@ impl PyServiceStore {
             }
             (client_id, Some(uid)) => {
                 let event = Event {
-                    kind,
-                    name: name.to_owned(),
-                    args: args.to_vec(),
-                    client_id,
                     uid,
+                    ..Event::new(kind, name, args, client_id).into_py_result(py)?
                 };
                 self.store.run(py, |s| s.raise_event(&event))?
             }
@@ -403,79 +415,6 @@ impl PyServiceStore {
             stats.level.number(),
             convert::mode_name(stats.mode),
             stats.pending_events,
-        ))
-    }
-}
-
-/// A snapshot of a service store's state and counters (from
-/// :meth:`ServiceStore.stats`).
-#[pyclass(frozen, get_all, module = "softnet_persistence", name = "ServiceStats")]
-pub struct ServiceStats {
-    /// Current level: 2, or 1 (memory, also after a level-2 failure).
-    level: u8,
-    /// "storage" or "cache".
-    mode: &'static str,
-    /// Events stored and not yet acknowledged.
-    pending_events: u64,
-    /// Bytes of stored records.
-    used_bytes: u64,
-    /// Capacity of the current level in bytes.
-    capacity_bytes: u64,
-    /// Events dropped to make room ("drop_oldest").
-    dropped_events: u64,
-    /// Raises refused as storage full ("reject_new").
-    rejected_events: u64,
-    /// REPLACING instances superseded by newer ones (not lost: by design).
-    superseded_events: u64,
-    /// Ancient events discarded by ``invalidate_ancient``.
-    invalidated_events: u64,
-    /// Failure reports other than capacity drops (fallback, corruption,
-    /// interrupted writes).
-    failures: u64,
-    /// Events lost through those failures.
-    events_lost: u64,
-    /// The storage uid (:class:`uuid.UUID`).
-    storage_uid: Py<PyAny>,
-}
-
-impl ServiceStats {
-    fn new(py: Python<'_>, s: &core::ServiceStats) -> PyResult<ServiceStats> {
-        Ok(ServiceStats {
-            level: s.level.number(),
-            mode: convert::mode_name(s.mode),
-            pending_events: s.pending_events,
-            used_bytes: s.used_bytes,
-            capacity_bytes: s.capacity_bytes,
-            dropped_events: s.dropped_events,
-            rejected_events: s.rejected_events,
-            superseded_events: s.superseded_events,
-            invalidated_events: s.invalidated_events,
-            failures: s.failures,
-            events_lost: s.events_lost,
-            storage_uid: uuid_to_py(py, s.storage_uid)?,
-        })
-    }
-}
-
-#[pymethods]
-impl ServiceStats {
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "ServiceStats(level={}, mode='{}', pending_events={}, used_bytes={}, \
-             capacity_bytes={}, dropped_events={}, rejected_events={}, superseded_events={}, \
-             invalidated_events={}, failures={}, events_lost={}, storage_uid={})",
-            self.level,
-            self.mode,
-            self.pending_events,
-            self.used_bytes,
-            self.capacity_bytes,
-            self.dropped_events,
-            self.rejected_events,
-            self.superseded_events,
-            self.invalidated_events,
-            self.failures,
-            self.events_lost,
-            self.storage_uid.bind(py).repr()?,
         ))
     }
 }

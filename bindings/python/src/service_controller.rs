@@ -199,11 +199,8 @@ impl PyServiceController {
             // A new uid from the library's fork-safe generator.
             (client_id, None) => Some(Event::new(kind, name, args, client_id).into_py_result(py)?),
             (client_id, Some(uid)) => Some(Event {
-                kind,
-                name: name.to_owned(),
-                args: args.to_vec(),
-                client_id,
                 uid,
+                ..Event::new(kind, name, args, client_id).into_py_result(py)?
             }),
         };
         let raised = self.call(py, Work::Store, |s| match &event {

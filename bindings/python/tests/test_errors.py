@@ -33,14 +33,14 @@ def test_one_base():
 @pytest.mark.parametrize(
     "kind, cls, text",
     [
-        ("invalid_argument", snp.InvalidArgumentError, "invalid argument: the rule"),
-        ("io", snp.PersistenceIOError, "I/O error: open /some/file"),
-        ("format", snp.PersistenceFormatError, "corrupt or foreign data: the rule"),
-        ("storage_full", snp.StorageFullError, "storage full"),
-        ("locked", snp.StoreLockedError, "is locked by another process"),
-        ("state", snp.InvalidStateError, "wrong state: the rule"),
+        ("invalid_argument", snp.InvalidArgumentError, "the rule"),
+        ("io", snp.PersistenceIOError, "open /some/file"),
+        ("format", snp.PersistenceFormatError, "the rule"),
+        ("storage_full", snp.StorageFullError, "the event needs"),
+        ("locked", snp.StoreLockedError, "the rule is locked by another process"),
+        ("state", snp.InvalidStateError, "the rule"),
         ("closed", snp.StoreClosedError, "the store is closed"),
-        ("backend", snp.BackendError, "custom backend failed: the rule"),
+        ("backend", snp.BackendError, "the rule"),
     ],
 )
 def test_every_error_kind_maps_to_its_exception(kind, cls, text):
@@ -48,7 +48,9 @@ def test_every_error_kind_maps_to_its_exception(kind, cls, text):
     with pytest.raises(cls) as info:
         _native._raise_error_kind(kind, message)
     assert type(info.value) is cls
-    assert text in str(info.value)
+    # The message starts with what happened: the class names the category
+    # ("InvalidArgumentError: invalid argument: ..." would say it twice).
+    assert str(info.value).startswith(text), str(info.value)
 
 
 def test_io_error_carries_errno_and_the_file():

@@ -41,7 +41,7 @@ def test_event_kind_is_an_int_enum():
         ("PRIVATE", 4),
         ("REPLACING_NULL", 5),
     ]
-    assert [int(k) for k in snp.FailureKind] == [1, 2, 3, 4, 5, 6]
+    assert [int(k) for k in snp.FailureKind] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_raise_peek_ack_in_order(store):
@@ -144,7 +144,7 @@ def test_ack_of_another_uid_is_a_state_error(store):
     store.raise_event(Q, "Temperature", b"1")
     with pytest.raises(snp.InvalidStateError) as info:
         store.ack(uuid.uuid4())
-    assert "wrong state" in str(info.value)
+    assert "refused: the event in flight is" in str(info.value)
     assert store.stats().pending_events == 1
 
 
@@ -259,7 +259,7 @@ def test_reject_new_raises_storage_full():
     with pytest.raises(snp.StorageFullError) as info:
         for _ in range(200):
             store.raise_event(Q, "T", b"x" * 100)
-    assert "storage full" in str(info.value)
+    assert "overflow policy is reject-new" in str(info.value)
     assert store.stats().rejected_events == 1
     assert store.stats().dropped_events == 0
 

@@ -132,6 +132,44 @@ pub fn files_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `ms` since the Unix epoch in UTC, ISO 8601 to the millisecond
+/// (docs/TOOLS.md), counted out year by year and month by month (not the
+/// tool's arithmetic).
+pub fn iso8601(ms: u64) -> String {
+    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let secs = ms / 1000;
+    let mut days = secs / 86_400;
+    let mut year = 1970;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let february = if leap(year) { 29 } else { 28 };
+    let mut month = 1;
+    for len in [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] {
+        if days < len {
+            break;
+        }
+        days -= len;
+        month += 1;
+    }
+    let s = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        days + 1,
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+/// An event's raise time as `snp dump` shows it: ISO 8601, or `unknown`.
+pub fn raised(e: &Event) -> String {
+    e.raised_at_ms
+        .map_or_else(|| "unknown".to_string(), iso8601)
+}
+
 /// The dump line of an event (`snp dump` without --json).
 pub fn dump_line(id: u64, e: &Event) -> String {
     let args = match std::str::from_utf8(&e.args) {
@@ -150,8 +188,11 @@ pub fn dump_line(id: u64, e: &Event) -> String {
         .client_id
         .map_or(String::new(), |c| format!(" client={c}"));
     format!(
-        "id={id} kind={} name=\"{}\" uid={}{client} args={args}",
-        e.kind, e.name, e.uid
+        "id={id} raised={} kind={} name=\"{}\" uid={}{client} args={args}",
+        raised(e),
+        e.kind,
+        e.name,
+        e.uid
     )
 }
 

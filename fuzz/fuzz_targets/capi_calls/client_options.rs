@@ -162,7 +162,10 @@ impl State {
             (SNP_LEVEL_MEMORY, SNP_DURABILITY_SYNC)
         );
         let c_str = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
-        o.struct_size = spec.size.value(size_of::<snp_client_options>());
+        o.struct_size = spec.size.value(
+            size_of::<snp_client_options>(),
+            std::mem::offset_of!(snp_client_options, open_policy),
+        );
         o.level = spec.level;
         o.directory = self.paths.get(spec.dir);
         o.server_address = c_str(&strings[0]);

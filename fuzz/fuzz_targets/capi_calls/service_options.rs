@@ -148,7 +148,10 @@ impl State {
             (SNP_LEVEL_FILE, SNP_DURABILITY_SYNC)
         );
         assert_eq!((o.overflow, o.file_capacity), (SNP_OVERFLOW_DROP_OLDEST, 0));
-        o.struct_size = spec.size.value(size_of::<snp_service_options>());
+        o.struct_size = spec.size.value(
+            size_of::<snp_service_options>(),
+            std::mem::offset_of!(snp_service_options, open_policy),
+        );
         o.level = spec.level;
         o.directory = self.paths.get(spec.dir);
         o.service_uid = snp_uuid { bytes: spec.uid };

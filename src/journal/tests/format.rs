@@ -146,6 +146,7 @@ fn states_are_two_bits_apart() {
         STATE_SUPERSEDED,
         STATE_DROPPED,
         STATE_INVALIDATED,
+        STATE_EXPIRED,
     ];
     for (i, a) in states.iter().enumerate() {
         for b in &states[i + 1..] {
@@ -199,7 +200,7 @@ fn crate_constants_are_the_documented_numbers() {
         ],
         [0, 4, 5, 8, 8, 12, 13, 16, 24, 32]
     );
-    assert_eq!((format::VERSION, format::OLDEST_VERSION), (2, 1));
+    assert_eq!((format::VERSION, format::OLDEST_VERSION), (3, 1));
     assert_eq!(format::MAX_UNSYNCED, 0xFF_FFFF);
     assert_eq!(format::MAX_PAYLOAD_LEN, 2400);
     assert_eq!(format::MAX_RECORD_LEN, 2432);
@@ -209,8 +210,9 @@ fn crate_constants_are_the_documented_numbers() {
             format::STATE_ACKED,
             format::STATE_SUPERSEDED,
             format::STATE_DROPPED,
-            format::STATE_INVALIDATED
+            format::STATE_INVALIDATED,
+            format::STATE_EXPIRED
         ],
-        *b"LASXV"
+        *b"LASXVO"
     );
 }

@@ -266,7 +266,7 @@ fn a_version_1_file_is_read_as_before_and_its_header_upgraded() {
     assert_eq!(version(&path), 1);
     let (ids, reports) = reopen(&path);
     assert_eq!((ids, reports.len()), (vec![1, 2, 3, 4], 0));
-    assert_eq!(version(&path), 2, "upgraded before any record is written");
+    assert_eq!(version(&path), 3, "upgraded before any record is written");
     // Damage in the middle of a version-1 file: corruption, as before.
     to_version_1(&path);
     wipe(&path, 1);

@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::backend::Removal;
 use crate::error::{Error, Result};
 use crate::event::{validate_name, Event, EventKind};
+use crate::service::core::expire::Expired;
 use crate::service::core::Core;
 use crate::service::options::Mode;
 
@@ -23,17 +24,25 @@ fn refuse_ack(uid: Uuid, expected: Option<Uuid>) -> Error {
 impl Core {
     pub fn peek(&mut self) -> Result<Option<Event>> {
         self.require_mode(Mode::Storage, "peek")?;
-        loop {
+        let mut expired = Expired::default();
+        let found = loop {
             let Some(front) = self.index.front() else {
                 self.mode = Mode::Cache;
                 self.index.storage_in_flight = None;
-                return Ok(None);
+                break None;
             };
-            if let Some(event) = self.load_event(front.id)? {
-                self.index.storage_in_flight = Some((front.id, event.uid));
-                return Ok(Some(event));
+            let Some(event) = self.load_event(front.id)? else {
+                continue;
+            };
+            let in_flight = self.index.storage_in_flight.map(|f| f.0) == Some(front.id);
+            if !in_flight && self.expire(front.id, &event, &mut expired)? {
+                continue;
             }
-        }
+            self.index.storage_in_flight = Some((front.id, event.uid));
+            break Some(event);
+        };
+        self.report_expired(expired)?;
+        Ok(found)
     }
 
     pub fn ack(&mut self, uid: Uuid) -> Result<()> {
@@ -63,17 +72,25 @@ impl Core {
 
     pub fn peek_name(&mut self, kind: EventKind, name: &str) -> Result<Option<Event>> {
         self.require_mode(Mode::Cache, "peek_name")?;
-        loop {
+        let mut expired = Expired::default();
+        let found = loop {
             let Some((pipe, id)) = self.pipe_front(kind, name)? else {
-                return Ok(None);
+                break None;
             };
-            if let Some(event) = self.load_event(id)? {
-                if let Some(p) = self.index.pipe_mut(pipe) {
-                    p.in_flight = Some(event.uid);
-                }
-                return Ok(Some(event));
+            let Some(event) = self.load_event(id)? else {
+                continue;
+            };
+            let in_flight = self.index.pipe(pipe).and_then(|p| p.in_flight) == Some(event.uid);
+            if !in_flight && self.expire(id, &event, &mut expired)? {
+                continue;
             }
-        }
+            if let Some(p) = self.index.pipe_mut(pipe) {
+                p.in_flight = Some(event.uid);
+            }
+            break Some(event);
+        };
+        self.report_expired(expired)?;
+        Ok(found)
     }
 
     pub fn ack_name(&mut self, kind: EventKind, name: &str, uid: Uuid) -> Result<Option<Event>> {

@@ -15,6 +15,7 @@
 //! backend to hold more (the journal trusts it).
 
 mod deliver;
+mod expire;
 mod level;
 mod load;
 mod raise;
@@ -40,6 +41,7 @@ struct Counters {
     rejected: u64,
     superseded: u64,
     invalidated: u64,
+    expired: u64,
     failures: u64,
     lost: u64,
 }
@@ -53,6 +55,9 @@ pub(crate) struct Limits {
     pub memory_capacity: u64,
     /// What a raise into a full store does.
     pub overflow: Overflow,
+    /// Pending events older than this many ms are dropped when they would
+    /// next be delivered (`ServiceOptions::max_age`).
+    pub max_age_ms: Option<u64>,
 }
 
 /// The state of a service store. See the module docs.
@@ -69,6 +74,7 @@ pub(crate) struct Core {
     capacity: u64,
     memory_capacity: u64,
     overflow: Overflow,
+    max_age_ms: Option<u64>,
     mode: Mode,
     index: Index,
     counters: Counters,
@@ -97,6 +103,7 @@ impl Core {
             capacity: limits.capacity,
             memory_capacity: limits.memory_capacity,
             overflow: limits.overflow,
+            max_age_ms: limits.max_age_ms,
             mode: Mode::Storage,
             index: Index::default(),
             counters: Counters::default(),
@@ -150,7 +157,7 @@ impl Core {
 
     /// Queues a report for the callback and counts it.
     fn report(&mut self, kind: FailureKind, message: String, events_lost: u64) {
-        if kind != FailureKind::CapacityDrop {
+        if !matches!(kind, FailureKind::CapacityDrop | FailureKind::Expired) {
             self.counters.failures += 1;
             self.counters.lost += events_lost;
         }
@@ -180,6 +187,7 @@ impl Core {
             rejected_events: self.counters.rejected,
             superseded_events: self.counters.superseded,
             invalidated_events: self.counters.invalidated,
+            expired_events: self.counters.expired,
             failures: self.counters.failures,
             events_lost: self.counters.lost,
             storage_uid: self.storage_uid,

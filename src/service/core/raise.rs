@@ -1,13 +1,11 @@
 //! Storing events: validation, Replacing collapse, and the capacity (the
 //! oldest dropped, or the new one refused).
 
-use uuid::Uuid;
-
 use crate::backend::{stored_size, Level, Removal};
 use crate::error::{Error, Result};
 use crate::event::{validate, EventKind};
 use crate::report::FailureKind;
-use crate::service::codec;
+use crate::service::codec::{self, Stamp};
 use crate::service::core::Core;
 use crate::service::index::Entry;
 use crate::service::options::Overflow;
@@ -19,11 +17,11 @@ impl Core {
         name: &str,
         args: &[u8],
         client_id: Option<i64>,
-        uid: Uuid,
+        stamp: Stamp,
     ) -> Result<()> {
         validate(kind, name, args, client_id)?;
         let mut buf = std::mem::take(&mut self.buf);
-        codec::encode(&mut buf, kind, name, args, client_id, uid);
+        codec::encode(&mut buf, kind, name, args, client_id, stamp);
         let result = self.store_encoded(kind, name, &buf);
         self.raise_slack = 0;
         self.buf = buf;

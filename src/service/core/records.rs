@@ -67,7 +67,7 @@ impl Core {
     pub(super) fn load_event(&mut self, id: u64) -> Result<Option<Event>> {
         let mut buf = std::mem::take(&mut self.buf);
         let read = self.read_into(id, &mut buf);
-        let decoded = read.map(|found| found.then(|| codec::decode(&buf)));
+        let decoded = read.map(|found| found.then(|| codec::decode(&buf, id)));
         self.buf = buf;
         match decoded? {
             None => Ok(None),

@@ -163,6 +163,8 @@ impl Sim {
             args,
             client_id,
             uid,
+            seq: 0,
+            raised_at_ms: None,
         }
     }
 

@@ -133,6 +133,8 @@ fn event(kind: EventKind, name: &str, args: Vec<u8>, n: u64) -> Event {
         args,
         client_id: None,
         uid: Uuid::from_u128(0x5EED_0000_0000 + u128::from(n)),
+        seq: 0,
+        raised_at_ms: None,
     }
 }
 
@@ -205,8 +207,9 @@ fn open_new(dir: &Path, capacity: usize) -> (ServiceStore, Uuid) {
     (store, service)
 }
 
-/// (iii) `count` pending Queueing events of 130 to 330 bytes each, in a
-/// 256 KiB journal, laid from data offset 0.
+/// (iii) `count` pending Queueing events of 136 to 336 bytes each (32 +
+/// roundup(40 + 8 + 50, 8) to 32 + roundup(40 + 9 + 249, 8)), in a 256 KiB
+/// journal, laid from data offset 0.
 pub(crate) fn many_pending(count: u64) -> Subject {
     const CAPACITY: usize = 256 * 1024;
     let dir = scratch_dir();

@@ -184,6 +184,9 @@ enum class FailureKind : std::int32_t {
     /// The capacity asked for at open could not be applied; the journal
     /// keeps its old capacity (nothing lost).
     CapacityUnchanged = SNP_FAILURE_CAPACITY_UNCHANGED,
+    /// Pending events older than ServiceOptions::max_age were dropped as
+    /// they came up for delivery (asked for: not counted in `failures`).
+    Expired = SNP_FAILURE_EXPIRED,
 };
 
 /// Why a custom service backend is asked to remove a record
@@ -197,6 +200,8 @@ enum class RemovalReason : std::int32_t {
     Dropped = SNP_REMOVED_DROPPED,
     /// Discarded as ancient data.
     Invalidated = SNP_REMOVED_INVALIDATED,
+    /// Older than ServiceOptions::max_age.
+    Expired = SNP_REMOVED_EXPIRED,
 };
 
 /// A 16-byte uid (event uid, storage uid, service uid), big-endian as in
@@ -311,6 +316,13 @@ struct StoredEvent {
     std::optional<std::int64_t> client_id;
     /// The event's uid (what the broker acknowledges).
     Uuid uid;
+    /// Its sequence number in the store: greater than that of every event
+    /// raised before it into the same store, kept across restarts and a
+    /// fallback to level 1.
+    std::uint64_t seq = 0;
+    /// When it was raised (wall clock); empty when unknown (stored by a
+    /// release before raise times).
+    std::optional<std::chrono::system_clock::time_point> raised_at;
 
     /// The event of a C `snp_stored_event`.
     static StoredEvent from_c(const snp_stored_event &c) {
@@ -322,6 +334,12 @@ struct StoredEvent {
             e.client_id = c.client_id;
         }
         e.uid = Uuid::from_c(c.uid);
+        e.seq = c.seq;
+        if (c.raised_at_ms != 0) {
+            e.raised_at = std::chrono::system_clock::time_point(
+                std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                    std::chrono::milliseconds(static_cast<std::int64_t>(c.raised_at_ms))));
+        }
         return e;
     }
 
@@ -366,6 +384,9 @@ struct ServiceStats {
     std::uint64_t superseded_events = 0;
     /// Ancient events discarded by ServiceStore::invalidate_ancient.
     std::uint64_t invalidated_events = 0;
+    /// Events dropped for being older than ServiceOptions::max_age (not
+    /// counted in `failures` or `events_lost`).
+    std::uint64_t expired_events = 0;
     /// Failure reports other than capacity drops.
     std::uint64_t failures = 0;
     /// Events lost through those failures.
@@ -413,6 +434,12 @@ struct ServiceOptions {
     /// Fall back to level 1 (default) or throw when the journal cannot be
     /// opened or created.
     OpenPolicy open_policy = OpenPolicy::Fallback;
+    /// Age limit (zero, the default: none): a pending event raised longer
+    /// ago is dropped when it would next be delivered, reported as
+    /// FailureKind::Expired. An event whose raise time is unknown, from a
+    /// clock not yet set (before 2020), or ahead of the clock now never
+    /// expires.
+    std::chrono::milliseconds max_age{0};
 };
 
 /// How to open a client store. The defaults are those of
@@ -1033,6 +1060,7 @@ public:
         out.rejected_events = s.rejected_events;
         out.superseded_events = s.superseded_events;
         out.invalidated_events = s.invalidated_events;
+        out.expired_events = s.expired_events;
         out.failures = s.failures;
         out.events_lost = s.events_lost;
         out.storage_uid = Uuid::from_c(s.storage_uid);
@@ -1060,6 +1088,10 @@ private:
         o.batch_max_delay_ms = options.batch_max_delay_ms;
         o.overflow = static_cast<std::int32_t>(options.overflow);
         o.open_policy = static_cast<std::int32_t>(options.open_policy);
+        if (options.max_age.count() < 0) {
+            throw Error(SNP_ERR_INVALID_ARGUMENT, "ServiceOptions::max_age is negative");
+        }
+        o.max_age_ms = static_cast<std::uint64_t>(options.max_age.count());
         if (sink != nullptr) {
             o.on_failure = &detail::FailureSink::trampoline;
             o.user_data = sink;

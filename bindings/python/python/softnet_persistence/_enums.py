@@ -42,6 +42,10 @@ class FailureKind(enum.IntEnum):
     - ``CAPACITY_UNCHANGED`` (6): the capacity asked for at open could not be
       applied (the journal's rewrite failed, e.g. a full disk); the journal
       keeps its old capacity and nothing was lost.
+    - ``EXPIRED`` (7): pending events older than the store's ``max_age`` were
+      dropped as they came up for delivery; asked for by the application,
+      so not counted in ``failures`` (``events_lost`` is 0; the stats'
+      ``expired_events`` counts them).
     """
 
     FALLBACK = 1
@@ -50,6 +54,7 @@ class FailureKind(enum.IntEnum):
     INTERRUPTED_WRITE = 4
     CALLBACK_LOOP = 5
     CAPACITY_UNCHANGED = 6
+    EXPIRED = 7
 
 
 class Decision(enum.IntEnum):

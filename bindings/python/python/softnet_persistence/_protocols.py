@@ -47,7 +47,7 @@ class RecordLogBackend(Protocol):
 
     def remove(self, seq: int, reason: str) -> None:
         """Removes a live record. ``reason`` ("acknowledged", "superseded",
-        "dropped" or "invalidated") is for logs only."""
+        "dropped", "invalidated" or "expired") is for logs only."""
         ...
 
     def read(self, seq: int) -> bytes:
