@@ -80,6 +80,16 @@ if [ "$goal" = test ]; then
         lack "python3's venv with pip (ensurepip)" python3-venv "sudo apt-get install python3-venv"
     fi
     has valgrind || lack valgrind valgrind "sudo apt-get install valgrind"
+    # The MQTT tests (bindings/python/tests/test_mqtt*.py) start their own
+    # broker; Debian puts it in /usr/sbin, often not on a user's PATH.
+    { has mosquitto || [ -x /usr/sbin/mosquitto ]; } ||
+        lack "mosquitto (the MQTT broker of the Python MQTT tests)" mosquitto \
+            "sudo apt-get install mosquitto"
+    # The C MQTT examples (make mqtt-examples, run by the MQTT interop test)
+    # link Paho C's MQTTAsync.
+    echo '#include <MQTTAsync.h>' | "${CC:-cc}" -E -x c - >/dev/null 2>&1 ||
+        lack "Paho C (MQTTAsync.h, the C MQTT examples' client library)" libpaho-mqtt-dev \
+            "sudo apt-get install libpaho-mqtt-dev"
     has pkg-config || lack pkg-config pkg-config "sudo apt-get install pkg-config"
     has cmake || lack cmake cmake "sudo apt-get install cmake"
     { has readelf && has nm && has strip; } ||

@@ -4,6 +4,8 @@
 # (mypy.stubtest) and mypy --strict on the package and the Python examples.
 #
 #   bindings/python/run_tests.sh [extra pytest arguments]
+#   bindings/python/run_tests.sh --build-only   the venv and the module, no tests
+#                                               (make mqtt-demo)
 #
 # Idempotent: the venv and its pinned tools (requirements-dev.txt) are made
 # once and reinstalled only when the pins change; cargo rebuilds only what
@@ -32,6 +34,7 @@ cd "$here"
 
 echo "== maturin develop --release"
 maturin develop --release --quiet
+if [ "${1:-}" = --build-only ]; then exit 0; fi
 
 echo "== pytest"
 python -m pytest -q "$@"

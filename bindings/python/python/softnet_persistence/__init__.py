@@ -32,6 +32,10 @@ events reach a client's application::
     for output in controller.drain_outputs():
         ...  # SendStorageUid / SendEvent / Rejected, in this order
 
+Over a real MQTT broker, :mod:`softnet_persistence.mqtt` runs both
+controllers over a paho-mqtt client (``pip install './bindings/python[mqtt]'``;
+docs/MQTT.md); it is not imported with the package.
+
 Errors are :class:`PersistenceError` subclasses. Stores and controllers may
 be shared between threads; calls on file and custom stores release the GIL.
 """
