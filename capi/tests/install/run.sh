@@ -111,7 +111,7 @@ export PKG_CONFIG_PATH="$lib/pkgconfig"
 "$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror "$work/readme.c" -o "$work/readme_pkgconfig" \
     $(pkg-config --cflags --libs softnet-persistence)
 check_shared "$work/readme_pkgconfig"
-run "$work/readme_pkgconfig" "send Temperature (4 bytes)"
+run "$work/readme_pkgconfig" "send Temperature (4 bytes, raised at 1"
 # The installed tool reads the journal the program left.
 "$prefix/bin/snp" verify "$(compgen -G "$work/journal/*.ssp")" || fail "snp verify failed on the README program's journal"
 
@@ -124,7 +124,7 @@ for kind in shared static; do
     for lang in c cpp; do
         "check_$kind" "$work/cmake/readme_${lang}_$kind"
     done
-    run "$work/cmake/readme_c_$kind" "send Temperature (4 bytes)"
+    run "$work/cmake/readme_c_$kind" "send Temperature (4 bytes, raised at 1"
     run "$work/cmake/readme_cpp_$kind" "send door/opened"
 done
 
