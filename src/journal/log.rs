@@ -332,18 +332,14 @@ impl RecordLog for Journal {
         // store hands out the payloads as the ring knows them, without
         // reading the record headers again; `read` checks the CRC.
         let data = self.data();
-        let mut result = Ok(());
-        self.ring.for_each_live(|slot| {
-            if result.is_err() {
-                return;
-            }
+        let result = self.ring.try_for_each_live(|slot| {
             let start = slot.pos as usize + record::HEADER_LEN;
-            result = match data.get(start..start + usize::from(slot.payload)) {
+            match data.get(start..start + usize::from(slot.payload)) {
                 Some(payload) => visit(slot.id, payload),
                 None => self
                     .payload(slot)
                     .and_then(|payload| visit(slot.id, payload)),
-            };
+            }
         });
         self.device
             .check()

@@ -137,6 +137,10 @@ struct Walk {
 /// of wrap filler.
 pub(crate) const HINT_WINDOW: u64 =
     2 * crate::journal::write::HINT_EVERY + 4 * format::MAX_RECORD_LEN;
+/// Slots reserved beyond the head hint's count (records written after the
+/// header last recorded the hint); more grow the table as needed.
+const RESERVE_SLACK: usize = 4096;
+
 // docs/FORMAT.md (Recovery, step 4) gives this number.
 const _: () = assert!(HINT_WINDOW == 271_872);
 
@@ -154,9 +158,16 @@ pub(crate) fn recover(
     head_hint: Option<u64>,
 ) -> Recovered {
     let mut ring = Ring::new(ring_size, tail_pos, tail_seq);
-    // At most one record per 40 bytes of ring (the smallest record): a
-    // virtual reservation; only the slots filled are touched.
-    ring.reserve((data.len() / 40).min(1 << 24));
+    // Room for the slots at once: as many as the head hint says were
+    // written since the tail (and some more, for records written after
+    // the hint), never more than one per 40 bytes of ring (the smallest
+    // record). Sized by what is stored, not by the capacity: a 1 GiB ring
+    // would otherwise reserve (and tear down) hundreds of MiB per open.
+    let most = data.len() / 40;
+    let expected = head_hint
+        .and_then(|h| usize::try_from(h.saturating_sub(tail_seq)).ok())
+        .map_or(most, |n| n.saturating_add(RESERVE_SLACK));
+    ring.reserve(expected.min(most).min(1 << 24));
     let mut walk = Walk::default();
     let mut pos = ring.head();
     while let Some((slot, next)) = next_in_chain(data, ring_size, pos, ring.next_seq(), &mut walk) {

@@ -273,20 +273,28 @@ impl Ring {
     /// The live records, in id order.
     pub fn live_in_id_order(&self) -> Vec<Slot> {
         let mut out = Vec::with_capacity(self.live_count as usize);
-        self.for_each_live(|slot| out.push(slot));
+        let pushed: Result<(), ()> = self.try_for_each_live(|slot| {
+            out.push(slot);
+            Ok(())
+        });
+        debug_assert!(pushed.is_ok());
         out
     }
 
-    /// Visits the live records in id order (raise order) without
-    /// allocating when no record was moved: then chain order is id order.
-    pub fn for_each_live(&self, mut visit: impl FnMut(Slot)) {
-        let live = self.slots.iter().filter(|s| s.live).copied();
+    /// Visits the live records in id order (raise order) until `visit`
+    /// fails, without allocating when no record was moved: then chain
+    /// order is id order.
+    pub fn try_for_each_live<E>(
+        &self,
+        mut visit: impl FnMut(Slot) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut live = self.slots.iter().filter(|s| s.live).copied();
         if self.moved.is_empty() {
-            live.for_each(visit);
+            live.try_for_each(visit)
         } else {
             let mut sorted: Vec<Slot> = live.collect();
             sorted.sort_unstable_by_key(|s| s.id);
-            sorted.into_iter().for_each(&mut visit);
+            sorted.into_iter().try_for_each(&mut visit)
         }
     }
 
