@@ -233,4 +233,21 @@ static inline bool wait_for_notes(note_queue *q, int timeout_ms) {
     return true;
 }
 
+/* Paho's connection callbacks, the same in both programs: each queues a
+ * note for the owner. TYPE is the program's state, whose `notes` member is
+ * the queue; the context given to Paho is a TYPE *. */
+#define NOTE_CONNECTION_CALLBACKS(TYPE)                                          \
+    static void on_connected(void *context, MQTTAsync_successData5 *response) {  \
+        (void)response;                                                          \
+        notes_push(&((TYPE *)context)->notes, NOTE_CONNECTED, 0, 0);             \
+    }                                                                            \
+    static void on_connect_failed(void *context, MQTTAsync_failureData5 *resp) { \
+        (void)resp;                                                              \
+        notes_push(&((TYPE *)context)->notes, NOTE_CONNECT_FAILED, 0, 0);        \
+    }                                                                            \
+    static void on_lost(void *context, char *cause) {                            \
+        (void)cause;                                                             \
+        notes_push(&((TYPE *)context)->notes, NOTE_LOST, 0, 0);                  \
+    }
+
 #endif

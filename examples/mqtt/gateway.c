@@ -67,20 +67,7 @@ typedef struct {
 
 /* ----- Paho's callbacks: queue what happened --------------------------------- */
 
-static void on_connected(void *context, MQTTAsync_successData5 *response) {
-    (void)response;
-    notes_push(&((gateway *)context)->notes, NOTE_CONNECTED, 0, 0);
-}
-
-static void on_connect_failed(void *context, MQTTAsync_failureData5 *response) {
-    (void)response;
-    notes_push(&((gateway *)context)->notes, NOTE_CONNECT_FAILED, 0, 0);
-}
-
-static void on_lost(void *context, char *cause) {
-    (void)cause;
-    notes_push(&((gateway *)context)->notes, NOTE_LOST, 0, 0);
-}
+NOTE_CONNECTION_CALLBACKS(gateway)
 
 /* QoS 1: called when the PUBACK arrived (reason code below 0x80). */
 static void on_published(void *context, MQTTAsync_successData5 *response) {

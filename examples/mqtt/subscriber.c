@@ -209,20 +209,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 
 /* ----- the connection (the main thread) ------------------------------------------------ */
 
-static void on_connected(void *context, MQTTAsync_successData5 *response) {
-    (void)response;
-    notes_push(&((subscriber *)context)->notes, NOTE_CONNECTED, 0, 0);
-}
-
-static void on_connect_failed(void *context, MQTTAsync_failureData5 *response) {
-    (void)response;
-    notes_push(&((subscriber *)context)->notes, NOTE_CONNECT_FAILED, 0, 0);
-}
-
-static void on_lost(void *context, char *cause) {
-    (void)cause;
-    notes_push(&((subscriber *)context)->notes, NOTE_LOST, 0, 0);
-}
+NOTE_CONNECTION_CALLBACKS(subscriber)
 
 static void on_subscribed(void *context, MQTTAsync_successData5 *response) {
     subscriber *s = context;
