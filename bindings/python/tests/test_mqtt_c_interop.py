@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List
 
 import pytest
 
@@ -78,6 +78,10 @@ def build_c_examples() -> None:
     assert GATEWAY.exists() and SUBSCRIBER.exists()
 
 
+SCHEDULE = tk.Schedule(seed=SEED, restarts=BROKER_RESTARTS, broker_up=BROKER_UP,
+                       broker_down=BROKER_DOWN, kill_limit=300.0, final_timeout=FINAL_TIMEOUT)
+
+
 class Proc(tk.Child):
     """A role's runs (test_mqtt_kill.Child) whose command line is given whole."""
 
@@ -96,155 +100,6 @@ class Proc(tk.Child):
         if self.killable and not first and rng.random() < tk.EARLY_KILL:
             self.kill_at = now + rng.uniform(0, tk.EARLY_KILL_MAX)
             self.early_kills += 1
-
-
-def handled_lines(child: tk.Child) -> List[Tuple[str, int, int]]:
-    """(name, number, seq) of every H line of every run, and the current one."""
-    out = []
-    for lines in [lines for _, lines in child.runs] + [child.lines if child.proc else []]:
-        for line in lines:
-            if line.startswith("H "):
-                _, name, number, seq = line.split(" ")
-                out.append((name, int(number), int(seq)))
-    return out
-
-
-def drive(
-    broker: Mosquitto,
-    rng: random.Random,
-    publisher: Proc,
-    subs: List[Proc],
-    next_n: List[int],
-    before_end: Optional[Callable[[], None]] = None,
-) -> int:
-    """test_mqtt_kill's schedule: subscribers first (their sessions must
-    exist), then the publisher; kills and broker restarts until every role
-    was killed its number of times; then a last publisher raising
-    FINAL_RAISES more, unkilled, and the subscribers until they handled
-    everything. ``before_end`` runs before the subscribers are told to
-    stop. Returns the broker restarts."""
-    children = [publisher, *subs]
-    started = time.monotonic()
-    broker.start()
-    restarts = 0
-    broker_at = time.monotonic() + rng.uniform(*BROKER_UP)
-    try:
-        for sub in subs:
-            sub.spawn(rng, time.monotonic(), first=True)
-        while not all(any(l == "SUBSCRIBED" for l in s.lines) for s in subs):
-            assert time.monotonic() - started < 30, f"seed {SEED}: the subscribers did not subscribe"
-            for sub in subs:
-                if sub.proc is not None and select.select([sub.fd()], [], [], 0.05)[0]:
-                    if not sub.read(rng, time.monotonic()):
-                        raise AssertionError(f"seed {SEED}: {sub.role} exited:\n{sub.log.read_text()[-4000:]}")
-        publisher.spawn(rng, time.monotonic(), first=True)
-
-        while any(c.kills < c.max_kills for c in children) or restarts < BROKER_RESTARTS:
-            now = time.monotonic()
-            assert now - started < 300, f"seed {SEED}: the kill phase took too long"
-            if now >= broker_at:
-                if broker.running:
-                    broker.stop()
-                    broker_at = now + rng.uniform(*BROKER_DOWN)
-                else:
-                    broker.start()
-                    restarts += 1
-                    broker_at = time.monotonic() + rng.uniform(*BROKER_UP)
-            for child in children:
-                if child.kill_at is not None and now >= child.kill_at:
-                    child.kill()
-                    if child is publisher:
-                        next_n[0] = max([next_n[0]] + [int(line.split(" ")[1]) + 1 for line in
-                                                       publisher.runs[-1][1] if line.startswith("P ")])
-                    child.spawn(rng, time.monotonic())
-            live = [c for c in children if c.proc is not None]
-            wake = [broker_at] + [c.kill_at for c in live if c.kill_at is not None]
-            timeout = max(0.0, min(wake) - time.monotonic())
-            readable, _, _ = select.select([c.fd() for c in live], [], [], min(timeout, 0.2))
-            now = time.monotonic()
-            for child in live:
-                if child.fd() in readable and not child.read(rng, now):
-                    raise AssertionError(f"seed {SEED}: {child.role} exited:\n{child.log.read_text()[-4000:]}")
-
-        if not broker.running:
-            broker.start()
-            restarts += 1
-        for child in children:
-            child.killable = False
-            child.kill_at = None
-        publisher.close_stdin()
-        while publisher.read(rng, time.monotonic()):
-            pass
-        publisher.end(killed=False)
-        next_n[0] = max([next_n[0]] + [int(line.split(" ")[1]) + 1 for line in publisher.runs[-1][1]
-                                       if line.startswith("P ")])
-        publisher.spawn(rng, time.monotonic(), final=True)
-        final_started = time.monotonic()
-        while publisher.proc is not None or any(s.proc is not None for s in subs):
-            assert time.monotonic() - final_started < FINAL_TIMEOUT, (
-                f"seed {SEED}: the last runs did not finish; broker log:\n{broker.tail()}"
-            )
-            live = [c for c in children if c.proc is not None]
-            readable, _, _ = select.select([c.fd() for c in live], [], [], 0.2)
-            for child in live:
-                if child.fd() in readable and not child.read(rng, time.monotonic()):
-                    child.end(killed=False)
-            if publisher.proc is not None:
-                continue
-            assert publisher.runs[-1][1][-1:] == ["D"], f"seed {SEED}: the publisher did not drain"
-            returned = tk.returned_events(publisher.runs)
-            last = {name: max((n for n, nm in returned.items() if nm == name), default=-1)
-                    for name in tk.NAMES}
-            caught_up = [s for s in subs if s.proc is not None and all(
-                max([-1] + [n for nm, n, _ in handled_lines(s) if nm == name]) >= last[name]
-                for name in tk.NAMES)]
-            if len(caught_up) == len([s for s in subs if s.proc is not None]) and caught_up:
-                if before_end is not None:
-                    before_end()
-                    before_end = None
-                for sub in caught_up:
-                    sub.close_stdin()
-    finally:
-        for child in children:
-            if child.proc is not None:
-                child.proc.kill()
-                child.proc.wait()
-        broker.stop()
-    return restarts
-
-
-def report(title: str, publisher: Proc, subs: Dict[str, Proc], restarts: int,
-           orders: Dict[str, str]) -> Dict[str, Dict[str, int]]:
-    """Runs the checks and prints the table; returns the counts per role."""
-    raised: Dict[int, str] = {}
-    for _, lines in publisher.runs:
-        for line in lines:
-            if line.startswith("P "):
-                _, number, name = line.split(" ")
-                raised[int(number)] = name
-    returned = tk.returned_events(publisher.runs)
-    try:
-        counts = {role: tk.check_subscriber(orders[role], sub.runs, raised, returned)
-                  for role, sub in subs.items()}
-    except AssertionError as error:
-        # check_subscriber names test_mqtt_kill's seed; this file's is SEED.
-        raise AssertionError(f"{title}, seed {SEED}: {error}") from error
-    worked = sum(1 for killed, lines in publisher.runs if killed and any(l.startswith("O ") for l in lines))
-    assert worked >= publisher.max_kills // 2, f"seed {SEED}: the publisher kills mostly missed the raising"
-    for role, sub in subs.items():
-        handling = sum(1 for killed, lines in sub.runs if killed and any(l.startswith("H ") for l in lines))
-        assert handling >= sub.max_kills // 3, f"seed {SEED}: the {role} kills mostly missed the handling"
-    assert restarts >= BROKER_RESTARTS
-    print(f"\n{title} (seed {SEED}): {len(returned)} events raised (returned), "
-          f"{len(raised) - len(returned)} raises interrupted by a kill; publisher killed "
-          f"{publisher.kills} times ({publisher.early_kills} while opening), broker restarted {restarts} times")
-    print("| subscriber | handler order | kills | repeats dropped | delivered once | delivered twice | lost |")
-    print("|---|---|---|---|---|---|---|")
-    for role, sub in subs.items():
-        c = counts[role]
-        print(f"| {role} | {orders[role]} | {sub.kills} ({sub.early_kills} while opening) | "
-              f"{c['dropped']} | {c['once']} | {c['twice']} | {c['lost']} |")
-    return counts
 
 
 def test_c_gateway_to_python_subscriber(tmp_path: Path) -> None:
@@ -269,8 +124,8 @@ def test_c_gateway_to_python_subscriber(tmp_path: Path) -> None:
 
     gateway = Proc("C gateway", gateway_argv, tmp_path / "gateway.log", C_GATEWAY_KILLS)
     sub = Proc("sub python", subscriber_argv, tmp_path / "subscriber.log", SUB_KILLS)
-    restarts = drive(broker, rng, gateway, [sub], next_n)
-    report("C gateway -> Python subscriber", gateway, {"Python": sub}, restarts,
+    restarts = tk.drive(broker, rng, SCHEDULE, gateway, [sub], next_n)
+    tk.report("C gateway -> Python subscriber", SCHEDULE, gateway, {"Python": sub}, restarts,
            {"Python": "record_after_handle"})
 
 
@@ -329,7 +184,7 @@ def test_python_publisher_to_c_subscribers(tmp_path: Path) -> None:
             from softnet_persistence.mqtt import _publish_properties
 
             for role, sub in subs.items():
-                doors = [(n, seq) for name, n, seq in handled_lines(sub) if name == "Door"]
+                doors = [(n, seq) for name, n, seq in tk.handled_lines(sub) if name == "Door"]
                 copies = [doors[-1]] + ([doors[-2]] if len(doors) > 1 else [])
                 before = len([l for l in sub.lines if l.startswith("X ")])
                 for n, seq in copies:
@@ -348,8 +203,9 @@ def test_python_publisher_to_c_subscribers(tmp_path: Path) -> None:
             client.loop_stop()
             client.disconnect()
 
-    restarts = drive(broker, rng, publisher, list(subs.values()), next_n, before_end=inject_copies)
-    counts = report("Python publisher -> C subscribers", publisher, subs, restarts,
+    restarts = tk.drive(broker, rng, SCHEDULE, publisher, list(subs.values()), next_n,
+                        before_end=inject_copies)
+    counts = tk.report("Python publisher -> C subscribers", SCHEDULE, publisher, subs, restarts,
                     {role: f"record_{order}_handle" for role, order in orders.items()})
     assert set(injected) == set(subs)
     print(f"copies published by hand and dropped: {injected}")

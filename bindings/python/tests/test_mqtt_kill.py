@@ -55,8 +55,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -186,13 +187,14 @@ class Child:
         self.buf = b""
         self.kill_at: Optional[float] = None
         self.kills = 0
+        self.max_kills = KILLS
         self.early_kills = 0
         self.killable = False
 
     def spawn(self, rng: random.Random, now: float, final: bool = False, first: bool = False) -> None:
         """A new run; killed at random unless ``final`` or the role was
-        killed KILLS times already."""
-        self.killable = not final and self.kills < KILLS
+        killed ``max_kills`` times already."""
+        self.killable = not final and self.kills < self.max_kills
         self.lines, self.buf = [], b""
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), *self.argv_of(final)],
@@ -321,15 +323,15 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     broker = Mosquitto(tmp_path / "broker", binary)
     service_uid = str(uuid.uuid4())
-    next_n = 0
+    next_n = [0]
 
     def publisher_argv(final: bool) -> List[str]:
         directory = tmp_path / "publisher"
         directory.mkdir(exist_ok=True)
-        return ["publisher", str(directory), service_uid, str(broker.port), str(next_n),
+        return ["publisher", str(directory), service_uid, str(broker.port), str(next_n[0]),
                 "1" if final else "0", str(rng.getrandbits(32))]
 
-    def subscriber_argv(order: str):
+    def subscriber_argv(order: str) -> Callable[[bool], List[str]]:
         def argv(_final: bool) -> List[str]:
             directory = tmp_path / order
             directory.mkdir(exist_ok=True)
@@ -339,40 +341,91 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
     publisher = Child("publisher", publisher_argv, tmp_path / "publisher.log")
     subs = {order: Child(f"sub {order}", subscriber_argv(order), tmp_path / f"{order}.log")
             for order in ORDERS}
-    children = [publisher, *subs.values()]
+    schedule = Schedule(seed=SEED, restarts=BROKER_RESTARTS, broker_up=BROKER_UP,
+                        broker_down=BROKER_DOWN, kill_limit=600.0, final_timeout=FINAL_TIMEOUT)
+    started = time.monotonic()
+    restarts = drive(broker, rng, schedule, publisher, list(subs.values()), next_n)
+    counts = report("Python publisher -> Python subscribers", schedule, publisher, subs, restarts,
+                    {order: order for order in ORDERS})
+    assert sum(counts[o]["dropped"] for o in ORDERS) > 0, f"seed {SEED}: no repeat reached a subscriber"
+    print(f"{time.monotonic() - started:.0f} s")
+    print(f"interrupted raises handed over: {[counts[o]['interrupted handled'] for o in ORDERS]}")
+
+
+def handled_lines(child: Child) -> List[Tuple[str, int, int]]:
+    """(name, number, seq) of every H line of every run, and the current one."""
+    out = []
+    for lines in [lines for _, lines in child.runs] + [child.lines if child.proc else []]:
+        for line in lines:
+            if line.startswith("H "):
+                _, name, number, seq = line.split(" ")
+                out.append((name, int(number), int(seq)))
+    return out
+
+
+@dataclass
+class Schedule:
+    """What a run of ``drive`` may take: the seed it reports, the broker
+    restarts it must reach, the broker's up and down times (seconds), and
+    the time limits of the kill phase and of the last runs."""
+
+    seed: int
+    restarts: int
+    broker_up: Tuple[float, float]
+    broker_down: Tuple[float, float]
+    kill_limit: float
+    final_timeout: float
+
+
+def drive(
+    broker: Mosquitto,
+    rng: random.Random,
+    schedule: Schedule,
+    publisher: Child,
+    subs: List[Child],
+    next_n: List[int],
+    before_end: Optional[Callable[[], None]] = None,
+) -> int:
+    """The schedule of the module docstring: subscribers first (their
+    sessions must exist), then the publisher; kills and broker restarts
+    until every role was killed its ``max_kills`` times; then a last
+    publisher raising FINAL_RAISES more, unkilled, and the subscribers
+    until they handled everything. ``before_end`` runs before the
+    subscribers are told to stop. Returns the broker restarts."""
+    SEED = schedule.seed
+    children = [publisher, *subs]
     started = time.monotonic()
     broker.start()
     restarts = 0
-    broker_at = time.monotonic() + rng.uniform(*BROKER_UP)
+    broker_at = time.monotonic() + rng.uniform(*schedule.broker_up)
     try:
-        # The subscribers' sessions must exist before anything is published.
-        for sub in subs.values():
+        for sub in subs:
             sub.spawn(rng, time.monotonic(), first=True)
-        while not all(any(l == "SUBSCRIBED" for l in s.lines) for s in subs.values()):
+        while not all(any(l == "SUBSCRIBED" for l in s.lines) for s in subs):
             assert time.monotonic() - started < 30, f"seed {SEED}: the subscribers did not subscribe"
-            for sub in subs.values():
+            for sub in subs:
                 if sub.proc is not None and select.select([sub.fd()], [], [], 0.05)[0]:
-                    sub.read(rng, time.monotonic())
+                    if not sub.read(rng, time.monotonic()):
+                        raise AssertionError(f"seed {SEED}: {sub.role} exited:\n{sub.log.read_text()[-4000:]}")
         publisher.spawn(rng, time.monotonic(), first=True)
 
-        # Kills and broker restarts.
-        while any(c.kills < KILLS for c in children) or restarts < BROKER_RESTARTS:
+        while any(c.kills < c.max_kills for c in children) or restarts < schedule.restarts:
             now = time.monotonic()
-            assert now - started < 600, f"seed {SEED}: the kill phase took too long"
+            assert now - started < schedule.kill_limit, f"seed {SEED}: the kill phase took too long"
             if now >= broker_at:
                 if broker.running:
                     broker.stop()
-                    broker_at = now + rng.uniform(*BROKER_DOWN)
+                    broker_at = now + rng.uniform(*schedule.broker_down)
                 else:
                     broker.start()
                     restarts += 1
-                    broker_at = time.monotonic() + rng.uniform(*BROKER_UP)
+                    broker_at = time.monotonic() + rng.uniform(*schedule.broker_up)
             for child in children:
                 if child.kill_at is not None and now >= child.kill_at:
                     child.kill()
-                    next_n = max([next_n] + [int(line.split(" ")[1]) + 1 for line in
-                                             publisher.runs[-1][1] if line.startswith("P ")]
-                                 if child is publisher else [next_n])
+                    if child is publisher:
+                        next_n[0] = max([next_n[0]] + [int(line.split(" ")[1]) + 1 for line in
+                                                       publisher.runs[-1][1] if line.startswith("P ")])
                     child.spawn(rng, time.monotonic())
             live = [c for c in children if c.proc is not None]
             wake = [broker_at] + [c.kill_at for c in live if c.kill_at is not None]
@@ -381,13 +434,8 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
             now = time.monotonic()
             for child in live:
                 if child.fd() in readable and not child.read(rng, now):
-                    raise AssertionError(
-                        f"seed {SEED}: {child.role} exited:\n{child.log.read_text()[-4000:]}"
-                    )
+                    raise AssertionError(f"seed {SEED}: {child.role} exited:\n{child.log.read_text()[-4000:]}")
 
-        # The last runs, unkilled, with the broker up: the publisher's
-        # running child is told to stop (stdin closed) and a last one raises
-        # FINAL_RAISES more; the subscribers' running children go on.
         if not broker.running:
             broker.start()
             restarts += 1
@@ -398,13 +446,12 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
         while publisher.read(rng, time.monotonic()):
             pass
         publisher.end(killed=False)
-        next_n = max([next_n] + [int(line.split(" ")[1]) + 1 for line in publisher.runs[-1][1]
-                                 if line.startswith("P ")])
+        next_n[0] = max([next_n[0]] + [int(line.split(" ")[1]) + 1 for line in publisher.runs[-1][1]
+                                       if line.startswith("P ")])
         publisher.spawn(rng, time.monotonic(), final=True)
         final_started = time.monotonic()
-        done_publishing = False
-        while any(c.proc is not None for c in children):
-            assert time.monotonic() - final_started < FINAL_TIMEOUT, (
+        while publisher.proc is not None or any(s.proc is not None for s in subs):
+            assert time.monotonic() - final_started < schedule.final_timeout, (
                 f"seed {SEED}: the last runs did not finish; broker log:\n{broker.tail()}"
             )
             live = [c for c in children if c.proc is not None]
@@ -412,35 +459,35 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
             for child in live:
                 if child.fd() in readable and not child.read(rng, time.monotonic()):
                     child.end(killed=False)
-            if not done_publishing and publisher.proc is None:
-                done_publishing = True
-                assert publisher.runs[-1][1][-1:] == ["D"], f"seed {SEED}: the publisher did not drain"
-            if done_publishing:
-                returned = returned_events(publisher.runs)
-                last = {name: max((n for n, nm in returned.items() if nm == name), default=-1)
-                        for name in NAMES}
-                for sub in subs.values():
-                    if sub.proc is None:
-                        continue
-                    seen: Dict[str, int] = defaultdict(lambda: -1)
-                    for _, lines in sub.runs:
-                        for line in lines:
-                            if line.startswith("H "):
-                                _, name, number, _ = line.split(" ")
-                                seen[name] = max(seen[name], int(number))
-                    for line in sub.lines:
-                        if line.startswith("H "):
-                            _, name, number, _ = line.split(" ")
-                            seen[name] = max(seen[name], int(number))
-                    if all(seen[name] >= last[name] for name in NAMES):
-                        sub.close_stdin()
+            if publisher.proc is not None:
+                continue
+            assert publisher.runs[-1][1][-1:] == ["D"], f"seed {SEED}: the publisher did not drain"
+            returned = returned_events(publisher.runs)
+            last = {name: max((n for n, nm in returned.items() if nm == name), default=-1)
+                    for name in NAMES}
+            caught_up = [s for s in subs if s.proc is not None and all(
+                max([-1] + [n for nm, n, _ in handled_lines(s) if nm == name]) >= last[name]
+                for name in NAMES)]
+            if len(caught_up) == len([s for s in subs if s.proc is not None]) and caught_up:
+                if before_end is not None:
+                    before_end()
+                    before_end = None
+                for sub in caught_up:
+                    sub.close_stdin()
     finally:
         for child in children:
             if child.proc is not None:
                 child.proc.kill()
                 child.proc.wait()
         broker.stop()
+    return restarts
 
+
+def report(title: str, schedule: Schedule, publisher: Child, subs: Dict[str, Child], restarts: int,
+           orders: Dict[str, str]) -> Dict[str, Dict[str, int]]:
+    """Runs the checks of the module docstring and prints the table;
+    returns the counts per role (``orders``: the handler order of each)."""
+    SEED = schedule.seed
     raised: Dict[int, str] = {}
     for _, lines in publisher.runs:
         for line in lines:
@@ -448,27 +495,28 @@ def test_mqtt_bridges_killed(tmp_path: Path) -> None:
                 _, number, name = line.split(" ")
                 raised[int(number)] = name
     returned = returned_events(publisher.runs)
-    counts = {order: check_subscriber(order, subs[order].runs, raised, returned) for order in ORDERS}
+    try:
+        counts = {role: check_subscriber(orders[role], sub.runs, raised, returned)
+                  for role, sub in subs.items()}
+    except AssertionError as error:
+        # check_subscriber names this file's seed; the run's is SEED.
+        raise AssertionError(f"{title}, seed {SEED}: {error}") from error
     worked = sum(1 for killed, lines in publisher.runs if killed and any(l.startswith("O ") for l in lines))
-    assert worked >= KILLS // 2, f"seed {SEED}: the publisher kills mostly missed the raising"
-    for order in ORDERS:
-        handling = sum(1 for killed, lines in subs[order].runs
-                       if killed and any(l.startswith("H ") for l in lines))
-        assert handling >= KILLS // 3, f"seed {SEED}: the {order} kills mostly missed the handling"
-    assert restarts >= BROKER_RESTARTS
-    assert sum(counts[o]["dropped"] for o in ORDERS) > 0, f"seed {SEED}: no repeat reached a subscriber"
-    elapsed = time.monotonic() - started
-    print(f"\n{len(returned)} events raised (returned), {len(raised) - len(returned)} raises "
-          f"interrupted by a kill; publisher killed {publisher.kills} times "
-          f"({publisher.early_kills} while opening), broker stopped and restarted {restarts} "
-          f"times, {elapsed:.0f} s")
-    print("| handler order | subscriber kills | repeats dropped | delivered once | delivered twice | lost |")
-    print("|---|---|---|---|---|---|")
-    for order in ORDERS:
-        c = counts[order]
-        print(f"| {order} | {subs[order].kills} ({subs[order].early_kills} while opening) | "
+    assert worked >= publisher.max_kills // 2, f"seed {SEED}: the publisher kills mostly missed the raising"
+    for role, sub in subs.items():
+        handling = sum(1 for killed, lines in sub.runs if killed and any(l.startswith("H ") for l in lines))
+        assert handling >= sub.max_kills // 3, f"seed {SEED}: the {role} kills mostly missed the handling"
+    assert restarts >= schedule.restarts
+    print(f"\n{title} (seed {SEED}): {len(returned)} events raised (returned), "
+          f"{len(raised) - len(returned)} raises interrupted by a kill; publisher killed "
+          f"{publisher.kills} times ({publisher.early_kills} while opening), broker restarted {restarts} times")
+    print("| subscriber | handler order | kills | repeats dropped | delivered once | delivered twice | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for role, sub in subs.items():
+        c = counts[role]
+        print(f"| {role} | {orders[role]} | {sub.kills} ({sub.early_kills} while opening) | "
               f"{c['dropped']} | {c['once']} | {c['twice']} | {c['lost']} |")
-    print(f"interrupted raises handed over: {[counts[o]['interrupted handled'] for o in ORDERS]}")
+    return counts
 
 
 def returned_events(runs: List[Tuple[bool, List[str]]]) -> Dict[int, str]:
