@@ -131,6 +131,26 @@ fn threads_share_syncs_one_leader_at_a_time_and_every_ticket_is_synced() {
     assert_eq!(group.durable_seq(), total as u64 + 1);
 }
 
+#[test]
+fn a_thread_left_alone_after_a_shared_sync_still_syncs_its_record() {
+    let fake = Arc::new(Fake {
+        delay: Duration::from_millis(1),
+        ..Fake::default()
+    });
+    let group = Group::new(Some(fake.clone()), 1);
+    // Two operations in one sync: the next leader expects two again and
+    // holds its sync back for the other, which never comes.
+    let first = group.hand_over((0, 64), 2);
+    let second = group.hand_over((64, 128), 3);
+    ticket(&group, second).wait().unwrap();
+    ticket(&group, first).wait().unwrap();
+    let alone = group.hand_over((128, 192), 4);
+    ticket(&group, alone).wait().unwrap();
+    assert_eq!(group.durable_seq(), 4);
+    let calls = fake.calls.lock().unwrap().clone();
+    assert_eq!(calls, vec![(0, 128), (128, 64)]);
+}
+
 /// A fake whose calls wait for `release` and announce themselves.
 fn gated(fail: Vec<usize>) -> (Arc<Fake>, mpsc::Sender<()>, mpsc::Receiver<usize>) {
     let (release, gate) = mpsc::channel();
