@@ -46,6 +46,8 @@
 mod common;
 #[path = "compare/durable.rs"]
 mod durable;
+#[path = "common/lap.rs"]
+mod lap;
 #[path = "compare/reopen.rs"]
 mod reopen;
 #[path = "compare/sqlite.rs"]

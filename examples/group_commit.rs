@@ -11,6 +11,9 @@
 //! the map's `Syncer` on, counting there too: a layer that did not would
 //! keep every sync under the store's lock (one per raise).
 
+#[path = "../benches/common/lap.rs"]
+mod lap;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,26 +79,6 @@ impl Syncer for CountedSyncer {
     }
 }
 
-/// Writes every block of the journal's ring once (zeros, which it holds
-/// anyway) and drops the page cache (as root): the runs then measure syncs
-/// of blocks the file system has written before, as in a journal that has
-/// lapped its ring, not the first write of preallocated blocks.
-fn warm(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let len = file.metadata()?.len();
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = 8192;
-    while at < len {
-        let n = (len - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    file.sync_all()?;
-    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
-    Ok(())
-}
-
 fn run(dir: &Path, threads: usize, secs: f64) -> (f64, f64) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("create the directory");
@@ -107,11 +90,11 @@ fn run(dir: &Path, threads: usize, secs: f64) -> (f64, f64) {
         ..ServiceOptions::default()
     };
     let service = Uuid::from_u128(0x6c);
+    // A journal in service (its ring lapped), from a cold page cache when
+    // run as root.
+    lap::lap(dir, service, options.capacity);
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
     let store = ServiceStore::open_file(dir, service, &options).expect("open");
-    let path = store.journal_path().expect("at level 2");
-    store.close().expect("close");
-    warm(&path).expect("warm the file");
-    let store = ServiceStore::open_file(dir, service, &options).expect("reopen");
     let (stop, raised) = (AtomicBool::new(false), AtomicU64::new(0));
     let before = syncs.load(Ordering::Relaxed);
     let started = Instant::now();

@@ -5,6 +5,11 @@
 //! store runs once per round, the floor taking a turn after each run, and
 //! the rounds add up: a slow spell of the disk falls on all of them.
 //!
+//! The journal runs twice per thread count: in a fresh file, and in a file
+//! whose ring was lapped first (benches/common/lap.rs), as in a journal in
+//! service: the first sync of a block never written costs the file system
+//! a metadata write more.
+//!
 //! Syncs per event: for the journal, the `Device::sync` calls counted by a
 //! [`SyncCounter`] device layer (each is one `msync(MS_SYNC)` of the
 //! library's own device); for both, the write and flush requests the block
@@ -17,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use softnet_persistence::{Durability, Uuid};
 
-use crate::common::{fmt_bytes, fmt_ns, percentile, row, run_interleaved, Phase, Section, Summary};
+use crate::common::{
+    fmt_bytes, fmt_ns, percentile, row, run_interleaved, Phase, Row, Section, Summary,
+};
+use crate::lap::lap;
 use crate::sqlite::{self, Db};
 use crate::sys::{Counters, Delta, SyncCounter};
 use crate::{
@@ -162,14 +170,19 @@ fn journal_run(
     secs: f64,
     counters: &Counters,
     notes: &mut Vec<String>,
+    lapped: bool,
 ) -> Run {
     let (layer, syncs) = SyncCounter::new();
     let jdir = subdir(dir, &format!("threads-{threads}"));
-    let store = Arc::new(open_with(
-        &jdir,
+    let (uid, options) = (
         Uuid::new_v4(),
-        &options(CAPACITY, Durability::Sync, Some(layer)),
-    ));
+        options(CAPACITY, Durability::Sync, Some(layer)),
+    );
+    if lapped {
+        lap(&jdir, uid, CAPACITY);
+    }
+    let store = open_with(&jdir, uid, &options);
+    let store = Arc::new(store);
     for _ in 0..WARMUP {
         raise(&store);
     }
@@ -226,44 +239,117 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
         // One no-op, then the floor's interleaved syncs.
         run_interleaved(&mut Phase::default(), io, 1, &mut floor, |_| ());
     };
-    let mut runs: Vec<Option<(usize, Run, Run)>> = THREADS.iter().map(|_| None).collect();
+    // Per thread count: the journal fresh, the journal lapped, SQLite.
+    let mut runs: Vec<Option<(usize, Vec<Run>)>> = THREADS.iter().map(|_| None).collect();
     for round in 0..work.thread_rounds {
         // Each round starts at another thread count.
         for k in 0..THREADS.len() {
             let i = (k + round) % THREADS.len();
             let n = THREADS[i];
             progress(format!(
-                "round {}/{}, {n} thread(s): journal, then SQLite",
+                "round {}/{}, {n} thread(s): journal fresh, lapped, then SQLite",
                 round + 1,
                 work.thread_rounds
             ));
-            let j = journal_run(dir, n, work.thread_secs, &counters, notes);
-            floor_turn();
-            let q = sqlite_run(dir, n, work.thread_secs, &counters);
+            let mut three = Vec::with_capacity(3);
+            for lapped in [false, true] {
+                three.push(journal_run(
+                    dir,
+                    n,
+                    work.thread_secs,
+                    &counters,
+                    notes,
+                    lapped,
+                ));
+                floor_turn();
+            }
+            three.push(sqlite_run(dir, n, work.thread_secs, &counters));
             floor_turn();
             match &mut runs[i] {
-                None => runs[i] = Some((n, j, q)),
-                Some((_, js, qs)) => {
-                    js.absorb(j);
-                    qs.absorb(q);
-                }
+                None => runs[i] = Some((n, three)),
+                Some((_, sums)) => sums.iter_mut().zip(three).for_each(|(a, b)| a.absorb(b)),
             }
         }
     }
-    let runs: Vec<(usize, Run, Run)> = runs.into_iter().flatten().collect();
+    let runs: Vec<(usize, Vec<Run>)> = runs.into_iter().flatten().collect();
     let floor_p50 = floor.as_ref().map(|f| f.reference_p50());
-
-    let single = runs[0].1.rate();
-    let single_sql = runs[0].2.rate();
+    table(&runs, work, ratios);
     let cap = size_label(CAPACITY);
-    let section = "threads";
-    let bytes = |b: Option<f64>| b.map_or("-".to_string(), |b| fmt_bytes(b, BYTE_DECIMALS));
-    let per = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let singles: Vec<f64> = runs[0].1.iter().map(Run::rate).collect();
+    for (n, three) in &runs {
+        for (k, r) in three.iter().enumerate() {
+            let name = match k {
+                0 => format!("journal {cap} Sync, {n} thr: raise"),
+                1 => format!("journal {cap} lapped, {n} thr: raise"),
+                _ => format!("SQLite WAL FULL, {n} thr: INSERT"),
+            };
+            let r_row = row("threads", &name, r.summary());
+            rows.push(match (k, n) {
+                (2, _) => r_row,
+                (_, 1) => match floor_p50 {
+                    Some(f) => {
+                        let x = percentile(&r.samples, 50.0) / f;
+                        r_row.target(
+                            format!("p50 {x:.2}x floor (<= {TARGET_FLOOR_RATIO}x)"),
+                            x <= TARGET_FLOOR_RATIO,
+                        )
+                    }
+                    None => r_row,
+                },
+                (_, 8) => scaling_target(r_row, r, singles[k]),
+                _ => r_row,
+            });
+        }
+        if three[2].errors != 0 {
+            notes.push(format!(
+                "WARNING threads {n}: {} SQLite INSERTs failed (busy past the timeout?)",
+                three[2].errors
+            ));
+        }
+    }
+    if let Some(f) = floor_p50 {
+        notes.push(format!(
+            "threads: floor p50 {} over {} msyncs taken between the runs (denominator \
+             of the 1-thread ratio; the legend's floor p50 is the durable section's)",
+            fmt_ns(f),
+            work.thread_rounds * 2 * THREADS.len() * FLOOR_TURN
+        ));
+    }
+}
+
+fn bytes(b: Option<f64>) -> String {
+    b.map_or("-".to_string(), |b| fmt_bytes(b, BYTE_DECIMALS))
+}
+
+fn per(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The 8-thread target, against the single-thread rate `single` of the
+/// same store.
+fn scaling_target(r_row: Row, j: &Run, single: f64) -> Row {
+    let x = j.rate() / single;
+    let dev = j.per_event(j.delta.device_write_bytes);
+    let dev_ok = dev.is_some_and(|b| b <= TARGET_DEVICE_BYTES);
+    r_row.target(
+        format!(
+            "{x:.2}x 1-thread rate (>= {TARGET_SCALING}x); device {}/raise (<= 1 KiB); {} \
+             syncs/raise",
+            bytes(dev),
+            per(j.per_event(j.syncs))
+        ),
+        x >= TARGET_SCALING && dev_ok,
+    )
+}
+
+/// The table of every thread count and store, with ratios to one thread.
+fn table(runs: &[(usize, Vec<Run>)], work: &Work, ratios: &mut Vec<String>) {
+    let cap = size_label(CAPACITY);
     ratios.push(format!(
         "  threads ({} round(s) over every thread count and store, each round starting at \
-         another count, {:.1} s per run; journal \
-         {cap} Sync, one Arc<ServiceStore>, fresh each run; SQLite WAL FULL, one connection \
-         per thread, busy_timeout 60 s):",
+         another count, {:.1} s per run; journal {cap} Sync, one Arc<ServiceStore>, a new \
+         file each run (fresh: as created; lapped: its ring lapped once before, by raises \
+         and acks with Durability::None); SQLite WAL FULL, one connection per thread, busy_timeout 60 s):",
         work.thread_rounds, work.thread_secs
     ));
     ratios.push(format!(
@@ -278,17 +364,15 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
         "dev bytes/ev",
         "errors"
     ));
-    for (n, j, q) in &runs {
-        for (label, r, base) in [
-            ("journal Sync", j, single),
-            ("SQLite WAL FULL", q, single_sql),
-        ] {
+    const LABELS: [&str; 3] = ["journal fresh", "journal lapped", "SQLite WAL FULL"];
+    for (n, three) in runs {
+        for (k, r) in three.iter().enumerate() {
             ratios.push(format!(
                 "    {:<8} {:<16} {:>10.0} {:>8.2}x {:>12} {:>13} {:>13} {:>12} {:>10}",
                 n,
-                label,
+                LABELS[k],
                 r.rate(),
-                r.rate() / base,
+                r.rate() / runs[0].1[k].rate(),
                 per(r.per_event(r.syncs)),
                 per(r.per_event(r.delta.device_writes)),
                 per(r.per_event(r.delta.device_flushes)),
@@ -302,55 +386,4 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
          flushes and bytes: requests and bytes the whole block device completed per raise"
             .into(),
     );
-    for (n, j, q) in runs {
-        let js = j.summary();
-        let jrow = row(section, &format!("journal {cap} Sync, {n} thr: raise"), js);
-        let jrow = match n {
-            1 => match floor_p50 {
-                Some(f) => {
-                    let x = percentile(&j.samples, 50.0) / f;
-                    jrow.target(
-                        format!("p50 {x:.2}x floor (<= {TARGET_FLOOR_RATIO}x)"),
-                        x <= TARGET_FLOOR_RATIO,
-                    )
-                }
-                None => jrow,
-            },
-            8 => {
-                let x = j.rate() / single;
-                let dev = j.per_event(j.delta.device_write_bytes);
-                let dev_ok = dev.is_some_and(|b| b <= TARGET_DEVICE_BYTES);
-                jrow.target(
-                    format!(
-                        "{x:.2}x 1-thread rate (>= {TARGET_SCALING}x); device {}/raise \
-                         (<= 1 KiB); {} syncs/raise",
-                        bytes(dev),
-                        per(j.per_event(j.syncs))
-                    ),
-                    x >= TARGET_SCALING && dev_ok,
-                )
-            }
-            _ => jrow,
-        };
-        rows.push(jrow);
-        rows.push(row(
-            section,
-            &format!("SQLite WAL FULL, {n} thr: INSERT"),
-            q.summary(),
-        ));
-        if q.errors != 0 {
-            notes.push(format!(
-                "WARNING threads {n}: {} SQLite INSERTs failed (busy past the timeout?)",
-                q.errors
-            ));
-        }
-    }
-    if let Some(f) = floor_p50 {
-        notes.push(format!(
-            "threads: floor p50 {} over {} msyncs taken between the runs (denominator \
-             of the 1-thread ratio; the legend's floor p50 is the durable section's)",
-            fmt_ns(f),
-            work.thread_rounds * 2 * THREADS.len() * FLOOR_TURN
-        ));
-    }
 }
