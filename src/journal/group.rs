@@ -111,8 +111,9 @@ struct State {
     /// notify_all, which hands the woken the mutex one after another.
     sleepers: Vec<std::thread::Thread>,
     /// The would-be leader holding the next sync back for the threads the
-    /// last one released (see [`Group::wait`]); woken with the sleepers.
-    gatherer: Option<std::thread::Thread>,
+    /// last one released (see [`Group::wait`]), by the ticket it waits on;
+    /// woken with the sleepers.
+    gatherer: Option<(u64, std::thread::Thread)>,
     /// How long the last leader's sync took.
     last_sync: Duration,
 }
@@ -161,7 +162,7 @@ fn union(a: Option<Span>, b: Option<Span>) -> Option<Span> {
 fn wake(wakes: &AtomicU64, state: &mut MutexGuard<'_, State>) {
     wakes.fetch_add(1, Ordering::Release);
     let mut threads = std::mem::take(&mut state.sleepers);
-    threads.extend(state.gatherer.take());
+    threads.extend(state.gatherer.take().map(|(_, thread)| thread));
     if !threads.is_empty() {
         // Unlocked: a thread woken while the lock is held would only block
         // on it again.
@@ -227,11 +228,25 @@ impl Group {
 
     /// Hands `span` over to the next leader; once it is synced, every
     /// record below `seq` is durable. Returns the ticket to wait on.
-    pub(crate) fn hand_over(&self, span: Span, seq: u64) -> u64 {
+    ///
+    /// `previous`: the ticket the same operation was given by an earlier
+    /// hand-over (one store call can commit twice, e.g. an ack and then the
+    /// expiry of a peek). If nothing was issued since and no sync has taken
+    /// its span yet, the span joins it and the ticket is reused: one
+    /// operation, one ticket. Otherwise a thread alone would count as a
+    /// batch of two, and its next operation, one ticket short of that,
+    /// would hold its own sync back for the others (see [`Group::wait`]).
+    pub(crate) fn hand_over(&self, span: Span, seq: u64, previous: Option<u64>) -> u64 {
         let mut state = self.state.lock();
+        // Tickets are issued under the store's lock and `pending` is
+        // emptied only by a sync that resolves every ticket issued: both
+        // true means `previous` is the last ticket and still waits.
+        let join = previous == Some(state.issued) && state.pending.is_some();
         state.pending = union(state.pending, Some(span));
         state.pending_seq = state.pending_seq.max(seq);
-        state.issued += 1;
+        if !join {
+            state.issued += 1;
+        }
         state.issued
     }
 
@@ -316,8 +331,11 @@ impl Group {
     /// hand-over makes the batch whole leads it at once. A thread alone (a
     /// batch of one) never waits: one sync per operation, as without
     /// groups.
+    ///
+    /// The thread's handle (`std::thread::current`, which allocates on a
+    /// thread std did not start, such as a C program's) is taken only to
+    /// park: a thread alone never does.
     fn wait(&self, ticket: u64) -> io::Result<()> {
-        let me = std::thread::current();
         let mut state = self.state.lock();
         let mut until: Option<Instant> = None;
         loop {
@@ -329,10 +347,10 @@ impl Group {
                     Some(Resolution::Abandoned) | None => Ok(()),
                 };
             }
-            let gatherer = state.gatherer.as_ref().map(|t| t.id() == me.id());
+            let gatherer = state.gatherer.as_ref().map(|(t, _)| *t == ticket);
             let short = state.issued - state.resolved < state.last_batch;
             if state.syncing || state.pending.is_none() || (short && gatherer == Some(false)) {
-                self.sleep(&mut state, &me);
+                self.sleep(&mut state);
                 continue;
             }
             if short {
@@ -340,7 +358,7 @@ impl Group {
                 let until = *until.get_or_insert_with(|| Instant::now() + hold);
                 let left = until.saturating_duration_since(Instant::now());
                 if !left.is_zero() {
-                    state.gatherer = Some(me.clone());
+                    state.gatherer = Some((ticket, std::thread::current()));
                     MutexGuard::unlocked(&mut state, || std::thread::park_timeout(left));
                     continue;
                 }
@@ -355,14 +373,14 @@ impl Group {
     /// Waits for the next [`wake`] (a running sync ends, or the one the
     /// gatherer holds back does): first spinning, yielding the processor,
     /// then parked (see the module docs).
-    fn sleep(&self, state: &mut MutexGuard<'_, State>, me: &std::thread::Thread) {
+    fn sleep(&self, state: &mut MutexGuard<'_, State>) {
         let seen = self.wakes.load(Ordering::Acquire);
         let limit = Instant::now() + (state.last_sync * (GATHER_SYNCS + 1)).min(MAX_SPIN);
         let woken = MutexGuard::unlocked(state, || self.spin(seen, limit));
         // `wake` counts with the state locked: unchanged here, it has not
         // run, and it will find this thread among the sleepers.
         if !woken && self.wakes.load(Ordering::Acquire) == seen {
-            state.sleepers.push(me.clone());
+            state.sleepers.push(std::thread::current());
             MutexGuard::unlocked(state, std::thread::park);
         }
     }
@@ -401,6 +419,12 @@ impl Group {
 }
 
 impl Group {
+    /// How many tickets the last leader's sync covered.
+    #[cfg(test)]
+    pub(crate) fn last_batch(&self) -> u64 {
+        self.state.lock().last_batch
+    }
+
     /// Whether `ticket` is resolved (its sync is done, or failed, or the
     /// journal was retired).
     pub(crate) fn is_resolved(&self, ticket: u64) -> bool {

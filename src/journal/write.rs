@@ -120,7 +120,9 @@ impl Journal {
     /// tells a group a power cut tore from damage.
     pub(super) fn hand_over(&mut self) {
         if let Some(span) = self.dirty.take() {
-            let ticket = self.group.hand_over(span, self.ring.next_seq());
+            let ticket = self
+                .group
+                .hand_over(span, self.ring.next_seq(), self.ticket);
             self.freed.handed_over(ticket);
             self.ticket = Some(ticket);
         }

@@ -66,7 +66,7 @@ fn a_thread_alone_leads_one_sync_per_operation() {
     assert!(group.concurrent());
     for op in 0..5u64 {
         let start = 100 * op as usize;
-        let t = group.hand_over((start, start + 40), op + 2);
+        let t = group.hand_over((start, start + 40), op + 2, None);
         ticket(&group, t).wait().unwrap();
         assert_eq!(group.durable_seq(), op + 2);
     }
@@ -95,7 +95,7 @@ fn threads_share_syncs_one_leader_at_a_time_and_every_ticket_is_synced() {
                         let seq = *next;
                         *next += 1;
                         let at = 64 * seq as usize;
-                        (group.hand_over((at, at + 64), seq + 1), seq)
+                        (group.hand_over((at, at + 64), seq + 1, None), seq)
                     };
                     ticket(&group, t).wait().unwrap();
                     assert!(
@@ -140,15 +140,72 @@ fn a_thread_left_alone_after_a_shared_sync_still_syncs_its_record() {
     let group = Group::new(Some(fake.clone()), 1);
     // Two operations in one sync: the next leader expects two again and
     // holds its sync back for the other, which never comes.
-    let first = group.hand_over((0, 64), 2);
-    let second = group.hand_over((64, 128), 3);
+    let first = group.hand_over((0, 64), 2, None);
+    let second = group.hand_over((64, 128), 3, None);
     ticket(&group, second).wait().unwrap();
     ticket(&group, first).wait().unwrap();
-    let alone = group.hand_over((128, 192), 4);
+    let alone = group.hand_over((128, 192), 4, None);
     ticket(&group, alone).wait().unwrap();
     assert_eq!(group.durable_seq(), 4);
     let calls = fake.calls.lock().unwrap().clone();
     assert_eq!(calls, vec![(0, 128), (128, 64)]);
+}
+
+#[test]
+fn an_operation_that_commits_twice_waits_on_one_ticket() {
+    let fake = Arc::new(Fake::default());
+    let group = Group::new(Some(fake.clone()), 1);
+    // One store call, two commits (an ack, then a peek's expiry): one
+    // ticket. Two would make a thread alone a batch of two, and its next
+    // call, a batch of one, would hold its own sync back for a second
+    // operation that never comes.
+    let first = group.hand_over((0, 64), 2, None);
+    let again = group.hand_over((64, 128), 3, Some(first));
+    assert_eq!(again, first);
+    ticket(&group, again).wait().unwrap();
+    assert_eq!(group.last_batch(), 1, "one operation is a batch of one");
+    // Its sync is done: committing again needs a new ticket.
+    let later = group.hand_over((128, 192), 4, Some(first));
+    assert_eq!(later, first + 1);
+    // Another ticket was issued since (another operation): not joined.
+    let other = group.hand_over((192, 256), 5, None);
+    let mine = group.hand_over((256, 320), 6, Some(later));
+    assert_eq!(mine, other + 1);
+    ticket(&group, mine).wait().unwrap();
+    assert!(group.is_resolved(later) && group.is_resolved(other));
+    assert_eq!(group.durable_seq(), 6);
+    let calls = fake.calls.lock().unwrap().clone();
+    assert_eq!(calls, vec![(0, 128), (128, 192)]);
+}
+
+#[test]
+fn a_journal_operation_that_commits_twice_hands_over_one_ticket() {
+    use crate::backend::RecordLog;
+    use crate::journal::{Durability, Journal, JournalConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = JournalConfig {
+        kind: "test journal",
+        magic: *b"SNPTEST1",
+        owner: uuid::Uuid::from_u128(14),
+        capacity: 8192,
+        durability: Durability::Sync,
+        device_layer: None,
+    };
+    let mut j = Journal::open(&dir.path().join("twice.j"), &config)
+        .unwrap()
+        .0;
+    j.append(&[1; 40]).unwrap();
+    j.commit().unwrap();
+    j.append(&[2; 40]).unwrap();
+    j.commit().unwrap();
+    let t = j.take_ticket().unwrap();
+    assert_eq!(t.number, 1, "both commits share the operation's ticket");
+    let group = Arc::clone(&t.group);
+    t.wait().unwrap();
+    assert_eq!(group.last_batch(), 1);
+    j.append(&[3; 40]).unwrap();
+    j.commit().unwrap();
+    assert_eq!(j.take_ticket().unwrap().number, 2);
 }
 
 /// A fake whose calls wait for `release` and announce themselves.
@@ -173,12 +230,12 @@ fn waiter(group: &Arc<Group>, number: u64) -> thread::JoinHandle<io::Result<()>>
 fn a_failed_sync_fails_exactly_the_tickets_it_covered() {
     let (fake, release, starts) = gated(vec![2]);
     let group = Group::new(Some(fake.clone()), 1);
-    let t1 = group.hand_over((0, 64), 2);
+    let t1 = group.hand_over((0, 64), 2, None);
     let w1 = waiter(&group, t1);
     assert_eq!(starts.recv().unwrap(), 1, "the first waiter leads");
     // Handed over while sync 1 runs: the next sync covers both.
-    let t2 = group.hand_over((64, 128), 3);
-    let t3 = group.hand_over((128, 192), 4);
+    let t2 = group.hand_over((64, 128), 3, None);
+    let t3 = group.hand_over((128, 192), 4, None);
     let (w2, w3) = (waiter(&group, t2), waiter(&group, t3));
     release.send(()).unwrap();
     assert_eq!(starts.recv().unwrap(), 2);
@@ -192,7 +249,7 @@ fn a_failed_sync_fails_exactly_the_tickets_it_covered() {
         2,
         "a failed sync proves nothing durable"
     );
-    let t4 = group.hand_over((192, 256), 5);
+    let t4 = group.hand_over((192, 256), 5, None);
     let w4 = waiter(&group, t4);
     assert_eq!(starts.recv().unwrap(), 3);
     release.send(()).unwrap();
@@ -208,11 +265,11 @@ fn a_failed_sync_fails_exactly_the_tickets_it_covered() {
 fn a_sync_under_the_lock_waits_for_the_leader_and_covers_what_was_handed_over() {
     let (fake, release, starts) = gated(Vec::new());
     let group = Group::new(Some(fake.clone()), 1);
-    let t1 = group.hand_over((4096, 4160), 2);
+    let t1 = group.hand_over((4096, 4160), 2, None);
     let w1 = waiter(&group, t1);
     assert_eq!(starts.recv().unwrap(), 1);
     // Handed over while sync 1 runs; its waiter comes later.
-    let t2 = group.hand_over((8192, 8256), 3);
+    let t2 = group.hand_over((8192, 8256), 3, None);
     let under_lock = {
         let group = Arc::clone(&group);
         thread::spawn(move || {
@@ -251,13 +308,13 @@ fn a_sync_under_the_lock_waits_for_the_leader_and_covers_what_was_handed_over() 
 fn retiring_releases_every_waiter_without_a_sync() {
     let fake = Arc::new(Fake::default());
     let group = Group::new(Some(fake.clone()), 1);
-    let t1 = group.hand_over((0, 64), 2);
+    let t1 = group.hand_over((0, 64), 2, None);
     group.retire();
     assert!(ticket(&group, t1).wait().is_ok());
     assert!(fake.calls.lock().unwrap().is_empty());
     assert_eq!(group.durable_seq(), 1, "nothing was synced");
     // A failed sync under the lock fails the tickets it covered, too.
-    let t2 = group.hand_over((0, 64), 3);
+    let t2 = group.hand_over((0, 64), 3, None);
     let result = group.sync_all(None, 3, |_, _| Err(io::Error::other("disk gone")));
     assert!(result.is_err());
     assert!(ticket(&group, t2).wait().is_err());
@@ -274,8 +331,8 @@ impl Syncer for Panics {
 #[test]
 fn a_panicking_sync_fails_its_tickets_instead_of_leaving_them_waiting() {
     let group = Group::new(Some(Arc::new(Panics)), 1);
-    let t1 = group.hand_over((0, 64), 2);
-    let t2 = group.hand_over((64, 128), 3);
+    let t1 = group.hand_over((0, 64), 2, None);
+    let t2 = group.hand_over((64, 128), 3, None);
     // The leader's call panics, as it would have under the lock.
     assert!(waiter(&group, t1).join().is_err());
     let e = ticket(&group, t2).wait().unwrap_err();
