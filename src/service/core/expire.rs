@@ -79,12 +79,14 @@ impl Core {
     }
 }
 
-/// `ms` as seconds for a message: "86400 s", "0.5 s".
+/// `ms` as seconds for a message: "86400 s", "1.500 s". In integers: the
+/// library formats no floating-point number, so float formatting (about
+/// 8 KiB of code) stays out of the shipped library.
 fn seconds(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
-        format!("{:.3} s", ms as f64 / 1000.0)
+        format!("{}.{:03} s", ms / 1000, ms % 1000)
     }
 }
 
@@ -123,5 +125,6 @@ mod tests {
     fn message_seconds() {
         assert_eq!(seconds(86_400_000), "86400 s");
         assert_eq!(seconds(1_500), "1.500 s");
+        assert_eq!(seconds(7), "0.007 s");
     }
 }
