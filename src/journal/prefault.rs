@@ -14,7 +14,7 @@
 //! kernel to fault the pages in for writing (`MADV_POPULATE_WRITE`, through
 //! the device's [`Syncer::prefault`]) before the head reaches them. The
 //! caller's path only counts bytes and, once per [`CHUNK`] of records,
-//! hands one range over a channel. Whatever the thread has not prepared in
+//! queues one range for the thread. Whatever the thread has not prepared in
 //! time is faulted in by the write itself, as before: preparing is a hint,
 //! never needed for correctness, and its errors are ignored (a kernel
 //! before Linux 5.14 refuses the advice: every write faults, as without
@@ -25,8 +25,9 @@
 //! ahead of the head could be written back early, adding device writes to
 //! each raise.
 
-use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
 
 use crate::journal::device::Syncer;
 
@@ -40,11 +41,70 @@ pub(super) struct Prefault {
     syncer: Arc<dyn Syncer>,
     /// Ring bytes after the head already requested.
     ahead: u64,
-    /// Requests to the thread, once it runs; `None` before the first
+    /// The queue the thread serves, once it runs; `None` before the first
     /// request, or after the thread could not be started.
-    requests: Option<Sender<(usize, usize)>>,
-    /// Starting the thread failed: no more tries.
+    requests: Option<Arc<Queue>>,
+    /// Starting the thread failed, or it ended: no more tries.
     unavailable: bool,
+}
+
+/// The ranges the journal asked for and the thread has not taken yet.
+/// (A mutex and a condvar rather than `std::sync::mpsc`: the channel's
+/// code was 8 KiB of the shipped library, for one message per 256 KiB.)
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Requests>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Requests {
+    /// (file offset, length), oldest first.
+    ranges: Vec<(usize, usize)>,
+    /// The journal let go (closed or replaced): the thread ends once it
+    /// has prepared what was queued (at most a chunk or two).
+    closed: bool,
+    /// The thread ended (only if it panicked while the journal was open).
+    ended: bool,
+}
+
+impl Queue {
+    /// The thread's loop: prepares each range queued until the journal
+    /// lets go.
+    fn serve(&self, syncer: &dyn Syncer) {
+        /// Marks the thread as ended, also if `prefault` panics.
+        struct Ended<'a>(&'a Queue);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                self.0.state.lock().ended = true;
+            }
+        }
+        let _ended = Ended(self);
+        loop {
+            let ranges = {
+                let mut state = self.state.lock();
+                while state.ranges.is_empty() && !state.closed {
+                    self.changed.wait(&mut state);
+                }
+                if state.ranges.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut state.ranges)
+            };
+            for (offset, len) in ranges {
+                syncer.prefault(offset, len);
+            }
+        }
+    }
+}
+
+impl Drop for Prefault {
+    fn drop(&mut self) {
+        if let Some(queue) = &self.requests {
+            queue.state.lock().closed = true;
+            queue.changed.notify_one();
+        }
+    }
 }
 
 impl Prefault {
@@ -77,6 +137,13 @@ impl Prefault {
         }
     }
 
+    /// True once no range will be prepared any more (the thread could not
+    /// be started, or ended).
+    #[cfg(test)]
+    pub(super) fn unavailable(&self) -> bool {
+        self.unavailable
+    }
+
     /// Hands `[offset, offset + len)` of the file to the thread.
     fn request(&mut self, offset: u64, len: u64) {
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
@@ -85,31 +152,34 @@ impl Prefault {
         if self.requests.is_none() {
             self.start();
         }
-        if let Some(requests) = &self.requests {
+        let Some(queue) = &self.requests else {
+            return;
+        };
+        let mut state = queue.state.lock();
+        if state.ended {
             // The thread ended only if it panicked: the writes fault
             // themselves, as without it.
-            if requests.send((offset, len)).is_err() {
-                self.requests = None;
-                self.unavailable = true;
-            }
+            drop(state);
+            self.requests = None;
+            self.unavailable = true;
+            return;
         }
+        state.ranges.push((offset, len));
+        drop(state);
+        queue.changed.notify_one();
     }
 
-    /// Starts the thread. It ends when the journal drops its sender (the
-    /// journal is closed or replaced), after the request it is preparing;
-    /// it holds the map alive through the syncer until then.
+    /// Starts the thread. It ends when the journal drops this window (the
+    /// journal is closed or replaced), once the queue is empty; it holds
+    /// the map alive through the syncer until then.
     fn start(&mut self) {
-        let (requests, received) = mpsc::channel::<(usize, usize)>();
-        let syncer = Arc::clone(&self.syncer);
+        let queue = Arc::new(Queue::default());
+        let (served, syncer) = (Arc::clone(&queue), Arc::clone(&self.syncer));
         let spawned = std::thread::Builder::new()
             .name("snp-prefault".into())
-            .spawn(move || {
-                while let Ok((offset, len)) = received.recv() {
-                    syncer.prefault(offset, len);
-                }
-            });
+            .spawn(move || served.serve(&*syncer));
         match spawned {
-            Ok(_) => self.requests = Some(requests),
+            Ok(_) => self.requests = Some(queue),
             // No thread (the process is out of threads or memory): fresh
             // pages fault on the writing thread, as without it.
             Err(_) => self.unavailable = true,

@@ -89,3 +89,40 @@ fn a_small_ring_is_prepared_a_quarter_at_a_time() {
     assert!(got.iter().all(|&(_, len)| len as u64 <= size / 4));
     assert!(got.iter().map(|&(_, len)| len as u64).sum::<u64>() >= 200_000);
 }
+
+/// Panics when asked to prepare.
+struct Panicker;
+
+impl Syncer for Panicker {
+    fn sync(&self, _offset: usize, _len: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn prefault(&self, _offset: usize, _len: usize) {
+        panic!("prefault failed");
+    }
+}
+
+#[test]
+fn a_thread_that_panicked_is_not_asked_again_and_the_writer_goes_on() {
+    let mut prefault = Prefault::new(Arc::new(Panicker));
+    let (size, step) = (64 * CHUNK, 4096);
+    let mut head = 0;
+    let started = std::time::Instant::now();
+    // The first request starts the thread, which panics on it; a later
+    // request finds it ended and stops asking.
+    while !prefault.unavailable() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the ended thread was never noticed"
+        );
+        head = (head + step) % size;
+        prefault.advanced(step, head, size, 8192);
+        std::thread::yield_now();
+    }
+    for _ in 0..1000 {
+        head = (head + step) % size;
+        prefault.advanced(step, head, size, 8192);
+    }
+    assert!(prefault.unavailable());
+}
