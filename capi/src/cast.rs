@@ -99,8 +99,10 @@ impl<T: Copy> Out<T> {
 }
 
 /// Checks a caller's length against its limit, before any slice is formed
-/// from it: `field` names the length (`event->args_len`), `limit` the
-/// header's constant (`SNP_MAX_ARGS_LEN`), `min` the least accepted value.
+/// from it: `field` names the buffer (`event->args`; the message names its
+/// length, `event->args_len`), `limit` the header's constant
+/// (`SNP_MAX_ARGS_LEN`), `min` the least accepted value. Nothing is
+/// formatted unless the check fails: it runs on every raise.
 pub(crate) fn check_len(
     len: usize,
     min: usize,
@@ -110,12 +112,12 @@ pub(crate) fn check_len(
 ) -> Result<(), Error> {
     if len > max {
         return Err(Error::InvalidArgument(format!(
-            "{field} is {len}, more than {limit} ({max})"
+            "{field}_len is {len}, more than {limit} ({max})"
         )));
     }
     if len < min {
         return Err(Error::InvalidArgument(format!(
-            "{field} is {len}; it must be {min} to {limit} ({max})"
+            "{field}_len is {len}; it must be {min} to {limit} ({max})"
         )));
     }
     Ok(())
@@ -159,7 +161,7 @@ pub(crate) unsafe fn owned_bytes(
     field: &str,
     limit: &str,
 ) -> Result<Vec<u8>, Error> {
-    check_len(len, 0, max, &format!("{field}_len"), limit)?;
+    check_len(len, 0, max, field, limit)?;
     // SAFETY: forwarded contract; the length is within the limit.
     Ok(unsafe { bytes(ptr, len, field) }?.to_vec())
 }

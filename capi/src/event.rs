@@ -124,13 +124,7 @@ pub(crate) unsafe fn owned_name(
     len: usize,
     field: &str,
 ) -> Result<String, Error> {
-    check_len(
-        len,
-        1,
-        SNP_MAX_NAME_LEN,
-        &format!("{field}_len"),
-        "SNP_MAX_NAME_LEN",
-    )?;
+    check_len(len, 1, SNP_MAX_NAME_LEN, field, "SNP_MAX_NAME_LEN")?;
     // SAFETY: forwarded contract; the length is within the limit.
     let raw = unsafe { bytes(ptr.cast(), len, field) }?;
     std::str::from_utf8(raw)
