@@ -1569,7 +1569,10 @@ const char *snp_status_str(snp_status status);
 uint32_t snp_abi_version(void);
 
 /**
- * The library version, e.g. "0.1.0" (static storage).
+ * The library's version, `SNP_ABI_VERSION.minor.patch` (e.g. "2.1.0";
+ * static storage): the version it is installed under (the file
+ * libsoftnet_persistence.so.2.1.0, `pkg-config --modversion`, the CMake
+ * package's version).
  */
 const char *snp_version(void);
 

@@ -92,8 +92,53 @@ pub extern "C" fn snp_abi_version() -> u32 {
     SNP_ABI_VERSION
 }
 
-/// The library version, e.g. "0.1.0" (static storage).
+/// The library's version, `SNP_ABI_VERSION.minor.patch` (e.g. "2.1.0";
+/// static storage): the version it is installed under (the file
+/// libsoftnet_persistence.so.2.1.0, `pkg-config --modversion`, the CMake
+/// package's version).
 #[no_mangle]
 pub extern "C" fn snp_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    LIBRARY_VERSION.as_ptr().cast()
+}
+
+/// `SNP_ABI_VERSION`, then the crate's minor and patch (as
+/// tools/install.sh names the installed file), NUL-terminated.
+static LIBRARY_VERSION: [u8; 32] = library_version();
+
+const fn library_version() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // SNP_ABI_VERSION's digits, most significant first.
+    let mut digits = [0u8; 10];
+    let (mut n, mut count) = (SNP_ABI_VERSION, 0);
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut at = 0;
+    while count > 0 {
+        count -= 1;
+        out[at] = digits[count];
+        at += 1;
+    }
+    let rest = [
+        b".".as_slice(),
+        env!("CARGO_PKG_VERSION_MINOR").as_bytes(),
+        b".".as_slice(),
+        env!("CARGO_PKG_VERSION_PATCH").as_bytes(),
+    ];
+    let mut part = 0;
+    while part < rest.len() {
+        let mut i = 0;
+        while i < rest[part].len() {
+            out[at] = rest[part][i];
+            at += 1;
+            i += 1;
+        }
+        part += 1;
+    }
+    out
 }

@@ -68,8 +68,14 @@ static void test_versions(void) {
     CHECK(SNP_ABI_VERSION >= 1);
     const char *v = snp_version();
     CHECK(v != NULL);
-    CHECK(v[0] >= '0' && v[0] <= '9');
-    CHECK(strchr(v, '.') != NULL);
+    /* SNP_ABI_VERSION.minor.patch: the version the library is installed
+     * under (libsoftnet_persistence.so.N.x.y, pkg-config, CMake). */
+    char major[16];
+    snprintf(major, sizeof major, "%d.", SNP_ABI_VERSION);
+    CHECK(strncmp(v, major, strlen(major)) == 0);
+    const char *minor = v + strlen(major);
+    CHECK(minor[0] >= '0' && minor[0] <= '9');
+    CHECK(strchr(minor, '.') != NULL && strchr(strchr(minor, '.') + 1, '.') == NULL);
     CHECK(snp_version() == v); /* static storage */
 }
 

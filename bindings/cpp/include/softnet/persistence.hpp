@@ -101,7 +101,8 @@ inline bool check(snp_status status) {
     throw Error(status, detail::last_error_message(status));
 }
 
-/// The version of the loaded library, e.g. "0.1.0".
+/// The version of the loaded library, SNP_ABI_VERSION.minor.patch, e.g.
+/// "2.1.0" (the version it is installed under).
 inline std::string_view version() noexcept { return snp_version(); }
 
 /// The ABI version of the loaded library (compare with `SNP_ABI_VERSION`,
