@@ -7,7 +7,8 @@
 #                  the C/C++ library (SONAME libsoftnet_persistence.so.N),
 #                  headers, pkg-config file, CMake package and docs
 #                  (tools/install.sh); also DESTDIR, LIBDIR, INCLUDEDIR,
-#                  STRIP=true (keep symbols), PC_RPATH=auto|yes|no
+#                  STRIP=true (keep symbols), PC_RPATH=auto|yes|no,
+#                  SMALL=1 (the build for size; a nightly Rust, README "Size")
 #   make uninstall PREFIX=...  removes what make install put there
 #   make mqtt-demo exactly once over a real MQTT broker: a mosquitto, a
 #                  Python gateway and subscriber killed and restarted
@@ -264,22 +265,46 @@ clean:
 # aarch64-unknown-linux-gnu), make dist-lib and make install build and
 # install that target's library instead, with Debian's cross compiler and
 # binutils (docs/CROSS.md), from target/<triple>/dist/lib.
-.PHONY: dist-lib dist-cli dist-test size wheel
+#
+# With SMALL=1 (also with CROSS_TARGET), the same library built for size
+# by a nightly Rust (NIGHTLY, with its rust-src component; by default the
+# nightly it was measured and tested with, since the flags below are
+# unstable): the standard library is compiled with the library
+# (-Zbuild-std) for size and without its backtrace symbolizer, at
+# [profile.dist-small], with panic locations left out; panics still unwind
+# to the C ABI's boundary. From target/<triple>/dist-small/lib; README
+# "Size" says what it costs.
+.PHONY: dist-lib dist-cli dist-test size wheel print-nightly
 CROSS_TARGET ?=
+SMALL ?=
+NIGHTLY ?= nightly-2026-05-20
 CROSS_GNU := $(patsubst armv7-unknown-linux-gnueabihf,arm-linux-gnueabihf,$(patsubst \
 	aarch64-unknown-linux-gnu,aarch64-linux-gnu,$(CROSS_TARGET)))
 ifeq ($(CROSS_TARGET),)
 OBJCOPY ?= objcopy
-DIST_DIR := target/dist
+DIST_CARGO = $(CARGO)
 else
 OBJCOPY ?= $(CROSS_GNU)-objcopy
-DIST_DIR := target/$(CROSS_TARGET)/dist
-CROSS_CARGO = $(shell tools/cross.sh env $(CROSS_TARGET)) $(CARGO)
+DIST_CARGO = $(shell tools/cross.sh env $(CROSS_TARGET)) $(CARGO)
 endif
+# --target only when cross or small: a host build at target/dist keeps
+# sharing its dependencies with the tests' build.
+DIST_TARGET := $(or $(CROSS_TARGET),$(if $(SMALL),$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')))
+DIST_PROFILE := $(if $(SMALL),dist-small,dist)
+DIST_DIR := target/$(if $(DIST_TARGET),$(DIST_TARGET)/)$(DIST_PROFILE)
+DIST_BUILD = $(DIST_CARGO) $(if $(SMALL),+$(NIGHTLY)) build $(if $(DIST_TARGET),--target $(DIST_TARGET)) \
+	--profile $(DIST_PROFILE) $(if $(SMALL),-Zbuild-std=std$(,)panic_unwind \
+	-Zbuild-std-features=panic-unwind$(,)optimize_for_size \
+	--config 'target.$(DIST_TARGET).rustflags=["-Zlocation-detail=none"]')
+, := ,
 DIST_LIB := $(DIST_DIR)/lib
+# The nightly of SMALL=1 builds (.ci/run installs it).
+print-nightly:
+	@echo $(NIGHTLY)
+
 dist-lib:
-	$(if $(CROSS_TARGET),$(CROSS_CARGO) build --target $(CROSS_TARGET),$(CARGO) build) --profile dist \
-		-p softnet-persistence-capi
+	$(if $(SMALL),@NIGHTLY='$(NIGHTLY)' tools/check-prereqs.sh small)
+	$(DIST_BUILD) -p softnet-persistence-capi
 	rm -rf $(DIST_LIB) && mkdir -p $(DIST_LIB)
 	$(OBJCOPY) --only-keep-debug --compress-debug-sections $(DIST_DIR)/libsoftnet_persistence.so \
 		$(DIST_LIB)/libsoftnet_persistence.so.debug
@@ -298,8 +323,7 @@ dist-lib:
 # The snp tool (docs/TOOLS.md), built as shipped: $(DIST_DIR)/snp, which
 # make install strips and puts in $(BINDIR).
 dist-cli:
-	$(if $(CROSS_TARGET),$(CROSS_CARGO) build --target $(CROSS_TARGET),$(CARGO) build) --profile dist \
-		-p softnet-persistence-cli
+	$(DIST_BUILD) -p softnet-persistence-cli
 
 # The C tests once more, against the shipped library instead of the tested
 # release build: c-test's uninstrumented binaries, with target/dist/lib
@@ -308,7 +332,7 @@ dist-test: dist-lib $(C_TESTS)
 	@LD_LIBRARY_PATH=$(CURDIR)/$(DIST_LIB) ldd $(firstword $(C_TESTS)).plain | \
 		grep -q '$(CURDIR)/$(DIST_LIB)/' || { echo "dist-test: the shipped library is not the one loaded"; exit 1; }
 	@for t in $(C_TESTS); do \
-		echo "== $$t (the shipped library)"; \
+		echo "== $$t ($(if $(SMALL),the SMALL=1 build,the shipped library))"; \
 		LD_LIBRARY_PATH=$(CURDIR)/$(DIST_LIB) SNP_KILLS=20 $$t.plain || exit 1; \
 	done
 
@@ -322,7 +346,7 @@ wheel:
 # .so, what the .a adds to a small static C program (capi/size/static_demo.c),
 # the Python extension and the wheel.
 size: dist-lib wheel
-	@CC='$(CC)' capi/size/report.sh
+	@CC='$(CC)' DIST_LIB='$(DIST_LIB)' SMALL='$(SMALL)' NIGHTLY='$(NIGHTLY)' capi/size/report.sh
 
 # The C library for ARM Linux with Debian's cross compilers, and its tests
 # under qemu-user: Rust (but the system tests, which qemu-user cannot run)

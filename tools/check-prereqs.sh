@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Checks what `make demo`, `make test` or `make cross` needs before anything
-# is built, and names each missing tool on a line of its own with the command
-# that installs it on Debian/Ubuntu.
+# Checks what `make demo`, `make test`, `make cross` or a SMALL=1 build
+# needs before anything is built, and names each missing tool on a line of
+# its own with the command that installs it on Debian/Ubuntu.
 #
-#   tools/check-prereqs.sh demo|test|cross        exit 1 when something is missing
-#   tools/check-prereqs.sh --apt demo|test|cross  print the missing Debian packages
-#                                                 (.ci/run installs them)
+#   tools/check-prereqs.sh demo|test|cross|small        exit 1 when something is missing
+#   tools/check-prereqs.sh --apt demo|test|cross|small  print the missing Debian packages
+#                                                       (.ci/run installs them)
 #
 # CC and CXX name the compilers (as in the Makefile); CROSS_TARGETS the Rust
-# targets of `make cross` (docs/CROSS.md). A new requirement is one
-# `has ... || lack ...` line below.
+# targets of `make cross` (docs/CROSS.md); NIGHTLY the toolchain of a
+# SMALL=1 build. A new requirement is one `has ... || lack ...` line below.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 apt_only=0
 if [ "${1:-}" = --apt ]; then apt_only=1; shift; fi
 goal=${1:-test}
-case "$goal" in demo | test | cross) ;; *) echo "usage: $0 [--apt] demo|test|cross" >&2; exit 2 ;; esac
+case "$goal" in demo | test | cross | small) ;; *) echo "usage: $0 [--apt] demo|test|cross|small" >&2; exit 2 ;; esac
 
 lines=()
 packages=()
@@ -66,6 +66,21 @@ if [ "$goal" = cross ]; then
     done
 fi
 
+if [ "$goal" = small ]; then
+    # make dist-lib SMALL=1 compiles the standard library from source: a
+    # nightly toolchain (for -Zbuild-std) and its rust-src component.
+    nightly=${NIGHTLY:-nightly}
+    install_nightly="rustup toolchain install $nightly --profile minimal --component rust-src"
+    if ! has rustup; then
+        lack "rustup (a SMALL=1 build needs the $nightly toolchain)" - \
+            "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh && $install_nightly"
+    elif ! sysroot=$(rustup run "$nightly" rustc --print sysroot 2>/dev/null); then
+        lack "the Rust toolchain $nightly" - "$install_nightly"
+    elif [ ! -f "$sysroot/lib/rustlib/src/rust/library/std/Cargo.toml" ]; then
+        lack "the rust-src component of $nightly" - "rustup component add rust-src --toolchain $nightly"
+    fi
+fi
+
 if [ "$goal" = test ]; then
     has "${CXX:-c++}" || lack "a C++ compiler (${CXX:-c++})" g++ "sudo apt-get install g++"
     if has cargo; then
@@ -100,10 +115,12 @@ if [ "$apt_only" = 1 ]; then
     [ "${#packages[@]}" = 0 ] || printf '%s\n' "${packages[@]}" | sort -u | tr '\n' ' '
     exit 0
 fi
+label="make $goal"
+if [ "$goal" = small ]; then label="make ... SMALL=1"; fi
 if [ "${#lines[@]}" = 0 ]; then
-    echo "make $goal: prerequisites found"
+    echo "$label: prerequisites found"
     exit 0
 fi
-for line in "${lines[@]}"; do echo "make $goal: $line" >&2; done
-echo "make $goal: ${#lines[@]} missing prerequisite(s), listed above; nothing was built" >&2
+for line in "${lines[@]}"; do echo "$label: $line" >&2; done
+echo "$label: ${#lines[@]} missing prerequisite(s), listed above; nothing was built" >&2
 exit 1

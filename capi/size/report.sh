@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Prints the sizes of what is shipped (make size, after make dist-lib and
 # make wheel), with the settings that made them:
-#   - the stripped shared library, target/dist/lib/libsoftnet_persistence.so;
+#   - the stripped shared library, target/dist/lib/libsoftnet_persistence.so
+#     (DIST_LIB; make size SMALL=1: the nightly build for size), and what a
+#     raise through it costs (capi/size/raise_cost.c), so that a smaller
+#     build's price in speed is printed beside its size;
 #   - what the static library adds to a small C program: capi/size/static_demo.c
 #     built with and without its library calls (cc -O2, both stripped), linked
 #     as the README says (the .a, -lpthread -ldl -lm), and once more with
@@ -12,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CC=${CC:-cc}
-dist=target/dist/lib
+dist=${DIST_LIB:-target/dist/lib}
 so=$dist/libsoftnet_persistence.so
 a=$dist/libsoftnet_persistence.a
 for f in "$so" "$so.debug" "$a"; do
@@ -32,6 +35,11 @@ $CC -O2 -Icapi/include -DSNP_SIZE_WITH_LIBRARY "$demo" "$a" -lpthread -ldl -lm \
 strip "$work/without" "$work/with" "$work/with-gc"
 mkdir "$work/run"
 "$work/with" "$work/run" >/dev/null || { echo "make size: the static demo failed" >&2; exit 1; }
+$CC -std=c11 -Wall -Wextra -Werror -O2 -Icapi/include capi/size/raise_cost.c -L"$dist" \
+    -lsoftnet_persistence -o "$work/raise_cost"
+mkdir "$work/cost"
+read -r raise_ns sync_us < <(LD_LIBRARY_PATH="$PWD/$dist" "$work/raise_cost" "$work/cost") ||
+    { echo "make size: capi/size/raise_cost.c failed" >&2; exit 1; }
 
 bytes() { stat -c %s "$1"; }
 kib() { awk -v b="$1" 'BEGIN { printf "%7.1f KiB", b / 1024 }'; }
@@ -46,20 +54,37 @@ grow_gc=$(( $(bytes "$work/with-gc") - base ))
 ext_size=$(python3 -c 'import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).getinfo("softnet_persistence/_native.abi3.so").file_size)' "$wheel")
 wheel_size=$(bytes "$wheel")
 
-profile=$(awk '/^\[profile\.dist\]/ { on = 1; next } /^\[/ { on = 0 }
-    on && /^[a-z]/ { gsub(/ /, ""); printf "%s%s", sep, $0; sep = ", " }' Cargo.toml)
+settings() { # the keys of a [profile.NAME] of Cargo.toml, on one line
+    awk -v p="[profile.$1]" '$0 == p { on = 1; next } /^\[/ { on = 0 }
+        on && /^[a-z]/ { gsub(/ /, ""); printf "%s%s", sep, $0; sep = ", " }' Cargo.toml
+}
+profile=$(settings dist)
 release_debug=$(awk '/^\[profile\.release\]/ { on = 1; next } /^\[/ { on = 0 }
     on && /^debug/ { gsub(/ /, ""); print }' Cargo.toml)
-echo "Sizes of the shipped artifacts ($(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(uname -m))"
-echo "  profile dist: $profile; panic=unwind; ${release_debug:-debug=0} (from release), split into a .debug file"
+if [ -n "${SMALL:-}" ]; then
+    echo "Sizes of the SMALL=1 build ($(rustup run "${NIGHTLY:-nightly}" rustc --version 2>/dev/null | cut -d' ' -f1-4), $(uname -m)), in $dist"
+    echo "  profile dist-small: $(settings dist-small), over dist: $profile; panic=unwind"
+    echo "  std compiled with it: -Zbuild-std=std,panic_unwind -Zbuild-std-features=panic-unwind,optimize_for_size"
+    echo "  (no backtrace symbolizer); -Zlocation-detail=none (panic messages without file:line)"
+else
+    echo "Sizes of the shipped artifacts ($(rustc --version 2>/dev/null | cut -d' ' -f1-2), $(uname -m))"
+    echo "  profile dist: $profile; panic=unwind; std as the toolchain ships it"
+fi
+echo "  ${release_debug:-debug=0} (from release), split into a .debug file"
 echo "  shared library (objcopy --strip-unneeded), static demo ($CC -O2, stripped): $demo"
 echo
 printf '  %-52s %9d bytes %s   %s\n' "libsoftnet_persistence.so, stripped" "$so_size" "$(kib "$so_size")" "$(verdict "$so_size" 400)"
 printf '  %-52s %9d bytes %s   %s\n' "static C demo: growth from libsoftnet_persistence.a" "$grow" "$(kib "$grow")" "$(verdict "$grow" 500)"
 printf '  %-52s %9d bytes %s\n' "  the same, linked with -Wl,--gc-sections" "$grow_gc" "$(kib "$grow_gc")"
+printf '  %-52s %9s ns\n' "  raise through it, page cache (a)" "$raise_ns"
+printf '  %-52s %9s us\n' "  raise through it, Sync, p50 (b)" "$sync_us"
 printf '  %-52s %9d bytes %s\n' "Python extension _native.abi3.so (in the wheel)" "$ext_size" "$(kib "$ext_size")"
 printf '  %-52s %9d bytes %s\n' "the wheel (target/wheels/)" "$wheel_size" "$(kib "$wheel_size")"
 printf '    %s\n' "$(basename "$wheel")"
 echo
 printf '  %-52s %9d bytes %s\n' "libsoftnet_persistence.so.debug (not shipped)" "$(bytes "$so.debug")" "$(kib "$(bytes "$so.debug")")"
 printf '  %-52s %9d bytes %s\n' "libsoftnet_persistence.a (debug info stripped)" "$(bytes "$a")" "$(kib "$(bytes "$a")")"
+echo
+echo "  (a) capi/size/raise_cost.c: SNP_DURABILITY_NONE, fresh 256 MiB journal, 16-byte name,"
+echo "      64-byte arguments; best of 3 passes of 1,000,000 raises, mean ns per raise"
+echo "  (b) the same event, SNP_DURABILITY_SYNC: median of 2,000 raises (the device dominates)"
