@@ -69,7 +69,7 @@ fi
 if [ "$goal" = small ]; then
     # make dist-lib SMALL=1 compiles the standard library from source: a
     # nightly toolchain (for -Zbuild-std) and its rust-src component.
-    nightly=${NIGHTLY:-nightly}
+    nightly=${NIGHTLY:-$(make -s print-nightly)} # the Makefile pins it
     install_nightly="rustup toolchain install $nightly --profile minimal --component rust-src"
     if ! has rustup; then
         lack "rustup (a SMALL=1 build needs the $nightly toolchain)" - \

@@ -59,10 +59,9 @@ settings() { # the keys of a [profile.NAME] of Cargo.toml, on one line
         on && /^[a-z]/ { gsub(/ /, ""); printf "%s%s", sep, $0; sep = ", " }' Cargo.toml
 }
 profile=$(settings dist)
-release_debug=$(awk '/^\[profile\.release\]/ { on = 1; next } /^\[/ { on = 0 }
-    on && /^debug/ { gsub(/ /, ""); print }' Cargo.toml)
+release_debug=$(settings release | tr ',' '\n' | grep '^ *debug=' | tr -d ' ' || true)
 if [ -n "${SMALL:-}" ]; then
-    echo "Sizes of the SMALL=1 build ($(rustup run "${NIGHTLY:-nightly}" rustc --version 2>/dev/null | cut -d' ' -f1-4), $(uname -m)), in $dist"
+    echo "Sizes of the SMALL=1 build ($(rustup run "${NIGHTLY:-$(make -s print-nightly)}" rustc --version 2>/dev/null | cut -d' ' -f1-4), $(uname -m)), in $dist"
     echo "  profile dist-small: $(settings dist-small), over dist: $profile; panic=unwind"
     echo "  std compiled with it: -Zbuild-std=std,panic_unwind -Zbuild-std-features=panic-unwind,optimize_for_size"
     echo "  (no backtrace symbolizer); -Zlocation-detail=none (panic messages without file:line)"
