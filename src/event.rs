@@ -144,22 +144,28 @@ pub fn validate(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>
 }
 
 /// The characters allowed after the first one of an event name, indexed
-/// by byte (a raise checks every name: one load per byte, no search).
-const NAME_CHARS: [bool; 256] = {
-    let mut table = [false; 256];
+/// by byte (a raise checks every name: one load per byte, no search):
+/// [`ALLOWED`] for those allowed, with [`SPACE`] also set for the space.
+const NAME_CHARS: [u8; 256] = {
+    let mut table = [0; 256];
     let mut c = 0;
     while c < 256 {
-        table[c] = (c as u8).is_ascii_alphanumeric();
+        if (c as u8).is_ascii_alphanumeric() {
+            table[c] = ALLOWED;
+        }
         c += 1;
     }
     let others = b"_ .$*+()#@%&=':^[]-/!";
     let mut i = 0;
     while i < others.len() {
-        table[others[i] as usize] = true;
+        table[others[i] as usize] = ALLOWED;
         i += 1;
     }
+    table[b' ' as usize] = ALLOWED | SPACE;
     table
 };
+const ALLOWED: u8 = 1;
+const SPACE: u8 = 2;
 
 /// Checks an event name: 1..=256 characters, an ASCII letter first, then
 /// letters, digits and `_ .$*+()#@%&=':^[]-/!`, no trailing space and no
@@ -181,12 +187,29 @@ pub fn validate_name(name: &str) -> Result<()> {
             "event name {name:?} must start with an ASCII letter"
         )));
     }
-    if let Some(pos) = bytes.iter().position(|&c| !NAME_CHARS[usize::from(c)]) {
+    // One pass without a branch per byte: the table's entries of every
+    // byte are ANDed (all allowed?) and ORed (a space anywhere?). Only a
+    // name that fails, or has a space, is looked at again. The order of the
+    // rules' errors: a bad character, a trailing space, a double space.
+    let (mut all, mut any) = (ALLOWED, 0);
+    for &c in bytes {
+        let entry = NAME_CHARS[usize::from(c)];
+        all &= entry;
+        any |= entry;
+    }
+    if all & ALLOWED == 0 {
+        let pos = bytes
+            .iter()
+            .position(|&c| NAME_CHARS[usize::from(c)] & ALLOWED == 0)
+            .unwrap_or(0);
         let bad = name[pos..].chars().next().unwrap_or('?');
         return Err(Error::invalid(format!(
             "event name {name:?} contains {bad:?} at position {pos}; allowed are ASCII letters, \
              digits and _ .$*+()#@%&=':^[]-/!"
         )));
+    }
+    if any & SPACE == 0 {
+        return Ok(());
     }
     if bytes.ends_with(b" ") {
         return Err(Error::invalid(format!(
@@ -226,6 +249,26 @@ mod tests {
         }
         let err = validate_name(&"x".repeat(MAX_NAME_LEN + 1)).unwrap_err();
         assert!(err.to_string().contains("257 characters"), "{err}");
+        // The first bad character is named with its position, before a
+        // trailing or double space is.
+        let err = validate_name("ab  c,d\u{e9} ").unwrap_err().to_string();
+        assert!(err.contains("',' at position 5"), "{err}");
+        let err = validate_name("a  b ").unwrap_err().to_string();
+        assert!(err.contains("ends with a space"), "{err}");
+        validate_name("a b c").unwrap();
+    }
+
+    #[test]
+    fn every_byte_is_judged_as_the_rule_lists_it() {
+        let listed = "_ .$*+()#@%&=':^[]-/!";
+        for b in 0..=255u8 {
+            let allowed = b.is_ascii_alphanumeric() || listed.as_bytes().contains(&b);
+            let name = [b'a', b, b'z'];
+            match std::str::from_utf8(&name) {
+                Ok(name) => assert_eq!(validate_name(name).is_ok(), allowed, "byte {b}"),
+                Err(_) => assert!(!allowed),
+            }
+        }
     }
 
     #[test]

@@ -65,24 +65,28 @@ pub(crate) fn encode(
     client_id: Option<i64>,
     stamp: Stamp,
 ) {
-    out.clear();
-    out.push(kind.code());
-    let mut flags = 0;
+    // The fixed part and the time are put together on the stack and go
+    // into `out` in one copy, its room reserved once (this runs per raise).
+    let mut head = [0u8; FIXED_LEN + TIME_LEN];
+    head[0] = kind.code();
     if client_id.is_some() {
-        flags |= FLAG_CLIENT;
+        head[1] |= FLAG_CLIENT;
     }
     if stamp.raised_at_ms.is_some() {
-        flags |= FLAG_TIME;
+        head[1] |= FLAG_TIME;
     }
-    out.push(flags);
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(args.len() as u16).to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&client_id.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(stamp.uid.as_bytes());
+    head[2..4].copy_from_slice(&(name.len() as u16).to_le_bytes());
+    head[4..6].copy_from_slice(&(args.len() as u16).to_le_bytes());
+    head[8..16].copy_from_slice(&client_id.unwrap_or(0).to_le_bytes());
+    head[16..FIXED_LEN].copy_from_slice(stamp.uid.as_bytes());
+    let mut head_len = FIXED_LEN;
     if let Some(ms) = stamp.raised_at_ms {
-        out.extend_from_slice(&ms.to_le_bytes());
+        head[FIXED_LEN..].copy_from_slice(&ms.to_le_bytes());
+        head_len += TIME_LEN;
     }
+    out.clear();
+    out.reserve(head_len + name.len() + args.len());
+    out.extend_from_slice(&head[..head_len]);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(args);
 }
