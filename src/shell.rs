@@ -36,6 +36,7 @@
 //! forked child cannot hang on a lock a parent thread held at the fork.
 
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
@@ -161,10 +162,9 @@ impl<S: StoreState> Shell<S> {
 
     /// As [`Shell::with`], also when the store is closed (for `close`).
     fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> Result<T> {
-        self.check_caller()?;
         let (result, reports, ticket) = {
+            let _held = self.enter()?;
             let mut state = self.state.lock();
-            let _held = self.hold();
             let result = op(&mut state);
             let ticket = state.take_ticket();
             state.refresh(&mut self.view.lock());
@@ -236,18 +236,28 @@ impl<S: StoreState> Shell<S> {
     }
 
     /// Refuses a call from a forked child on its parent's handle, and a
-    /// call from inside the store's own backend.
-    fn check_caller(&self) -> Result<()> {
+    /// call from inside the store's own backend; otherwise marks this
+    /// thread as in a call of this store until the result is dropped (one
+    /// look at the thread's list for both).
+    fn enter(&self) -> Result<Held> {
         self.check_process()?;
         let id = self.id();
-        if LOCKED.with(|l| l.borrow().contains(&id)) {
+        let entered = LOCKED.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.contains(&id) {
+                return false;
+            }
+            l.push(id);
+            true
+        });
+        if !entered {
             return Err(Error::state(
                 "the store was called from inside its own custom backend (or from a function \
                  the store is running): the backend runs under the store's lock, so the call \
                  would deadlock; a backend must only keep bytes",
             ));
         }
-        Ok(())
+        Ok(Held(id))
     }
 
     fn hold(&self) -> Held {
@@ -311,6 +321,15 @@ impl<S: StoreState> Shell<S> {
         if let Some(summary) = held_back_summary(id) {
             callback(&summary);
         }
+    }
+}
+
+/// Brings a view's copy of a store's file path up to date with `now`.
+/// Compared as bytes (a `Path` comparison walks components), as this runs
+/// at the end of every call.
+pub(crate) fn refresh_path(view: &mut Option<PathBuf>, now: Option<&Path>) {
+    if view.as_deref().map(Path::as_os_str) != now.map(Path::as_os_str) {
+        *view = now.map(Path::to_path_buf);
     }
 }
 

@@ -260,8 +260,6 @@ impl StoreState for ClientCore {
             IdBackend::File(f) => Some(f.path()),
             _ => None,
         };
-        if view.file_path.as_deref() != path {
-            view.file_path = self.file_path();
-        }
+        crate::shell::refresh_path(&mut view.file_path, path);
     }
 }

@@ -22,9 +22,8 @@
 //! operation, as without groups.
 //!
 //! Two things make the batches large when several threads raise at once
-//! (measured with examples/group_commit.rs on a 2-processor VM, 8 threads:
-//! 3.3x one thread's rate and 0.20 syncs per raise without them, about 5x
-//! and 0.14 with them):
+//! (examples/group_commit.rs, 8 threads, 2-processor VM: 3.3x one thread's
+//! rate, 0.20 syncs per raise without them; about 5x, 0.14 with them):
 //!
 //! - a would-be leader that sees fewer operations waiting than the last
 //!   sync covered holds its sync back for the others that sync released
@@ -35,8 +34,8 @@
 //!   woke 30 to 50 us after its sync ended, the time an idle processor of
 //!   the VM takes to be woken, and came too late for the next sync. This
 //!   costs processor time while threads wait: at 8 threads the process
-//!   used one processor's worth instead of half of one, for about 1.5x the
-//!   raises. A thread alone never waits this way.
+//!   used one processor's worth instead of half of one, for 1.5x the raises.
+//!   A thread alone never waits this way.
 //!
 //! A sync that must be made under the lock (an ordering barrier, a wrap
 //! marker, the header's tail, flush, close) goes through
@@ -471,8 +470,9 @@ impl Freed {
 
     /// Bytes freed by removals handed to `group` and not yet resolved.
     pub(crate) fn in_flight(&mut self, group: &Group) -> u64 {
-        self.handed
-            .retain(|&(ticket, _)| !group.is_resolved(ticket));
+        if !self.handed.is_empty() {
+            self.handed.retain(|&(t, _)| !group.is_resolved(t));
+        }
         self.handed.iter().map(|&(_, bytes)| bytes).sum()
     }
 }

@@ -242,7 +242,12 @@ impl Journal {
     fn zero_after(&mut self, head: u64) {
         let end = self.data_offset(head);
         let bytes = self.device.bytes_mut();
-        if bytes[end..end + record::HEADER_LEN].iter().any(|&b| b != 0) {
+        // Compared a word at a time: this runs on every append.
+        let header = &bytes[end..end + record::HEADER_LEN];
+        if header
+            .chunks_exact(8)
+            .any(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) != 0)
+        {
             bytes[end..end + record::HEADER_LEN].fill(0);
             self.dirty.add(end, record::HEADER_LEN);
         }

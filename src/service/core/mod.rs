@@ -255,8 +255,6 @@ impl StoreState for Core {
         view.stats = self.stats();
         view.previous_storage_uid = self.previous_storage_uid;
         view.closed = self.closed;
-        if view.journal_path.as_deref() != self.backend.journal_path_ref() {
-            view.journal_path = self.journal_path();
-        }
+        crate::shell::refresh_path(&mut view.journal_path, self.backend.journal_path_ref());
     }
 }
