@@ -37,8 +37,8 @@ use crate::journal::device::{Device, SharedLayer};
 use crate::journal::durability::{Dirty, Durability, SyncPolicy};
 use crate::journal::file::LockedFile;
 use crate::journal::format::{
-    data_size_for, record, record_len, MAX_META_LEN, MAX_PAYLOAD_LEN, STATE_ACKED, STATE_DROPPED,
-    STATE_EXPIRED, STATE_INVALIDATED, STATE_SUPERSEDED,
+    data_size_for, record, record_len, MAX_META_LEN, STATE_ACKED, STATE_DROPPED, STATE_EXPIRED,
+    STATE_INVALIDATED, STATE_SUPERSEDED,
 };
 use crate::journal::group::{Freed, Group, SyncTicket};
 use crate::journal::prefault::Prefault;
@@ -224,7 +224,7 @@ impl Journal {
     /// records removed in syncs still running would not fit the capacity,
     /// the record needs room those removals freed, and they are made
     /// durable first, under the lock (see `Freed`).
-    fn settle_freed(&mut self, len: u64) -> Result<()> {
+    pub(super) fn settle_freed(&mut self, len: u64) -> Result<()> {
         let in_flight = self.freed.in_flight(&self.group);
         if in_flight > 0 && self.ring.live_bytes() + len + in_flight > self.config.capacity {
             self.sync_dirty()?;
@@ -264,31 +264,7 @@ fn removed_state(why: Removal) -> u8 {
 
 impl RecordLog for Journal {
     fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        if self.ring.next_seq() > u64::MAX - 4 {
-            return Err(Error::Io {
-                context: format!(
-                    "append to {}: its sequence numbers are used up; reopen the store to \
-                     renumber the journal",
-                    self.path().display()
-                ),
-                source: std::io::Error::other("sequence numbers exhausted"),
-            });
-        }
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(Error::invalid(format!(
-                "record of {} bytes exceeds the journal limit of {MAX_PAYLOAD_LEN}",
-                payload.len()
-            )));
-        }
-        let len = crate::journal::format::record_len(payload.len());
-        let result = self
-            .settle_freed(len)
-            .and_then(|()| self.make_room(len))
-            .and_then(|()| self.write_at_head(payload, None));
-        self.device
-            .check()
-            .map_err(|e| Error::io("append to", self.path(), e))?;
-        result
+        self.append_with(payload.len(), |bytes| bytes.copy_from_slice(payload))
     }
 
     fn remove(&mut self, id: u64, why: Removal) -> Result<()> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::journal::durability::Durability;
 use crate::journal::format::{
-    decode_record, record, record_len, seal_record, Header, DATA_OFFSET, MAX_RECORD_LEN, SLOT_LEN,
-    SLOT_OFFSETS, TYPE_DATA, TYPE_WRAP, VERSION,
+    decode_record, record, record_len, seal_record, Header, DATA_OFFSET, MAX_PAYLOAD_LEN,
+    MAX_RECORD_LEN, SLOT_LEN, SLOT_OFFSETS, TYPE_DATA, TYPE_WRAP, VERSION,
 };
 use crate::journal::log::Journal;
 use crate::journal::ring::{room_between, Placement, Slot};
@@ -183,10 +183,55 @@ impl Journal {
         self.chain_unsynced = true;
     }
 
+    /// Appends a record of `payload_len` bytes that `fill` writes in place
+    /// (straight into the map: a raise's record is not built elsewhere and
+    /// copied); `RecordLog::append` with the bytes copied.
+    pub(crate) fn append_with(
+        &mut self,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
+        if self.ring.next_seq() > u64::MAX - 4 {
+            return Err(Error::Io {
+                context: format!(
+                    "append to {}: its sequence numbers are used up; reopen the store to \
+                     renumber the journal",
+                    self.path().display()
+                ),
+                source: std::io::Error::other("sequence numbers exhausted"),
+            });
+        }
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(Error::invalid(format!(
+                "record of {payload_len} bytes exceeds the journal limit of {MAX_PAYLOAD_LEN}"
+            )));
+        }
+        let len = record_len(payload_len);
+        let result = self
+            .settle_freed(len)
+            .and_then(|()| self.make_room(len))
+            .and_then(|()| self.write_at_head_with(payload_len, None, fill));
+        self.device
+            .check()
+            .map_err(|e| Error::io("append to", self.path(), e))?;
+        result
+    }
+
     /// Writes a record at the head; `id` is given for a copy of an existing
     /// record. Returns the record's id.
     pub(super) fn write_at_head(&mut self, payload: &[u8], id: Option<u64>) -> Result<u64> {
-        let len = record_len(payload.len());
+        self.write_at_head_with(payload.len(), id, |bytes| bytes.copy_from_slice(payload))
+    }
+
+    /// As [`Journal::write_at_head`], with the payload's `payload_len`
+    /// bytes written in place by `fill`.
+    fn write_at_head_with(
+        &mut self,
+        payload_len: usize,
+        id: Option<u64>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
+        let len = record_len(payload_len);
         let head_before = self.ring.head();
         let p = self.placement(len)?;
         if let Some(at) = p.marker {
@@ -206,18 +251,18 @@ impl Journal {
         let body = start + record::HEADER_LEN;
         let unsynced = self.unsynced_before(seq);
         let bytes = self.device.bytes_mut();
-        bytes[body..body + payload.len()].copy_from_slice(payload);
-        bytes[body + payload.len()..start + len as usize].fill(0);
+        fill(&mut bytes[body..body + payload_len]);
+        bytes[body + payload_len..start + len as usize].fill(0);
         seal_record(
             &mut bytes[start..],
             TYPE_DATA,
             seq,
             id,
             unsynced,
-            payload.len(),
+            payload_len,
         );
         self.dirty.add(start, len as usize);
-        let pushed = self.ring.push(p, len, payload.len() as u16, Some(id));
+        let pushed = self.ring.push(p, len, payload_len as u16, Some(id));
         debug_assert_eq!(pushed, seq);
         self.chain_unsynced = true;
         self.zero_after(p.new_head);

@@ -38,7 +38,7 @@ const _: () = assert!(MAX_ENCODED_LEN == crate::backend::MAX_RECORD_LEN);
 const FLAG_CLIENT: u8 = 1;
 const FLAG_TIME: u8 = 2;
 
-/// What `encode` stores beside the event's content.
+/// What a [`Record`] stores beside the event's content.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stamp {
     pub uid: Uuid,
@@ -56,39 +56,60 @@ impl Stamp {
     }
 }
 
-/// Encodes an already validated event into `out` (cleared first).
-pub(crate) fn encode(
-    out: &mut Vec<u8>,
-    kind: EventKind,
-    name: &str,
-    args: &[u8],
-    client_id: Option<i64>,
-    stamp: Stamp,
-) {
-    // The fixed part and the time are put together on the stack and go
-    // into `out` in one copy, its room reserved once (this runs per raise).
-    let mut head = [0u8; FIXED_LEN + TIME_LEN];
-    head[0] = kind.code();
-    if client_id.is_some() {
-        head[1] |= FLAG_CLIENT;
+/// An already validated event to store: its bytes are written where the
+/// backend keeps them ([`Record::write_to`]; for the journal, straight into
+/// the map), or into a buffer ([`Record::encode_into`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    pub kind: EventKind,
+    pub name: &'a str,
+    pub args: &'a [u8],
+    pub client_id: Option<i64>,
+    pub stamp: Stamp,
+}
+
+impl Record<'_> {
+    fn head_len(&self) -> usize {
+        FIXED_LEN
+            + if self.stamp.raised_at_ms.is_some() {
+                TIME_LEN
+            } else {
+                0
+            }
     }
-    if stamp.raised_at_ms.is_some() {
-        head[1] |= FLAG_TIME;
+
+    /// Bytes of the encoded record.
+    pub(crate) fn len(&self) -> usize {
+        self.head_len() + self.name.len() + self.args.len()
     }
-    head[2..4].copy_from_slice(&(name.len() as u16).to_le_bytes());
-    head[4..6].copy_from_slice(&(args.len() as u16).to_le_bytes());
-    head[8..16].copy_from_slice(&client_id.unwrap_or(0).to_le_bytes());
-    head[16..FIXED_LEN].copy_from_slice(stamp.uid.as_bytes());
-    let mut head_len = FIXED_LEN;
-    if let Some(ms) = stamp.raised_at_ms {
-        head[FIXED_LEN..].copy_from_slice(&ms.to_le_bytes());
-        head_len += TIME_LEN;
+
+    /// Writes the record into `out`, which is [`Record::len`] bytes long.
+    pub(crate) fn write_to(&self, out: &mut [u8]) {
+        let (head, rest) = out.split_at_mut(self.head_len());
+        let (name, args) = rest.split_at_mut(self.name.len());
+        head.fill(0);
+        head[0] = self.kind.code();
+        if self.client_id.is_some() {
+            head[1] |= FLAG_CLIENT;
+        }
+        head[2..4].copy_from_slice(&(self.name.len() as u16).to_le_bytes());
+        head[4..6].copy_from_slice(&(self.args.len() as u16).to_le_bytes());
+        head[8..16].copy_from_slice(&self.client_id.unwrap_or(0).to_le_bytes());
+        head[16..FIXED_LEN].copy_from_slice(self.stamp.uid.as_bytes());
+        if let Some(ms) = self.stamp.raised_at_ms {
+            head[1] |= FLAG_TIME;
+            head[FIXED_LEN..].copy_from_slice(&ms.to_le_bytes());
+        }
+        name.copy_from_slice(self.name.as_bytes());
+        args.copy_from_slice(self.args);
     }
-    out.clear();
-    out.reserve(head_len + name.len() + args.len());
-    out.extend_from_slice(&head[..head_len]);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(args);
+
+    /// The record's bytes in `out` (replacing what it held).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(self.len(), 0);
+        self.write_to(out);
+    }
 }
 
 /// The fixed part, checked for consistency with the payload length.
@@ -183,7 +204,18 @@ mod tests {
             uid: Uuid::from_u128(42),
             raised_at_ms,
         };
-        encode(&mut b, EventKind::Private, "Door", b"open", Some(-7), stamp);
+        let record = Record {
+            kind: EventKind::Private,
+            name: "Door",
+            args: b"open",
+            client_id: Some(-7),
+            stamp,
+        };
+        assert_eq!(
+            record.len(),
+            FIXED_LEN + raised_at_ms.map_or(0, |_| TIME_LEN) + 8
+        );
+        record.encode_into(&mut b);
         b
     }
 

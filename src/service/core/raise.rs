@@ -5,7 +5,8 @@ use crate::backend::{stored_size, Level, Removal};
 use crate::error::{Error, Result};
 use crate::event::{validate, EventKind};
 use crate::report::FailureKind;
-use crate::service::codec::{self, Stamp};
+use crate::service::codec::{Record, Stamp};
+use crate::service::core::level::Backend;
 use crate::service::core::Core;
 use crate::service::index::Entry;
 use crate::service::options::Overflow;
@@ -20,11 +21,15 @@ impl Core {
         stamp: Stamp,
     ) -> Result<()> {
         validate(kind, name, args, client_id)?;
-        let mut buf = std::mem::take(&mut self.buf);
-        codec::encode(&mut buf, kind, name, args, client_id, stamp);
-        let result = self.store_encoded(kind, name, &buf);
+        let record = Record {
+            kind,
+            name,
+            args,
+            client_id,
+            stamp,
+        };
+        let result = self.store(&record);
         self.raise_slack = 0;
-        self.buf = buf;
         result
     }
 
@@ -88,9 +93,28 @@ impl Core {
     }
 
     /// Appends a record; its id must be above every id the store handed
-    /// out (a backend that breaks this is a failed level 2).
-    fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        let id = self.call(|log| log.append(payload))?;
+    /// out (a backend that breaks this is a failed level 2). The journal
+    /// has the record written straight into its map; other backends are
+    /// handed its bytes.
+    fn append(&mut self, record: &Record) -> Result<u64> {
+        let direct = match &mut self.backend {
+            Backend::Journal(journal) => {
+                Some(journal.append_with(record.len(), |bytes| record.write_to(bytes)))
+            }
+            _ => None,
+        };
+        let id = match direct {
+            Some(Ok(id)) => {
+                self.forget_lost();
+                id
+            }
+            // As `call` does: fall back, then the same call at level 1.
+            Some(Err(e)) => {
+                self.fall_back(&e);
+                self.append_bytes(record)?
+            }
+            None => self.append_bytes(record)?,
+        };
         if id > self.index.max_id() {
             return Ok(id);
         }
@@ -102,17 +126,27 @@ impl Core {
             return Err(broken);
         }
         self.fall_back(&broken);
-        self.call(|log| log.append(payload))
+        self.append_bytes(record)
     }
 
-    /// Stores one encoded event. The new record is written first and made
+    /// Appends the record's bytes through the backend's `append`.
+    fn append_bytes(&mut self, record: &Record) -> Result<u64> {
+        let mut buf = std::mem::take(&mut self.buf);
+        record.encode_into(&mut buf);
+        let result = self.call(|log| log.append(&buf));
+        self.buf = buf;
+        result
+    }
+
+    /// Stores one event. The new record is written first and made
     /// durable before anything it displaces (superseded instances, the
     /// oldest events when full) is removed, so a crash or power cut in
     /// between leaves both, never neither: the store is then one record over
     /// its capacity until the next raise or open settles it (the journal
     /// sizes its ring for that record).
-    fn store_encoded(&mut self, kind: EventKind, name: &str, payload: &[u8]) -> Result<()> {
-        let size = stored_size(payload.len());
+    fn store(&mut self, record: &Record) -> Result<()> {
+        let (kind, name) = (record.kind, record.name);
+        let size = stored_size(record.len());
         let candidates = if kind.is_replacing() {
             self.supersede_candidates(name)?
         } else {
@@ -120,7 +154,7 @@ impl Core {
         };
         let freed: u64 = candidates.iter().map(|e| u64::from(e.size)).sum();
         self.check_room(size, freed)?;
-        let id = self.append(payload)?;
+        let id = self.append(record)?;
         let pipe = self.index.intern(kind, name);
         self.index.push(id, size as u32, pipe);
         // Stored: from here until what it displaces is gone, a fallback
@@ -140,7 +174,7 @@ impl Core {
         if self.index.get(id).is_none() {
             // Level 2 died after taking the event and before it could be read
             // back into level 1: the event is still in hand, store it again.
-            let again = self.call(|log| log.append(payload))?;
+            let again = self.append_bytes(record)?;
             self.index.push(again, size as u32, pipe);
             self.drop_to_capacity(name)?;
         }
