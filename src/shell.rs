@@ -29,16 +29,24 @@
 //!
 //! The readers (statistics, mode, level, uids, path) do not take the
 //! store's lock: they read a copy of those values (the *view*) that every
-//! call refreshes before it releases the lock, behind a lock of its own
-//! that is never held while other code runs. So a reader never waits for a
-//! call in progress (it sees the values as of the last call that
-//! finished), may be called from inside the store's own backend, and in a
-//! forked child cannot hang on a lock a parent thread held at the fork.
+//! call publishes before it releases the lock: its values as words behind
+//! a sequence lock (`shell/published.rs`), the file path, which changes
+//! only when the level does, behind a lock of its own taken only then and
+//! never held while other code runs. So a reader never waits for a call in
+//! progress (it sees the values as of the last call that finished), may be
+//! called from inside the store's own backend, and in a forked child
+//! cannot hang on a lock a parent thread held at the fork.
+
+mod published;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
+use uuid::Uuid;
+
+use self::published::Published;
+pub(crate) use self::published::{Words, VIEW_WORDS};
 
 use crate::error::{Error, Result};
 use crate::journal::{fork_generation, SyncTicket};
@@ -51,11 +59,14 @@ pub(crate) trait StoreState {
     /// True once the store was closed.
     fn is_closed(&self) -> bool;
     /// What the readers return (see the module docs).
-    type View;
+    type View: Copy;
     /// The view of the current state.
     fn view(&self) -> Self::View;
-    /// Brings `view` up to date with the state.
-    fn refresh(&self, view: &mut Self::View);
+    /// `view` as words, and back (a view comes back as it went in).
+    fn to_words(view: &Self::View, words: &mut Words);
+    fn from_words(words: &Words) -> Self::View;
+    /// The store's file, while it has one (readers see it too).
+    fn path(&self) -> Option<&Path>;
     /// The ticket of the sync the last call handed over (group commit), to
     /// wait on once the lock is released; taken out of the state.
     fn take_ticket(&mut self) -> Option<SyncTicket> {
@@ -70,11 +81,20 @@ pub(crate) trait StoreState {
 
 /// A store's state behind its lock, with its failure callback.
 pub(crate) struct Shell<S: StoreState> {
-    state: Mutex<S>,
-    view: Mutex<S::View>,
+    state: Mutex<Locked<S>>,
+    view: Published,
+    /// The file path readers see (see the module docs).
+    path: Mutex<Option<PathBuf>>,
     on_failure: Option<FailureCallback>,
     /// The fork generation the store was opened in.
     fork_generation: u64,
+}
+
+/// What the store's lock guards: the state, and the file path the readers
+/// see, kept here too so that a call compares it without their lock.
+struct Locked<S> {
+    state: S,
+    path: Option<PathBuf>,
 }
 
 /// How far a thread is into delivering one store's reports.
@@ -129,15 +149,19 @@ impl<S: StoreState> Shell<S> {
     /// Wraps `state`, handing the reports it queued while opening to the
     /// callback.
     pub fn new(state: S, on_failure: Option<FailureCallback>) -> Shell<S> {
+        let mut words = [0; VIEW_WORDS];
+        S::to_words(&state.view(), &mut words);
+        let path = state.path().map(Path::to_path_buf);
         let shell = Shell {
-            view: Mutex::new(state.view()),
-            state: Mutex::new(state),
+            view: Published::new(&words),
+            path: Mutex::new(path.clone()),
+            state: Mutex::new(Locked { state, path }),
             on_failure,
             fork_generation: fork_generation(),
         };
         let (reports, ticket) = {
-            let mut state = shell.state.lock();
-            (state.take_reports(), state.take_ticket())
+            let mut locked = shell.state.lock();
+            (locked.state.take_reports(), locked.state.take_ticket())
         };
         shell.dispatch(reports);
         shell.settle(ticket);
@@ -164,11 +188,11 @@ impl<S: StoreState> Shell<S> {
     fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> Result<T> {
         let (result, reports, ticket) = {
             let _held = self.enter()?;
-            let mut state = self.state.lock();
-            let result = op(&mut state);
-            let ticket = state.take_ticket();
-            state.refresh(&mut self.view.lock());
-            (result, state.take_reports(), ticket)
+            let mut locked = self.state.lock();
+            let result = op(&mut locked.state);
+            let ticket = locked.state.take_ticket();
+            self.publish(&mut locked);
+            (result, locked.state.take_reports(), ticket)
         };
         self.dispatch(reports);
         self.settle(ticket);
@@ -186,30 +210,60 @@ impl<S: StoreState> Shell<S> {
             return;
         };
         let reports = {
-            let mut state = self.state.lock();
+            let mut locked = self.state.lock();
             let _held = self.hold();
-            state.sync_failed(&ticket, error);
-            state.refresh(&mut self.view.lock());
-            state.take_reports()
+            locked.state.sync_failed(&ticket, error);
+            self.publish(&mut locked);
+            locked.state.take_reports()
         };
         self.dispatch(reports);
+    }
+
+    /// Publishes the view of the state (see the module docs); under the
+    /// store's lock, which makes this thread the only writer.
+    fn publish(&self, locked: &mut Locked<S>) {
+        let mut words = [0; VIEW_WORDS];
+        S::to_words(&locked.state.view(), &mut words);
+        self.view.write(&words);
+        let path = locked.state.path();
+        if locked.path.as_deref().map(Path::as_os_str) != path.map(Path::as_os_str) {
+            locked.path = path.map(Path::to_path_buf);
+            *self.path.lock() = locked.path.clone();
+        }
     }
 
     /// Reads the view (see the module docs).
     ///
     /// In a forked child on the parent's handle it returns the parent's
-    /// values as of the fork; it panics if a parent thread was refreshing
-    /// the view at that instant (the lock would never be released). The C
-    /// ABI and Python check [`Shell::check_process`] first.
+    /// values as of the fork; it panics if a parent thread was publishing
+    /// the view at that instant (that would never end). The C ABI and
+    /// Python check [`Shell::check_process`] first.
     pub fn read<T>(&self, op: impl FnOnce(&S::View) -> T) -> T {
-        if fork_generation() == self.fork_generation {
-            return op(&self.view.lock());
+        let mut tries = 0u32;
+        loop {
+            if let Some(words) = self.view.try_read() {
+                return op(&S::from_words(&words));
+            }
+            if fork_generation() != self.fork_generation {
+                panic!("{FORKED_READ}");
+            }
+            // A call is publishing (a few stores): wait it out, letting the
+            // processor go if the writer was preempted.
+            tries += 1;
+            if tries < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
-        let view = self.view.try_lock().expect(
-            "a forked child read its parent's store while a parent thread was using it: a \
-             child must not use its parent's handle",
-        );
-        op(&view)
+    }
+
+    /// The file path readers see (as [`Shell::read`]).
+    pub fn read_path(&self) -> Option<PathBuf> {
+        if fork_generation() == self.fork_generation {
+            return self.path.lock().clone();
+        }
+        self.path.try_lock().expect(FORKED_READ).clone()
     }
 
     /// Refuses ([`Error::State`]) a call from a forked child on its
@@ -324,14 +378,18 @@ impl<S: StoreState> Shell<S> {
     }
 }
 
-/// Brings a view's copy of a store's file path up to date with `now`.
-/// Compared as bytes (a `Path` comparison walks components), as this runs
-/// at the end of every call.
-pub(crate) fn refresh_path(view: &mut Option<PathBuf>, now: Option<&Path>) {
-    if view.as_deref().map(Path::as_os_str) != now.map(Path::as_os_str) {
-        *view = now.map(Path::to_path_buf);
-    }
+/// A uid as two view words, and back.
+pub(crate) fn uuid_words(uid: Uuid) -> (u64, u64) {
+    let v = uid.as_u128();
+    ((v >> 64) as u64, v as u64)
 }
+
+pub(crate) fn uuid_of_words(high: u64, low: u64) -> Uuid {
+    Uuid::from_u128(u128::from(high) << 64 | u128::from(low))
+}
+
+const FORKED_READ: &str = "a forked child read its parent's store while a parent thread was \
+                           using it: a child must not use its parent's handle";
 
 /// The report of what a delivery held back, if anything.
 fn held_back_summary(id: usize) -> Option<Failure> {

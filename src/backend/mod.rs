@@ -50,4 +50,13 @@ impl Level {
     pub const fn number(self) -> u8 {
         self as u8
     }
+
+    /// The level of a [`Level::number`] (level 2 for anything but 1).
+    pub(crate) fn of_number(number: u64) -> Level {
+        if number == 1 {
+            Level::Memory
+        } else {
+            Level::Persistent
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! changes). Its fields are private to this module.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::backend::{IdStore, Level};
 use crate::client::file::ClientFile;
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::validate_name;
 use crate::journal::SyncTicket;
 use crate::report::{Failure, FailureKind};
-use crate::shell::StoreState;
+use crate::shell::{StoreState, Words};
 
 /// Where the ids are kept, by level.
 pub(crate) enum IdBackend {
@@ -188,13 +188,6 @@ impl ClientCore {
         }
     }
 
-    pub fn file_path(&self) -> Option<PathBuf> {
-        match &self.backend {
-            IdBackend::File(f) => Some(f.path().to_path_buf()),
-            _ => None,
-        }
-    }
-
     /// Flushes and lets go of the backend; later calls are refused.
     pub fn close(&mut self) {
         if self.closed {
@@ -207,11 +200,10 @@ impl ClientCore {
 }
 
 /// What a client store's readers return, as of the last call that
-/// finished (see `shell.rs`).
-#[derive(Debug, Clone)]
+/// finished (see `shell.rs`; the file's path is published beside it).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientView {
     pub stats: ClientStats,
-    pub file_path: Option<PathBuf>,
     pub closed: bool,
 }
 
@@ -229,8 +221,32 @@ impl StoreState for ClientCore {
     fn view(&self) -> ClientView {
         ClientView {
             stats: self.stats(),
-            file_path: self.file_path(),
             closed: self.closed,
+        }
+    }
+
+    fn to_words(view: &ClientView, words: &mut Words) {
+        words[0] = u64::from(view.stats.level.number());
+        words[1] = view.stats.subscriptions;
+        words[2] = view.stats.failures;
+        words[3] = u64::from(view.closed);
+    }
+
+    fn from_words(words: &Words) -> ClientView {
+        ClientView {
+            stats: ClientStats {
+                level: Level::of_number(words[0]),
+                subscriptions: words[1],
+                failures: words[2],
+            },
+            closed: words[3] == 1,
+        }
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            IdBackend::File(f) => Some(f.path()),
+            _ => None,
         }
     }
 
@@ -252,14 +268,24 @@ impl StoreState for ClientCore {
             self.fall_back(&cause);
         }
     }
+}
 
-    fn refresh(&self, view: &mut ClientView) {
-        view.stats = self.stats();
-        view.closed = self.closed;
-        let path = match &self.backend {
-            IdBackend::File(f) => Some(f.path()),
-            _ => None,
-        };
-        crate::shell::refresh_path(&mut view.file_path, path);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_comes_back_from_its_words_as_it_went_in() {
+        for (level, closed) in [(Level::Memory, true), (Level::Persistent, false)] {
+            let stats = ClientStats {
+                level,
+                subscriptions: 3,
+                failures: u64::MAX,
+            };
+            let mut words = [0; crate::shell::VIEW_WORDS];
+            ClientCore::to_words(&ClientView { stats, closed }, &mut words);
+            let back = ClientCore::from_words(&words);
+            assert_eq!((back.stats, back.closed), (stats, closed));
+        }
     }
 }

@@ -192,7 +192,7 @@ impl ClientStore {
 
     /// The client file, while at level 2 on a file.
     pub fn file_path(&self) -> Option<PathBuf> {
-        self.shell.read(|v| v.file_path.clone())
+        self.shell.read_path()
     }
 
     /// `Err(`[`Error::State`]`)` in a forked child on its parent's handle,

@@ -290,7 +290,7 @@ impl ServiceStore {
 
     /// The journal file, while at level 2 on a file.
     pub fn journal_path(&self) -> Option<PathBuf> {
-        self.shell.read(|v| v.journal_path.clone())
+        self.shell.read_path()
     }
 
     /// Discards the events that were stored when the store was opened

@@ -2,7 +2,7 @@
 //! to level 1 when it fails (docs/BEHAVIOUR.md section 5). The level of a
 //! store changes here and nowhere else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::backend::{Level, MemoryLog, RecordLog, Removal};
 use crate::error::{Error, Result};
@@ -43,10 +43,6 @@ impl Backend {
             Backend::Journal(j) => format!("journal {}", j.path().display()),
             Backend::Custom(_) => "the custom level-2 backend".to_string(),
         }
-    }
-
-    pub fn journal_path(&self) -> Option<PathBuf> {
-        self.journal_path_ref().map(Path::to_path_buf)
     }
 
     pub fn journal_path_ref(&self) -> Option<&Path> {

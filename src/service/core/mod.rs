@@ -21,7 +21,7 @@ mod load;
 mod raise;
 mod records;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use uuid::Uuid;
 
@@ -31,7 +31,7 @@ use crate::journal::{Journal, SyncTicket};
 use crate::report::{Failure, FailureKind};
 use crate::service::index::Index;
 use crate::service::options::{Mode, Overflow, ServiceStats};
-use crate::shell::StoreState;
+use crate::shell::{uuid_of_words, uuid_words, StoreState, Words};
 
 use self::level::Backend;
 
@@ -172,10 +172,6 @@ impl Core {
         self.backend.level()
     }
 
-    pub fn journal_path(&self) -> Option<PathBuf> {
-        self.backend.journal_path()
-    }
-
     pub fn stats(&self) -> ServiceStats {
         ServiceStats {
             level: self.level(),
@@ -211,12 +207,11 @@ impl Core {
 }
 
 /// What a service store's readers return, as of the last call that
-/// finished (see `shell.rs`).
-#[derive(Debug, Clone)]
+/// finished (see `shell.rs`; the journal's path is published beside it).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceView {
     pub stats: ServiceStats,
     pub previous_storage_uid: Option<Uuid>,
-    pub journal_path: Option<PathBuf>,
     pub closed: bool,
 }
 
@@ -235,9 +230,61 @@ impl StoreState for Core {
         ServiceView {
             stats: self.stats(),
             previous_storage_uid: self.previous_storage_uid,
-            journal_path: self.journal_path(),
             closed: self.closed,
         }
+    }
+
+    fn to_words(view: &ServiceView, w: &mut Words) {
+        let s = &view.stats;
+        w[0] = u64::from(s.level.number());
+        w[1] = s.mode as u64;
+        w[2..12].copy_from_slice(&[
+            s.pending_events,
+            s.used_bytes,
+            s.capacity_bytes,
+            s.dropped_events,
+            s.rejected_events,
+            s.superseded_events,
+            s.invalidated_events,
+            s.expired_events,
+            s.failures,
+            s.events_lost,
+        ]);
+        (w[12], w[13]) = uuid_words(s.storage_uid);
+        w[14] = u64::from(view.previous_storage_uid.is_some());
+        (w[15], w[16]) = uuid_words(view.previous_storage_uid.unwrap_or_default());
+        w[17] = u64::from(view.closed);
+    }
+
+    fn from_words(w: &Words) -> ServiceView {
+        let stats = ServiceStats {
+            level: Level::of_number(w[0]),
+            mode: if w[1] == Mode::Cache as u64 {
+                Mode::Cache
+            } else {
+                Mode::Storage
+            },
+            pending_events: w[2],
+            used_bytes: w[3],
+            capacity_bytes: w[4],
+            dropped_events: w[5],
+            rejected_events: w[6],
+            superseded_events: w[7],
+            invalidated_events: w[8],
+            expired_events: w[9],
+            failures: w[10],
+            events_lost: w[11],
+            storage_uid: uuid_of_words(w[12], w[13]),
+        };
+        ServiceView {
+            stats,
+            previous_storage_uid: (w[14] == 1).then(|| uuid_of_words(w[15], w[16])),
+            closed: w[17] == 1,
+        }
+    }
+
+    fn path(&self) -> Option<&Path> {
+        self.backend.journal_path_ref()
     }
 
     fn take_ticket(&mut self) -> Option<SyncTicket> {
@@ -250,11 +297,48 @@ impl StoreState for Core {
     fn sync_failed(&mut self, ticket: &SyncTicket, error: std::io::Error) {
         self.handed_over_sync_failed(ticket, error);
     }
+}
 
-    fn refresh(&self, view: &mut ServiceView) {
-        view.stats = self.stats();
-        view.previous_storage_uid = self.previous_storage_uid;
-        view.closed = self.closed;
-        crate::shell::refresh_path(&mut view.journal_path, self.backend.journal_path_ref());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_comes_back_from_its_words_as_it_went_in() {
+        for (level, mode, previous, closed) in [
+            (Level::Memory, Mode::Storage, None, false),
+            (
+                Level::Persistent,
+                Mode::Cache,
+                Some(Uuid::from_u128(u128::MAX - 7)),
+                true,
+            ),
+        ] {
+            let view = ServiceView {
+                stats: ServiceStats {
+                    level,
+                    mode,
+                    pending_events: 1,
+                    used_bytes: 2,
+                    capacity_bytes: 3,
+                    dropped_events: 4,
+                    rejected_events: 5,
+                    superseded_events: 6,
+                    invalidated_events: 7,
+                    expired_events: 8,
+                    failures: 9,
+                    events_lost: u64::MAX,
+                    storage_uid: Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+                },
+                previous_storage_uid: previous,
+                closed,
+            };
+            let mut words = [0; crate::shell::VIEW_WORDS];
+            Core::to_words(&view, &mut words);
+            let back = Core::from_words(&words);
+            assert_eq!(back.stats, view.stats);
+            assert_eq!(back.previous_storage_uid, view.previous_storage_uid);
+            assert_eq!(back.closed, view.closed);
+        }
     }
 }
