@@ -30,9 +30,9 @@
 //! The readers (statistics, mode, level, uids, path) do not take the
 //! store's lock: they read a copy of those values (the *view*) that every
 //! call publishes before it releases the lock: its values as words behind
-//! a sequence lock (`shell/published.rs`), the file path, which changes
-//! only when the level does, behind a lock of its own taken only then and
-//! never held while other code runs. So a reader never waits for a call in
+//! a sequence lock (`shell/published.rs`), and the file path, which only
+//! ever goes away (a fallback, a close), behind a lock of its own taken
+//! only then and never held while other code runs. So a reader never waits for a call in
 //! progress (it sees the values as of the last call that finished), may be
 //! called from inside the store's own backend, and in a forked child
 //! cannot hang on a lock a parent thread held at the fork.
@@ -65,7 +65,9 @@ pub(crate) trait StoreState {
     /// `view` as words, and back (a view comes back as it went in).
     fn to_words(view: &Self::View, words: &mut Words);
     fn from_words(words: &Words) -> Self::View;
-    /// The store's file, while it has one (readers see it too).
+    /// The store's file, while it has one (readers see it too). It only
+    /// ever goes from a file to none (a fallback to level 1, a close),
+    /// never to another file.
     fn path(&self) -> Option<&Path>;
     /// The ticket of the sync the last call handed over (group commit), to
     /// wait on once the lock is released; taken out of the state.
@@ -225,8 +227,12 @@ impl<S: StoreState> Shell<S> {
         let mut words = [0; VIEW_WORDS];
         S::to_words(&locked.state.view(), &mut words);
         self.view.write(&words);
+        // A path never changes to another one (`StoreState::path`), so
+        // whether there is one says whether it changed, without comparing
+        // the bytes on every call.
         let path = locked.state.path();
-        if locked.path.as_deref().map(Path::as_os_str) != path.map(Path::as_os_str) {
+        debug_assert!(locked.path.is_none() || path.is_none() || locked.path.as_deref() == path);
+        if locked.path.is_some() != path.is_some() {
             locked.path = path.map(Path::to_path_buf);
             *self.path.lock() = locked.path.clone();
         }

@@ -251,8 +251,13 @@ impl Journal {
         let body = start + record::HEADER_LEN;
         let unsynced = self.unsynced_before(seq);
         let bytes = self.device.bytes_mut();
+        // The padding after the payload is zero: the record's last 8 bytes
+        // are zeroed first (a fixed-size store; records are whole words),
+        // then the payload and the header are written over what is not
+        // padding.
+        let end = start + len as usize;
+        bytes[end - 8..end].copy_from_slice(&[0; 8]);
         fill(&mut bytes[body..body + payload_len]);
-        bytes[body + payload_len..start + len as usize].fill(0);
         seal_record(
             &mut bytes[start..],
             TYPE_DATA,

@@ -87,13 +87,17 @@ impl Record<'_> {
     pub(crate) fn write_to(&self, out: &mut [u8]) {
         let (head, rest) = out.split_at_mut(self.head_len());
         let (name, args) = rest.split_at_mut(self.name.len());
-        head.fill(0);
+        // Every byte of the head is written (no fill first: this is per
+        // raise).
         head[0] = self.kind.code();
-        if self.client_id.is_some() {
-            head[1] |= FLAG_CLIENT;
-        }
+        head[1] = if self.client_id.is_some() {
+            FLAG_CLIENT
+        } else {
+            0
+        };
         head[2..4].copy_from_slice(&(self.name.len() as u16).to_le_bytes());
         head[4..6].copy_from_slice(&(self.args.len() as u16).to_le_bytes());
+        head[6..8].copy_from_slice(&[0, 0]);
         head[8..16].copy_from_slice(&self.client_id.unwrap_or(0).to_le_bytes());
         head[16..FIXED_LEN].copy_from_slice(self.stamp.uid.as_bytes());
         if let Some(ms) = self.stamp.raised_at_ms {
