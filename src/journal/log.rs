@@ -114,6 +114,12 @@ impl fmt::Debug for Journal {
 }
 
 impl Journal {
+    /// Whether `take_lost` has anything to hand over (asked after every
+    /// call, without a call through the trait).
+    pub(crate) fn has_lost(&self) -> bool {
+        !self.lost.is_empty()
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         self.file.path()

@@ -117,6 +117,11 @@ impl Core {
     /// Forgets the records the backend dropped as damaged on its own (see
     /// `RecordLog::take_lost`), and reports each.
     pub(super) fn forget_lost(&mut self) {
+        match &self.backend {
+            Backend::Memory(_) => return,
+            Backend::Journal(j) if !j.has_lost() => return,
+            _ => {}
+        }
         for id in self.log().take_lost() {
             if self.index.remove(id).is_some() {
                 let at = self.backend.describe();
