@@ -32,10 +32,10 @@
 //! call publishes before it releases the lock: its values as words behind
 //! a sequence lock (`shell/published.rs`), and the file path, which only
 //! ever goes away (a fallback, a close), behind a lock of its own taken
-//! only then and never held while other code runs. So a reader never waits for a call in
-//! progress (it sees the values as of the last call that finished), may be
-//! called from inside the store's own backend, and in a forked child
-//! cannot hang on a lock a parent thread held at the fork.
+//! only then and never held while other code runs. So a reader never waits
+//! for a call in progress (it sees the values as of the last call that
+//! finished), may be called from inside the store's own backend, and in a
+//! forked child cannot hang on a lock a parent thread held at the fork.
 
 mod published;
 

@@ -315,12 +315,15 @@ pub(crate) fn normalize(size: u64, end: u64) -> u64 {
     }
 }
 
-/// Free bytes from `head` forward to `limit` in a ring of `size`.
+/// Free bytes from `head` forward to `limit` in a ring of `size` (both
+/// positions in the ring). Without a division: this runs several times per
+/// append.
 pub(crate) fn room_between(size: u64, head: u64, limit: u64) -> u64 {
-    if head == limit {
-        size
+    debug_assert!(head < size && limit < size, "{head} {limit} {size}");
+    if limit > head {
+        limit - head
     } else {
-        (limit + size - head) % size
+        limit + size - head
     }
 }
 

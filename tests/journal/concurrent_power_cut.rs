@@ -126,7 +126,8 @@ fn run(at: u64, seed: u64) -> (Seen, Option<Vec<u8>>, OsString, u64) {
         .unwrap()
         .to_owned();
     let base = cut.sync_count();
-    cut.arm(base + at, seed);
+    // `at` is u64::MAX for a run with no cut.
+    cut.arm(base.saturating_add(at), seed);
     let seen = Mutex::new(Seen::default());
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
