@@ -60,7 +60,7 @@ impl Core {
             return Err(refuse_ack(uid, front_uid));
         }
         self.remove(front.id, Removal::Acknowledged)?;
-        self.call(|log| log.commit())
+        self.commit()
     }
 
     fn pipe_front(&mut self, kind: EventKind, name: &str) -> Result<Option<(u32, u64)>> {
@@ -104,7 +104,7 @@ impl Core {
             return Err(refuse_ack(uid, front_uid));
         }
         self.remove(id, Removal::Acknowledged)?;
-        self.call(|log| log.commit())?;
+        self.commit()?;
         self.peek_name(kind, name)
     }
 
@@ -162,13 +162,13 @@ impl Core {
         }
         self.counters.invalidated += invalidated;
         self.index.ancient_max = 0;
-        self.call(|log| log.commit())?;
+        self.commit()?;
         Ok(invalidated)
     }
 
     pub fn reset(&mut self) -> Result<()> {
         self.call(|log| log.clear())?;
         self.index.clear();
-        self.call(|log| log.commit())
+        self.commit()
     }
 }

@@ -75,7 +75,7 @@ impl Core {
             ),
             0,
         );
-        self.call(|log| log.commit())
+        self.commit()
     }
 }
 

@@ -100,6 +100,36 @@ impl Core {
         result
     }
 
+    /// Ends an operation (`RecordLog::commit`), as [`Core::call`] would;
+    /// the journal is called directly rather than through the trait (every
+    /// operation ends so).
+    pub(super) fn commit(&mut self) -> Result<()> {
+        let direct = match &mut self.backend {
+            Backend::Journal(journal) => RecordLog::commit(journal.as_mut()),
+            _ => return self.call(|log| log.commit()),
+        };
+        self.after_direct(direct, |core| core.call(|log| log.commit()))
+    }
+
+    /// What [`Core::call`] does after a call made on the journal directly:
+    /// if it failed, fall back to level 1 and make the call `again` there.
+    pub(super) fn after_direct<T>(
+        &mut self,
+        result: Result<T>,
+        again: impl FnOnce(&mut Core) -> Result<T>,
+    ) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.forget_lost();
+                Ok(value)
+            }
+            Err(e) => {
+                self.fall_back(&e);
+                again(self)
+            }
+        }
+    }
+
     /// The journal's sync of the call that handed it over (group commit,
     /// `shell.rs`) failed once the call was done: the store falls back as
     /// that call would have, if the ticket's journal is still its level 2.

@@ -26,7 +26,7 @@ impl Core {
             Some(written) if written != self.capacity => self.change_capacity(written)?,
             _ => self.settle_capacity()?,
         }
-        self.call(|log| log.commit())
+        self.commit()
     }
 
     /// The journal was written for another capacity than the one asked for

@@ -104,15 +104,7 @@ impl Core {
             _ => None,
         };
         let id = match direct {
-            Some(Ok(id)) => {
-                self.forget_lost();
-                id
-            }
-            // As `call` does: fall back, then the same call at level 1.
-            Some(Err(e)) => {
-                self.fall_back(&e);
-                self.append_bytes(record)?
-            }
+            Some(result) => self.after_direct(result, |core| core.append_bytes(record))?,
             None => self.append_bytes(record)?,
         };
         if id > self.index.max_id() {
@@ -170,7 +162,7 @@ impl Core {
         }
         // Also settles a capacity that a fallback above made smaller.
         self.drop_to_capacity(name)?;
-        self.call(|log| log.commit())?;
+        self.commit()?;
         if self.index.get(id).is_none() {
             // Level 2 died after taking the event and before it could be read
             // back into level 1: the event is still in hand, store it again.
