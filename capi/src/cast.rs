@@ -147,25 +147,6 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// A caller's `(pointer, length)` byte buffer of at most `max` bytes (the
-/// header's constant `limit`), its length checked before anything is read,
-/// copied into an owned vector.
-///
-/// # Safety
-/// `ptr` must be valid for reads of `len` bytes when non-null and `len` is
-/// within the limit.
-pub(crate) unsafe fn owned_bytes(
-    ptr: *const u8,
-    len: usize,
-    max: usize,
-    field: &str,
-    limit: &str,
-) -> Result<Vec<u8>, Error> {
-    check_len(len, 0, max, field, limit)?;
-    // SAFETY: forwarded contract; the length is within the limit.
-    Ok(unsafe { bytes(ptr, len, field) }?.to_vec())
-}
-
 /// A NUL-terminated string argument.
 ///
 /// # Safety

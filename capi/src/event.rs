@@ -5,7 +5,7 @@ use std::ffi::c_char;
 
 use snp::{Error, Event, EventKind, MAX_ARGS_LEN, MAX_NAME_LEN};
 
-use crate::cast::{bytes, check_len, owned_bytes, read_arg, Out};
+use crate::cast::{bytes, check_len, read_arg, Out};
 use crate::status::{snp_status, SNP_EMPTY, SNP_OK};
 use crate::uuid::snp_uuid;
 
@@ -157,40 +157,77 @@ pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<EventIn, Error>
     // SAFETY: forwarded contract: NULL or an initialised `snp_event`.
     let e = unsafe { read_arg(event, "event") }?;
     let kind = kind_of(e.kind)?;
-    // SAFETY: forwarded contract: `name` holds `name_len` readable bytes
-    // when that is within the limit (checked first).
-    let name = unsafe { owned_name(e.name, e.name_len, "event->name") }?;
-    // SAFETY: forwarded contract: `args` holds `args_len` readable bytes
-    // when that is within the limit (checked first).
-    let args = unsafe {
-        owned_bytes(
-            e.args,
-            e.args_len,
-            SNP_MAX_ARGS_LEN,
-            "event->args",
-            "SNP_MAX_ARGS_LEN",
-        )
-    }
-    .map_err(|e| match e {
-        // Name the event, as the store's own checks do.
-        Error::InvalidArgument(m) => Error::InvalidArgument(format!("event '{name}': {m}")),
-        other => other,
-    })?;
-    let client_id = (kind == EventKind::Private).then_some(e.client_id);
-    Ok(EventIn {
+    let (mut name, mut args) = SPARE.take().unwrap_or_default();
+    name.clear();
+    args.clear();
+    let mut copy = EventIn {
         kind,
+        client_id: (kind == EventKind::Private).then_some(e.client_id),
         name,
         args,
-        client_id,
-    })
+    };
+    check_len(
+        e.name_len,
+        1,
+        SNP_MAX_NAME_LEN,
+        "event->name",
+        "SNP_MAX_NAME_LEN",
+    )?;
+    // SAFETY: forwarded contract: `name` holds `name_len` readable bytes
+    // when that is within the limit (checked first).
+    let raw = unsafe { bytes(e.name.cast(), e.name_len, "event->name") }?;
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| Error::InvalidArgument("event->name is not valid UTF-8 text".into()))?;
+    copy.name.push_str(text);
+    // Errors name the event, as the store's own checks do.
+    let named = |err: Error, name: &str| match err {
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("event '{name}': {m}")),
+        other => other,
+    };
+    check_len(
+        e.args_len,
+        0,
+        SNP_MAX_ARGS_LEN,
+        "event->args",
+        "SNP_MAX_ARGS_LEN",
+    )
+    .map_err(|err| named(err, &copy.name))?;
+    // SAFETY: forwarded contract: `args` holds `args_len` readable bytes
+    // when that is within the limit (checked first).
+    let raw = unsafe { bytes(e.args, e.args_len, "event->args") }
+        .map_err(|err| named(err, &copy.name))?;
+    copy.args.extend_from_slice(raw);
+    Ok(copy)
 }
 
-/// A caller's event, copied: everything but the uid.
+thread_local! {
+    /// The buffers of this thread's last event copy, kept for its next one:
+    /// a raise through the C ABI allocates nothing for its input once the
+    /// thread has raised. A raise made while one is copied (from a failure
+    /// callback) finds none and allocates its own.
+    static SPARE: std::cell::Cell<Option<(String, Vec<u8>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A caller's event, copied: everything but the uid. The caller's memory
+/// is not borrowed past the copy, so a failure callback or custom backend
+/// that changes it meanwhile changes nothing here.
 pub(crate) struct EventIn {
     kind: EventKind,
+    client_id: Option<i64>,
     name: String,
     args: Vec<u8>,
-    client_id: Option<i64>,
+}
+
+impl Drop for EventIn {
+    fn drop(&mut self) {
+        let buffers = (
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.args),
+        );
+        // A thread that is exiting has no spare any more: drop them then.
+        let _ = SPARE.try_with(|spare| spare.set(Some(buffers)));
+    }
 }
 
 impl EventIn {
@@ -212,11 +249,11 @@ impl EventIn {
     }
 
     /// The event with the caller's uid.
-    pub(crate) fn with_uid(self, uid: snp::Uuid) -> Event {
+    pub(crate) fn with_uid(mut self, uid: snp::Uuid) -> Event {
         Event {
             kind: self.kind,
-            name: self.name,
-            args: self.args,
+            name: std::mem::take(&mut self.name),
+            args: std::mem::take(&mut self.args),
             client_id: self.client_id,
             uid,
             seq: 0,
