@@ -62,7 +62,8 @@ pub(crate) trait StoreState {
     type View: Copy;
     /// The view of the current state.
     fn view(&self) -> Self::View;
-    /// `view` as words, and back (a view comes back as it went in).
+    /// `view` as words (those before the last, which the shell keeps), and
+    /// back (a view comes back as it went in).
     fn to_words(view: &Self::View, words: &mut Words);
     fn from_words(words: &Words) -> Self::View;
     /// The store's file, while it has one (readers see it too). It only
@@ -151,11 +152,9 @@ impl<S: StoreState> Shell<S> {
     /// Wraps `state`, handing the reports it queued while opening to the
     /// callback.
     pub fn new(state: S, on_failure: Option<FailureCallback>) -> Shell<S> {
-        let mut words = [0; VIEW_WORDS];
-        S::to_words(&state.view(), &mut words);
         let path = state.path().map(Path::to_path_buf);
         let shell = Shell {
-            view: Published::new(&words),
+            view: Published::new(&view_words(&state, path.is_some())),
             path: Mutex::new(path.clone()),
             state: Mutex::new(Locked { state, path }),
             on_failure,
@@ -224,13 +223,11 @@ impl<S: StoreState> Shell<S> {
     /// Publishes the view of the state (see the module docs); under the
     /// store's lock, which makes this thread the only writer.
     fn publish(&self, locked: &mut Locked<S>) {
-        let mut words = [0; VIEW_WORDS];
-        S::to_words(&locked.state.view(), &mut words);
-        self.view.write(&words);
+        let path = locked.state.path();
+        self.view.write(&view_words(&locked.state, path.is_some()));
         // A path never changes to another one (`StoreState::path`), so
         // whether there is one says whether it changed, without comparing
-        // the bytes on every call.
-        let path = locked.state.path();
+        // the bytes on every call. It goes away after the view said so.
         debug_assert!(locked.path.is_none() || path.is_none() || locked.path.as_deref() == path);
         if locked.path.is_some() != path.is_some() {
             locked.path = path.map(Path::to_path_buf);
@@ -245,27 +242,41 @@ impl<S: StoreState> Shell<S> {
     /// the view at that instant (that would never end). The C ABI and
     /// Python check [`Shell::check_process`] first.
     pub fn read<T>(&self, op: impl FnOnce(&S::View) -> T) -> T {
+        op(&S::from_words(&self.words()))
+    }
+
+    /// The published words (see [`Shell::read`]).
+    fn words(&self) -> Words {
         let mut tries = 0u32;
         loop {
             if let Some(words) = self.view.try_read() {
-                return op(&S::from_words(&words));
+                return words;
             }
             if fork_generation() != self.fork_generation {
                 panic!("{FORKED_READ}");
             }
             // A call is publishing (a few stores): wait it out, letting the
-            // processor go if the writer was preempted.
+            // processor go if the writer was preempted; in the end by
+            // sleeping, as a writer of a lower priority than this thread
+            // gets no processor from a yield.
             tries += 1;
             if tries < 100 {
                 std::hint::spin_loop();
-            } else {
+            } else if tries < 200 {
                 std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
         }
     }
 
-    /// The file path readers see (as [`Shell::read`]).
+    /// The file path readers see (as [`Shell::read`]). The view says
+    /// whether there is one, so that a reader never sees the path of a
+    /// file the view's level or closed flag already left.
     pub fn read_path(&self) -> Option<PathBuf> {
+        if self.words()[PATH_WORD] == 0 {
+            return None;
+        }
         if fork_generation() == self.fork_generation {
             return self.path.lock().clone();
         }
@@ -382,6 +393,18 @@ impl<S: StoreState> Shell<S> {
             callback(&summary);
         }
     }
+}
+
+/// The view word the shell keeps: 1 while the store has a file path (the
+/// stores' own words are the ones before it).
+const PATH_WORD: usize = VIEW_WORDS - 1;
+
+/// The words of `state`'s view, and whether it has a file path.
+fn view_words<S: StoreState>(state: &S, has_path: bool) -> Words {
+    let mut words = [0; VIEW_WORDS];
+    S::to_words(&state.view(), &mut words);
+    words[PATH_WORD] = u64::from(has_path);
+    words
 }
 
 /// A uid as two view words, and back.

@@ -157,7 +157,10 @@ pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<EventIn, Error>
     // SAFETY: forwarded contract: NULL or an initialised `snp_event`.
     let e = unsafe { read_arg(event, "event") }?;
     let kind = kind_of(e.kind)?;
-    let (mut name, mut args) = SPARE.take().unwrap_or_default();
+    // (No spare once the thread's locals are gone: in a destructor that
+    // runs at thread exit.)
+    let spare = SPARE.try_with(std::cell::Cell::take).ok().flatten();
+    let (mut name, mut args) = spare.unwrap_or_default();
     name.clear();
     args.clear();
     let mut copy = EventIn {
@@ -249,11 +252,12 @@ impl EventIn {
     }
 
     /// The event with the caller's uid.
-    pub(crate) fn with_uid(mut self, uid: snp::Uuid) -> Event {
+    /// (Copies the buffers, which stay the thread's spare.)
+    pub(crate) fn with_uid(&self, uid: snp::Uuid) -> Event {
         Event {
             kind: self.kind,
-            name: std::mem::take(&mut self.name),
-            args: std::mem::take(&mut self.args),
+            name: self.name.clone(),
+            args: self.args.clone(),
             client_id: self.client_id,
             uid,
             seq: 0,

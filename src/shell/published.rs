@@ -15,7 +15,8 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-/// Words in a view: enough for the largest (the service store's).
+/// Words in a view: enough for the largest (the service store's 18)
+/// and the one the shell keeps (`shell.rs`).
 pub(crate) const VIEW_WORDS: usize = 20;
 
 /// A view as words (see `StoreState::View`).

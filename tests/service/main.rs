@@ -12,6 +12,7 @@ mod logging;
 mod model_proptest;
 mod no_loss_across_reopen;
 mod order_kept;
+mod readers;
 mod reentrancy;
 mod replacing_collapse;
 mod storage_uid;
