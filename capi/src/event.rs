@@ -112,24 +112,37 @@ impl snp_stored_event {
 }
 
 /// A caller's `(pointer, length)` event or subscription name, its length
-/// checked (1..=`SNP_MAX_NAME_LEN`) before anything is read, copied into an
-/// owned string (the store checks the name's characters). `field` names the
-/// pointer (`name`, `event->name`); the length is `{field}_len`.
+/// checked (1..=`SNP_MAX_NAME_LEN`) before anything is read, as text (the
+/// store checks the name's characters). `field` names the pointer (`name`,
+/// `event->name`); the length is `{field}_len`. Copy it before the caller's
+/// memory may change (before calling the store).
 ///
 /// # Safety
 /// `ptr` must be valid for reads of `len` bytes when non-null and `len` is
-/// within the limit.
+/// within the limit, for as long as the result is used.
+pub(crate) unsafe fn name_text<'a>(
+    ptr: *const std::ffi::c_char,
+    len: usize,
+    field: &str,
+) -> Result<&'a str, Error> {
+    check_len(len, 1, SNP_MAX_NAME_LEN, field, "SNP_MAX_NAME_LEN")?;
+    // SAFETY: forwarded contract; the length is within the limit.
+    let raw = unsafe { bytes(ptr.cast(), len, field) }?;
+    std::str::from_utf8(raw)
+        .map_err(|_| Error::InvalidArgument(format!("{field} is not valid UTF-8 text")))
+}
+
+/// [`name_text`], copied into an owned string.
+///
+/// # Safety
+/// As [`name_text`].
 pub(crate) unsafe fn owned_name(
     ptr: *const std::ffi::c_char,
     len: usize,
     field: &str,
 ) -> Result<String, Error> {
-    check_len(len, 1, SNP_MAX_NAME_LEN, field, "SNP_MAX_NAME_LEN")?;
-    // SAFETY: forwarded contract; the length is within the limit.
-    let raw = unsafe { bytes(ptr.cast(), len, field) }?;
-    std::str::from_utf8(raw)
-        .map(str::to_owned)
-        .map_err(|_| Error::InvalidArgument(format!("{field} is not valid UTF-8 text")))
+    // SAFETY: forwarded contract.
+    unsafe { name_text(ptr, len, field) }.map(str::to_owned)
 }
 
 /// An event kind from its C code.
@@ -169,19 +182,10 @@ pub(crate) unsafe fn event_of(event: *const snp_event) -> Result<EventIn, Error>
         name,
         args,
     };
-    check_len(
-        e.name_len,
-        1,
-        SNP_MAX_NAME_LEN,
-        "event->name",
-        "SNP_MAX_NAME_LEN",
-    )?;
     // SAFETY: forwarded contract: `name` holds `name_len` readable bytes
-    // when that is within the limit (checked first).
-    let raw = unsafe { bytes(e.name.cast(), e.name_len, "event->name") }?;
-    let text = std::str::from_utf8(raw)
-        .map_err(|_| Error::InvalidArgument("event->name is not valid UTF-8 text".into()))?;
-    copy.name.push_str(text);
+    // when that is within the limit (checked first); copied at once.
+    copy.name
+        .push_str(unsafe { name_text(e.name, e.name_len, "event->name") }?);
     // Errors name the event, as the store's own checks do.
     let named = |err: Error, name: &str| match err {
         Error::InvalidArgument(m) => Error::InvalidArgument(format!("event '{name}': {m}")),
