@@ -93,11 +93,12 @@ pub(crate) struct Shell<S: StoreState> {
     fork_generation: u64,
 }
 
-/// What the store's lock guards: the state, and the file path the readers
-/// see, kept here too so that a call compares it without their lock.
+/// What the store's lock guards: the state, and whether the readers were
+/// last given a file path (a path only ever goes away, so that says
+/// whether it changed; see `StoreState::path`).
 struct Locked<S> {
     state: S,
-    path: Option<PathBuf>,
+    has_path: bool,
 }
 
 /// How far a thread is into delivering one store's reports.
@@ -153,10 +154,11 @@ impl<S: StoreState> Shell<S> {
     /// callback.
     pub fn new(state: S, on_failure: Option<FailureCallback>) -> Shell<S> {
         let path = state.path().map(Path::to_path_buf);
+        let has_path = path.is_some();
         let shell = Shell {
-            view: Published::new(&view_words(&state, path.is_some())),
-            path: Mutex::new(path.clone()),
-            state: Mutex::new(Locked { state, path }),
+            view: Published::new(&view_words(&state, has_path)),
+            path: Mutex::new(path),
+            state: Mutex::new(Locked { state, has_path }),
             on_failure,
             fork_generation: fork_generation(),
         };
@@ -228,10 +230,9 @@ impl<S: StoreState> Shell<S> {
         // A path never changes to another one (`StoreState::path`), so
         // whether there is one says whether it changed, without comparing
         // the bytes on every call. It goes away after the view said so.
-        debug_assert!(locked.path.is_none() || path.is_none() || locked.path.as_deref() == path);
-        if locked.path.is_some() != path.is_some() {
-            locked.path = path.map(Path::to_path_buf);
-            *self.path.lock() = locked.path.clone();
+        if locked.has_path != path.is_some() {
+            locked.has_path = path.is_some();
+            *self.path.lock() = path.map(Path::to_path_buf);
         }
     }
 
