@@ -241,6 +241,11 @@ fn next_in_chain(
 /// valid record exists, the records in between are damage and the chain
 /// goes on from the oldest newer record. Returns the intact live records,
 /// the damage, how the log ended and the next free sequence number.
+///
+/// The search for the next newer record starts (`from`) after the last one
+/// found, also when that one did not chain (a wrap marker that cannot be
+/// one): it is then part of the next damaged run, rather than found again
+/// for ever.
 fn resync(
     data: &[u8],
     ring_size: u64,
@@ -250,8 +255,8 @@ fn resync(
 ) -> (Vec<Slot>, Vec<Damage>, End, u64) {
     let mut salvage = Salvage::from_live(ring.live_in_id_order());
     let mut runs = Vec::new();
-    let (mut pos, mut seq) = (ring.head(), ring.next_seq());
-    while let Some((&found_seq, &found_pos)) = beyond.range(seq..).next() {
+    let (mut pos, mut seq, mut from) = (ring.head(), ring.next_seq(), ring.next_seq());
+    while let Some((&found_seq, &found_pos)) = beyond.range(from..).next() {
         runs.push(DamagedRun {
             pos,
             next: found_pos,
@@ -264,6 +269,7 @@ fn resync(
             pos = normalize(ring_size, next);
             seq += 1;
         }
+        from = seq.max(found_seq.saturating_add(1));
         if walk.walked >= ring_size {
             // A chain longer than the ring: damage that validates. Not every
             // record was read, so none is taken as torn.

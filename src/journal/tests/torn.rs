@@ -276,3 +276,21 @@ fn a_version_1_file_is_read_as_before_and_its_header_upgraded() {
     assert_eq!(reports[0].events_lost, 1);
     assert_eq!(set_aside_copies(dir.path()), 1);
 }
+
+/// Found by the recovery fuzz target: past a damaged record, a wrap marker
+/// newer than the chain that cannot be one (far from the end of the ring,
+/// it would fill more than a record's length). Recovery looked it up again
+/// and again, one damaged run each time, until memory ran out. It is now
+/// part of the damage, and the record after it continues the log.
+#[test]
+fn a_marker_that_cannot_be_one_past_damage_is_damage_not_a_loop() {
+    let (mut data, starts) = log(&[0, 0, 0]);
+    data[starts[2] as usize + 32] ^= 0xff; // record 3 is damaged
+    let marker = starts[2] + record_len(PAYLOAD);
+    seal_record(&mut data[marker as usize..], format::TYPE_WRAP, 4, 0, 0, 0);
+    write(&mut data, marker + 32, 5, 0);
+    let r = recover(&data, SIZE, (0, 1), None);
+    assert_eq!(ids(&r.live()), vec![1, 2, 5]);
+    let runs: Vec<(u64, u64)> = r.damage.iter().map(|d| (d.first_seq, d.records)).collect();
+    assert_eq!(runs, vec![(3, 1), (4, 1)]);
+}
