@@ -41,8 +41,9 @@ mod published;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use self::published::Published;
@@ -85,6 +86,11 @@ pub(crate) trait StoreState {
 /// A store's state behind its lock, with its failure callback.
 pub(crate) struct Shell<S: StoreState> {
     state: Mutex<Locked<S>>,
+    /// The thread holding `state`'s lock ([`this_thread`]), 0 when none:
+    /// written only by that thread, under the lock, so a thread that reads
+    /// its own name here holds the lock (a call from inside the store's
+    /// backend), and one that reads anything else does not.
+    owner: AtomicUsize,
     view: Published,
     /// The file path readers see (see the module docs).
     path: Mutex<Option<PathBuf>>,
@@ -120,23 +126,28 @@ struct Delivery {
 }
 
 thread_local! {
-    /// The stores whose lock this thread holds (by address).
-    static LOCKED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     /// The stores whose reports this thread is delivering.
     static DELIVERING: RefCell<Vec<Delivery>> = const { RefCell::new(Vec::new()) };
+    /// A byte whose address names this thread (see [`this_thread`]).
+    static ME: u8 = const { 0 };
 }
 
-/// Marks this thread as holding a store's lock until dropped.
-struct Held(usize);
+/// This thread's name for [`Shell`]'s `owner`: the address of a
+/// thread-local, which no other live thread shares, and never 0.
+fn this_thread() -> usize {
+    ME.with(|me| me as *const u8 as usize)
+}
 
-impl Drop for Held {
+/// The store's lock, held by this thread, which `owner` names until
+/// dropped (it is cleared before the lock is released).
+struct Owned<'a, S> {
+    owner: &'a AtomicUsize,
+    locked: MutexGuard<'a, Locked<S>>,
+}
+
+impl<S> Drop for Owned<'_, S> {
     fn drop(&mut self) {
-        LOCKED.with(|l| {
-            let mut l = l.borrow_mut();
-            if let Some(i) = l.iter().rposition(|&s| s == self.0) {
-                l.remove(i);
-            }
-        });
+        self.owner.store(0, Ordering::Relaxed);
     }
 }
 
@@ -159,6 +170,7 @@ impl<S: StoreState> Shell<S> {
             view: Published::new(&view_words(&state, has_path)),
             path: Mutex::new(path),
             state: Mutex::new(Locked { state, has_path }),
+            owner: AtomicUsize::new(0),
             on_failure,
             fork_generation: fork_generation(),
         };
@@ -190,11 +202,11 @@ impl<S: StoreState> Shell<S> {
     /// As [`Shell::with`], also when the store is closed (for `close`).
     fn with_any<T>(&self, op: impl FnOnce(&mut S) -> T) -> Result<T> {
         let (result, reports, ticket) = {
-            let _held = self.enter()?;
-            let mut locked = self.state.lock();
+            let mut owned = self.enter()?;
+            let locked = &mut *owned.locked;
             let result = op(&mut locked.state);
             let ticket = locked.state.take_ticket();
-            self.publish(&mut locked);
+            self.publish(locked);
             (result, locked.state.take_reports(), ticket)
         };
         self.dispatch(reports);
@@ -213,10 +225,10 @@ impl<S: StoreState> Shell<S> {
             return;
         };
         let reports = {
-            let mut locked = self.state.lock();
-            let _held = self.hold();
+            let mut owned = self.own();
+            let locked = &mut *owned.locked;
             locked.state.sync_failed(&ticket, error);
-            self.publish(&mut locked);
+            self.publish(locked);
             locked.state.take_reports()
         };
         self.dispatch(reports);
@@ -308,34 +320,28 @@ impl<S: StoreState> Shell<S> {
     }
 
     /// Refuses a call from a forked child on its parent's handle, and a
-    /// call from inside the store's own backend; otherwise marks this
-    /// thread as in a call of this store until the result is dropped (one
-    /// look at the thread's list for both).
-    fn enter(&self) -> Result<Held> {
+    /// call from inside the store's own backend (this thread holds the
+    /// lock already); otherwise takes the lock.
+    fn enter(&self) -> Result<Owned<'_, S>> {
         self.check_process()?;
-        let id = self.id();
-        let entered = LOCKED.with(|l| {
-            let mut l = l.borrow_mut();
-            if l.contains(&id) {
-                return false;
-            }
-            l.push(id);
-            true
-        });
-        if !entered {
+        if self.owner.load(Ordering::Relaxed) == this_thread() {
             return Err(Error::state(
                 "the store was called from inside its own custom backend (or from a function \
                  the store is running): the backend runs under the store's lock, so the call \
                  would deadlock; a backend must only keep bytes",
             ));
         }
-        Ok(Held(id))
+        Ok(self.own())
     }
 
-    fn hold(&self) -> Held {
-        let id = self.id();
-        LOCKED.with(|l| l.borrow_mut().push(id));
-        Held(id)
+    /// Takes the lock and names this thread its owner.
+    fn own(&self) -> Owned<'_, S> {
+        let locked = self.state.lock();
+        self.owner.store(this_thread(), Ordering::Relaxed);
+        Owned {
+            owner: &self.owner,
+            locked,
+        }
     }
 
     /// Hands `reports` to the callback, or queues them if this thread is

@@ -7,10 +7,11 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
 
 use softnet_persistence::{
     ErrorKind, EventKind, Failure, FailureKind, Level, MemoryLog, RecordLog, Removal, Result,
-    ServiceOptions, ServiceStore,
+    ServiceOptions, ServiceStore, Uuid,
 };
 
 /// A store whose callback raises a "Dropped" event into the same store for
@@ -109,16 +110,47 @@ fn a_callback_may_ack_and_close_the_store() {
     assert!(seen.load(Ordering::SeqCst) >= 1);
 }
 
-/// A custom backend whose append calls its own store.
+/// A custom backend whose append calls its own store; or, given `other`,
+/// raises into that other store and starts a thread that raises into its
+/// own store while the append holds the store's lock.
 struct Meddling {
     inner: MemoryLog,
     store: Arc<OnceLock<Weak<ServiceStore>>>,
     refused: Arc<AtomicU32>,
+    other: Option<Arc<ServiceStore>>,
+    waiters: Arc<Mutex<Vec<JoinHandle<Result<Uuid>>>>>,
+}
+
+impl Meddling {
+    fn new(store: &Arc<OnceLock<Weak<ServiceStore>>>, refused: &Arc<AtomicU32>) -> Meddling {
+        Meddling {
+            inner: MemoryLog::new(),
+            store: store.clone(),
+            refused: refused.clone(),
+            other: None,
+            waiters: Arc::default(),
+        }
+    }
 }
 
 impl RecordLog for Meddling {
     fn append(&mut self, payload: &[u8]) -> Result<u64> {
-        if let Some(store) = self.store.get().and_then(Weak::upgrade) {
+        let Some(store) = self.store.get().and_then(Weak::upgrade) else {
+            return self.inner.append(payload);
+        };
+        if let Some(other) = &self.other {
+            other
+                .raise(EventKind::Queueing, "Relayed", payload)
+                .unwrap();
+            if payload.len() < 100 {
+                let waiter = std::thread::spawn(move || {
+                    store.raise(EventKind::Queueing, "Waiter", &[0; 100])
+                });
+                self.waiters.lock().unwrap().push(waiter);
+                // Give the thread time to reach the lock this append holds.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        } else {
             // Before: a deadlock on the store's lock.
             let err = store.raise(EventKind::Queueing, "Inner", b"x").unwrap_err();
             assert_eq!(err.kind(), ErrorKind::State, "{err}");
@@ -157,11 +189,7 @@ impl RecordLog for Meddling {
 fn a_backend_calling_its_own_store_gets_a_state_error_not_a_deadlock() {
     let slot: Arc<OnceLock<Weak<ServiceStore>>> = Arc::default();
     let refused = Arc::new(AtomicU32::new(0));
-    let backend = Meddling {
-        inner: MemoryLog::new(),
-        store: slot.clone(),
-        refused: refused.clone(),
-    };
+    let backend = Meddling::new(&slot, &refused);
     let store =
         Arc::new(ServiceStore::open_custom(Box::new(backend), &ServiceOptions::default()).unwrap());
     let _ = slot.set(Arc::downgrade(&store));
@@ -171,4 +199,32 @@ fn a_backend_calling_its_own_store_gets_a_state_error_not_a_deadlock() {
     assert_eq!(refused.load(Ordering::SeqCst), 10);
     assert_eq!(store.stats().pending_events, 10);
     assert_eq!(store.level(), Level::Persistent);
+}
+
+/// The refusal is for the thread running the backend, and for its own
+/// store only: the backend may call another store, and another thread
+/// calling the store meanwhile waits for the lock and succeeds.
+#[test]
+fn a_backend_may_call_another_store_and_other_threads_wait_their_turn() {
+    let slot: Arc<OnceLock<Weak<ServiceStore>>> = Arc::default();
+    let refused = Arc::new(AtomicU32::new(0));
+    let other = Arc::new(ServiceStore::open_memory(&ServiceOptions::default()).unwrap());
+    let mut backend = Meddling::new(&slot, &refused);
+    backend.other = Some(other.clone());
+    let waiters = backend.waiters.clone();
+    let store =
+        Arc::new(ServiceStore::open_custom(Box::new(backend), &ServiceOptions::default()).unwrap());
+    let _ = slot.set(Arc::downgrade(&store));
+    for n in 0..5u8 {
+        store.raise(EventKind::Queueing, "Outer", &[n]).unwrap();
+    }
+    let waiters = std::mem::take(&mut *waiters.lock().unwrap());
+    assert_eq!(waiters.len(), 5);
+    for waiter in waiters {
+        waiter.join().unwrap().unwrap();
+    }
+    assert_eq!(refused.load(Ordering::SeqCst), 0);
+    assert_eq!(store.stats().pending_events, 10);
+    // Every append relayed its record, the waiters' too.
+    assert_eq!(other.stats().pending_events, 10);
 }
