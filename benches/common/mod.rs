@@ -476,6 +476,16 @@ impl Floor {
         });
     }
 
+    /// The advancing pattern without a pause for `secs`, as a store's
+    /// run of raises (the threads section's): a burst after a pause and a
+    /// sustained stream do not cost the device the same.
+    pub fn sustained_into(&mut self, phase: &mut Phase, io: &IoSource, secs: f64) {
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            self.fresh_into(phase, io, INTERLEAVE_FLOOR);
+        }
+    }
+
     fn fresh(&mut self, io: &IoSource, n: usize) -> Phase {
         let mut phase = Phase::default();
         self.fresh_into(&mut phase, io, n);
