@@ -468,22 +468,12 @@ impl Floor {
     /// Advances through the file 64 bytes at a time, as a journal or a
     /// client file appends: 64 syncs per page, the first of them on a
     /// never-written block.
-    fn fresh_into(&mut self, phase: &mut Phase, io: &IoSource, n: usize) {
+    pub fn fresh_into(&mut self, phase: &mut Phase, io: &IoSource, n: usize) {
         phase.run(io, n, |i| {
             let off = self.next;
             self.next = (self.next + FLOOR_DIRTY) % self.file.len;
             self.file.dirty_and_sync(off, i as u8);
         });
-    }
-
-    /// The advancing pattern without a pause for `secs`, as a store's
-    /// run of raises (the threads section's): a burst after a pause and a
-    /// sustained stream do not cost the device the same.
-    pub fn sustained_into(&mut self, phase: &mut Phase, io: &IoSource, secs: f64) {
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < secs {
-            self.fresh_into(phase, io, INTERLEAVE_FLOOR);
-        }
     }
 
     fn fresh(&mut self, io: &IoSource, n: usize) -> Phase {
