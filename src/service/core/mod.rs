@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::backend::{Level, MemoryLog};
 use crate::error::Result;
+use crate::event::Validator;
 use crate::journal::{Journal, SyncTicket};
 use crate::report::{Failure, FailureKind};
 use crate::service::index::Index;
@@ -87,6 +88,8 @@ pub(crate) struct Core {
     /// The record a removal is removing: a fallback during it leaves the
     /// record behind (and clears this), rather than count it unreadable.
     removing: Option<u64>,
+    /// Checks raised events (and keeps the last valid name).
+    validator: Validator,
 }
 
 /// Metadata blob: version byte, then the storage uid.
@@ -100,6 +103,7 @@ impl Core {
             previous_storage_uid: None,
             previous_uid_max_id: 0,
             removing: None,
+            validator: Validator::default(),
             capacity: limits.capacity,
             memory_capacity: limits.memory_capacity,
             overflow: limits.overflow,

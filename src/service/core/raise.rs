@@ -3,7 +3,7 @@
 
 use crate::backend::{stored_size, Level, Removal};
 use crate::error::{Error, Result};
-use crate::event::{validate, EventKind};
+use crate::event::EventKind;
 use crate::report::FailureKind;
 use crate::service::codec::{Record, Stamp};
 use crate::service::core::level::Backend;
@@ -20,7 +20,7 @@ impl Core {
         client_id: Option<i64>,
         stamp: Stamp,
     ) -> Result<()> {
-        validate(kind, name, args, client_id)?;
+        self.validator.check(kind, name, args, client_id)?;
         let record = Record {
             kind,
             name,
