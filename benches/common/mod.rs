@@ -468,7 +468,7 @@ impl Floor {
     /// Advances through the file 64 bytes at a time, as a journal or a
     /// client file appends: 64 syncs per page, the first of them on a
     /// never-written block.
-    pub fn fresh_into(&mut self, phase: &mut Phase, io: &IoSource, n: usize) {
+    fn fresh_into(&mut self, phase: &mut Phase, io: &IoSource, n: usize) {
         phase.run(io, n, |i| {
             let off = self.next;
             self.next = (self.next + FLOOR_DIRTY) % self.file.len;

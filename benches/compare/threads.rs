@@ -5,13 +5,6 @@
 //! store runs once per round, the floor taking a turn after each run, and
 //! the rounds add up: a slow spell of the disk falls on all of them.
 //!
-//! The single-thread ratio to the floor compares like with like: in each
-//! round, right after the journal's single-thread runs, the floor syncs
-//! without a pause for as long as a run lasts, and the ratio is the
-//! journal's p50 over that sustained floor's. (The floor's turns between
-//! runs are bursts of a few syncs after a pause, which a device serves
-//! faster than a stream; their p50 is printed beside it.)
-//!
 //! The journal runs twice per thread count: in a fresh file, and in a file
 //! whose ring was lapped first (benches/common/lap.rs), as in a journal in
 //! service: the first sync of a block never written costs the file system
@@ -30,8 +23,7 @@ use std::time::{Duration, Instant};
 use softnet_persistence::{Durability, Uuid};
 
 use crate::common::{
-    fmt_bytes, fmt_ns, median_of, percentile, row, run_interleaved, Floor, Phase, Row, Section,
-    Summary,
+    fmt_bytes, fmt_ns, percentile, row, run_interleaved, Phase, Row, Section, Summary,
 };
 use crate::lap::lap;
 use crate::sqlite::{self, Db};
@@ -243,12 +235,10 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
         notes,
     } = s;
     let counters = Counters::for_dir(dir);
-    let floor_turn = |floor: &mut Option<&mut Floor>| {
+    let mut floor_turn = || {
         // One no-op, then the floor's interleaved syncs.
-        run_interleaved(&mut Phase::default(), io, 1, floor, |_| ());
+        run_interleaved(&mut Phase::default(), io, 1, &mut floor, |_| ());
     };
-    // The floor run as long as a single-thread run, after those runs.
-    let mut sustained = Phase::default();
     // Per thread count: the journal fresh, the journal lapped, SQLite.
     let mut runs: Vec<Option<(usize, Vec<Run>)>> = THREADS.iter().map(|_| None).collect();
     for round in 0..work.thread_rounds {
@@ -271,18 +261,10 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
                     notes,
                     lapped,
                 ));
-                floor_turn(&mut floor);
-            }
-            if let (1, Some(f)) = (n, floor.as_mut()) {
-                // A burst after a pause and a stream do not cost the device
-                // the same: the floor runs as long as a run of raises.
-                let start = Instant::now();
-                while start.elapsed().as_secs_f64() < work.thread_secs {
-                    f.fresh_into(&mut sustained, io, FLOOR_TURN);
-                }
+                floor_turn();
             }
             three.push(sqlite_run(dir, n, work.thread_secs, &counters));
-            floor_turn(&mut floor);
+            floor_turn();
             match &mut runs[i] {
                 None => runs[i] = Some((n, three)),
                 Some((_, sums)) => sums.iter_mut().zip(three).for_each(|(a, b)| a.absorb(b)),
@@ -290,8 +272,7 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
         }
     }
     let runs: Vec<(usize, Vec<Run>)> = runs.into_iter().flatten().collect();
-    let between_p50 = floor.as_ref().map(|f| f.reference_p50());
-    let floor_p50 = (!sustained.samples.is_empty()).then(|| median_of(&sustained.samples));
+    let floor_p50 = floor.as_ref().map(|f| f.reference_p50());
     table(&runs, work, ratios);
     let cap = size_label(CAPACITY);
     let singles: Vec<f64> = runs[0].1.iter().map(Run::rate).collect();
@@ -326,16 +307,12 @@ pub fn threads(s: Section<'_>, work: &Work, ratios: &mut Vec<String>) {
             ));
         }
     }
-    if let (Some(f), Some(b)) = (floor_p50, between_p50) {
+    if let Some(f) = floor_p50 {
         notes.push(format!(
-            "threads: floor p50 {} over {} msyncs without a pause, {:.1} s after the \
-             single-thread runs of each round (denominator of the 1-thread ratio); {} over \
-             the msyncs taken in bursts of {FLOOR_TURN} between the runs; the legend's floor \
-             p50 is the durable section's",
+            "threads: floor p50 {} over {} msyncs taken between the runs (denominator \
+             of the 1-thread ratio; the legend's floor p50 is the durable section's)",
             fmt_ns(f),
-            sustained.samples.len(),
-            work.thread_secs,
-            fmt_ns(b),
+            work.thread_rounds * 2 * THREADS.len() * FLOOR_TURN
         ));
     }
 }
