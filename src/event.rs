@@ -128,6 +128,7 @@ pub fn validate(kind: EventKind, name: &str, args: &[u8], client_id: Option<i64>
 /// (one comparison of bytes) skips the name's rules.
 #[derive(Debug, Default)]
 pub(crate) struct Validator {
+    /// Empty until a name was found valid (a valid name is never empty).
     valid_name: String,
 }
 
@@ -139,7 +140,7 @@ impl Validator {
         args: &[u8],
         client_id: Option<i64>,
     ) -> Result<()> {
-        if name != self.valid_name {
+        if name.is_empty() || name != self.valid_name {
             validate_name(name)?;
             self.valid_name.clear();
             self.valid_name.push_str(name);
@@ -262,7 +263,10 @@ mod tests {
     fn a_validator_keeps_only_a_valid_name_and_still_checks_the_rest() {
         let mut v = Validator::default();
         let q = EventKind::Queueing;
+        // Nothing kept yet: the empty name is not taken for the kept one.
+        assert!(v.check(q, "", b"", None).is_err());
         v.check(q, "Door open", b"", None).unwrap();
+        assert!(v.check(q, "", b"", None).is_err());
         for _ in 0..2 {
             let err = v.check(q, "Door  open", b"", None).unwrap_err();
             assert!(err.to_string().contains("double space"), "{err}");
