@@ -175,7 +175,7 @@ fn validate_fields(kind: EventKind, name: &str, args: &[u8], client_id: Option<i
 }
 
 /// The characters allowed after the first one of an event name, indexed
-/// by byte (a raise checks every name: one load per byte, no search):
+/// by byte (a name is checked with one load per byte, no search):
 /// [`ALLOWED`] for those allowed, with [`SPACE`] also set for the space.
 const NAME_CHARS: [u8; 256] = {
     let mut table = [0; 256];

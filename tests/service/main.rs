@@ -6,6 +6,7 @@ mod age_limit;
 mod capacity_drops_oldest;
 mod fault_injection;
 mod hostile_files;
+mod invalid_raises;
 mod invalidate_ancient;
 mod locked_file;
 mod logging;
