@@ -443,6 +443,21 @@ pub fn seal_record(rec: &mut [u8], kind: u8, seq: u64, id: u64, unsynced: u64, p
 /// the header and payload if the record is structurally valid and its CRC
 /// matches. The state byte is returned as found, not judged.
 pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHeader, &[u8])> {
+    let header = decode_header(data, pos, ring_size)?;
+    let start = pos as usize;
+    let end = start + record::HEADER_LEN + header.len as usize;
+    let covered = data.get(start + record::COVERED..end)?;
+    if crc32fast::hash(covered) != header.crc {
+        return None;
+    }
+    Some((header, covered.get(record::HEADER_LEN - record::COVERED..)?))
+}
+
+/// [`decode_record`] without the CRC: the header of a record at `pos`
+/// whose fields are possible and whose bytes lie within `data`, whether or
+/// not its CRC matches. Recovery walks a long chain by these while a second
+/// thread checks the CRCs (`journal/chain.rs`).
+pub fn decode_header(data: &[u8], pos: u64, ring_size: u64) -> Option<RecordHeader> {
     let start = usize::try_from(pos).ok()?;
     let head = data.get(start..start.checked_add(record::HEADER_LEN)?)?;
     let header = RecordHeader {
@@ -460,13 +475,9 @@ pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHea
         TYPE_WRAP => header.len == 0 && header.id == 0,
         _ => false,
     };
-    if !reserved_zero || !kind_ok || pos + header.record_len() > ring_size {
-        return None;
-    }
     let end = start + record::HEADER_LEN + header.len as usize;
-    let covered = data.get(start + record::COVERED..end)?;
-    if crc32fast::hash(covered) != header.crc {
+    if !reserved_zero || !kind_ok || pos + header.record_len() > ring_size || end > data.len() {
         return None;
     }
-    Some((header, &data[start + record::HEADER_LEN..end]))
+    Some(header)
 }

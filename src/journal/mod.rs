@@ -25,6 +25,7 @@
 //!   syncs of `Durability::Sync` shared by the threads of a store (group
 //!   commit).
 
+mod chain;
 mod create;
 mod device;
 mod durability;

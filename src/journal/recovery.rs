@@ -24,7 +24,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::journal::format::{self, decode_record, record, RecordHeader, STATE_LIVE, TYPE_WRAP};
+use crate::journal::chain::{self, next_in_chain, Check, Walk};
+use crate::journal::format::{self, record};
 use crate::journal::resync::{lost_in, newer_records, DamagedRun, Salvage};
 use crate::journal::ring::{normalize, Ring, Slot};
 
@@ -117,18 +118,6 @@ impl Recovered {
     }
 }
 
-/// Counts that the walks of one recovery share.
-#[derive(Default)]
-struct Walk {
-    /// Bytes of ring walked: a chain longer than the ring can only come from
-    /// damage that happens to validate; never loop around it.
-    walked: u64,
-    unknown_states: u64,
-    /// The highest durable watermark of the records walked: every record
-    /// below it was durable.
-    durable: u64,
-}
-
 /// How far past the end of the log recovery searches for newer records
 /// when the log reaches the header's head hint: the writer writes the
 /// header at least every `HINT_EVERY` bytes of records, so whatever a crash
@@ -157,23 +146,20 @@ pub(crate) fn recover(
     (tail_pos, tail_seq): (u64, u64),
     head_hint: Option<u64>,
 ) -> Recovered {
-    let mut ring = Ring::new(ring_size, tail_pos, tail_seq);
     // Room for the slots at once: as many as the head hint says were
     // written since the tail (and some more, for records written after
     // the hint), never more than one per 40 bytes of ring (the smallest
     // record). Sized by what is stored, not by the capacity: a 1 GiB ring
     // would otherwise reserve (and tear down) hundreds of MiB per open.
     let most = data.len() / 40;
-    let expected = head_hint
-        .and_then(|h| usize::try_from(h.saturating_sub(tail_seq)).ok())
-        .map_or(most, |n| n.saturating_add(RESERVE_SLACK));
-    ring.reserve(expected.min(most).min(1 << 24));
-    let mut walk = Walk::default();
-    let mut pos = ring.head();
-    while let Some((slot, next)) = next_in_chain(data, ring_size, pos, ring.next_seq(), &mut walk) {
-        ring.push_recovered(slot, next);
-        pos = ring.head();
-    }
+    let hinted = head_hint.and_then(|h| usize::try_from(h.saturating_sub(tail_seq)).ok());
+    let expected = hinted.map_or(most, |n| n.saturating_add(RESERVE_SLACK));
+    let start = || {
+        let mut ring = Ring::new(ring_size, tail_pos, tail_seq);
+        ring.reserve(expected.min(most).min(1 << 24));
+        ring
+    };
+    let (ring, mut walk) = chain::walk(data, ring_size, start, hinted.unwrap_or(0));
     let truncated = (data.len() as u64) < ring_size;
     let tail = normalize(ring_size, tail_pos);
     let search = match head_hint {
@@ -210,33 +196,6 @@ pub(crate) fn recover(
     }
 }
 
-/// The record at `pos` if it continues the chain with sequence `seq`: its
-/// slot and where the next one starts.
-fn next_in_chain(
-    data: &[u8],
-    ring_size: u64,
-    pos: u64,
-    seq: u64,
-    walk: &mut Walk,
-) -> Option<(Slot, u64)> {
-    let (h, _) = decode_record(data, pos, ring_size)?;
-    if h.seq != seq {
-        return None;
-    }
-    let (slot, next) = chained_slot(&h, pos, ring_size)?;
-    walk.walked += u64::from(slot.len);
-    if walk.walked >= ring_size {
-        return None;
-    }
-    if h.kind != TYPE_WRAP && !format::is_known_state(h.state) {
-        walk.unknown_states += 1;
-    }
-    walk.durable = walk
-        .durable
-        .max(h.seq.saturating_sub(u64::from(h.unsynced)));
-    Some((slot, next))
-}
-
 /// Continues the chain past damage: each time the chain breaks and a newer
 /// valid record exists, the records in between are damage and the chain
 /// goes on from the oldest newer record. Returns the intact live records,
@@ -264,7 +223,7 @@ fn resync(
             records: found_seq - seq,
         });
         (pos, seq) = (found_pos, found_seq);
-        while let Some((slot, next)) = next_in_chain(data, ring_size, pos, seq, walk) {
+        while let Some((slot, next)) = next_in_chain(data, ring_size, pos, seq, walk, Check::Crc) {
             salvage.push(seq, slot);
             pos = normalize(ring_size, next);
             seq += 1;
@@ -305,39 +264,6 @@ fn resync(
         natural_end(data, pos),
         next_free,
     )
-}
-
-/// The slot of a valid record or wrap marker at `pos` that continues the
-/// chain, and where the next one starts; `None` for a marker that cannot
-/// be one (it would fill more than a record's length).
-fn chained_slot(h: &RecordHeader, pos: u64, ring_size: u64) -> Option<(Slot, u64)> {
-    if h.kind == TYPE_WRAP {
-        // A marker fills what a record did not fit into.
-        let len = u32::try_from(ring_size - pos).ok()?;
-        if u64::from(len) >= format::MAX_RECORD_LEN {
-            return None;
-        }
-        let slot = Slot {
-            pos,
-            len,
-            payload: 0,
-            id: 0,
-            live: false,
-        };
-        return Some((slot, 0));
-    }
-    let known = format::is_known_state(h.state);
-    let slot = Slot {
-        pos,
-        len: h.record_len() as u32,
-        // Validity checked it is at most MAX_PAYLOAD_LEN.
-        payload: h.len as u16,
-        id: h.id,
-        // An unknown state keeps the record: it is intact and ours, and a
-        // repeat is better than a loss (the broker drops repeats by uid).
-        live: h.state == STATE_LIVE || !known,
-    };
-    Some((slot, pos + h.record_len()))
 }
 
 /// How a log whose chain ends at `pos`, with nothing newer after it,

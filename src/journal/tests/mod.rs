@@ -1,6 +1,7 @@
 //! Unit tests of the journal that need more than one of its files.
 
 mod address_space;
+mod chain;
 mod format;
 mod freed;
 mod group;
