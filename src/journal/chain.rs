@@ -46,20 +46,10 @@ pub(super) struct Walk {
 }
 
 /// The chain from the tail of the ring `start` makes, and the counts of
-/// its walk. `expected`: records the head hint promises; from
-/// [`SECOND_THREAD_FROM`] on, the CRCs are checked on a second thread (see
-/// the module docs).
+/// its walk; with `second_thread` (recovery: when the head hint promises
+/// [`SECOND_THREAD_FROM`] records or more), the CRCs are checked on a
+/// second thread (see the module docs).
 pub(super) fn walk(
-    data: &[u8],
-    ring_size: u64,
-    start: impl Fn() -> Ring,
-    expected: usize,
-) -> (Ring, Walk) {
-    walk_from(data, ring_size, start, expected >= SECOND_THREAD_FROM)
-}
-
-/// [`walk`], with the second thread or without it.
-pub(super) fn walk_from(
     data: &[u8],
     ring_size: u64,
     start: impl Fn() -> Ring,

@@ -159,7 +159,8 @@ pub(crate) fn recover(
         ring.reserve(expected.min(most).min(1 << 24));
         ring
     };
-    let (ring, mut walk) = chain::walk(data, ring_size, start, hinted.unwrap_or(0));
+    let long = hinted.is_some_and(|n| n >= chain::SECOND_THREAD_FROM);
+    let (ring, mut walk) = chain::walk(data, ring_size, start, long);
     let truncated = (data.len() as u64) < ring_size;
     let tail = normalize(ring_size, tail_pos);
     let search = match head_hint {

@@ -4,7 +4,7 @@
 //! and for every kind of damage (the checked walk then ends earlier and
 //! the chain is walked again).
 
-use crate::journal::chain::walk_from;
+use crate::journal::chain::walk;
 use crate::journal::format::{record_len, seal_record, TYPE_DATA};
 use crate::journal::ring::Ring;
 
@@ -30,8 +30,8 @@ fn log() -> (Vec<u8>, Vec<usize>) {
 /// Both walks of `data`, as text (ring and counts).
 fn both(data: &[u8]) -> (String, String) {
     let start = || Ring::new(SIZE, 0, 1);
-    let one = walk_from(data, SIZE, start, false);
-    let two = walk_from(data, SIZE, start, true);
+    let one = walk(data, SIZE, start, false);
+    let two = walk(data, SIZE, start, true);
     (format!("{one:?}"), format!("{two:?}"))
 }
 
@@ -40,7 +40,7 @@ fn an_intact_log_walks_the_same_with_a_second_thread() {
     let (data, _) = log();
     let (one, two) = both(&data);
     assert_eq!(one, two);
-    let (ring, _) = walk_from(&data, SIZE, || Ring::new(SIZE, 0, 1), true);
+    let (ring, _) = walk(&data, SIZE, || Ring::new(SIZE, 0, 1), true);
     assert_eq!(ring.next_seq(), RECORDS + 1, "every record was taken");
 }
 
@@ -64,6 +64,6 @@ fn damage_anywhere_walks_the_same_with_a_second_thread() {
 fn a_payload_damaged_record_ends_both_walks_before_it() {
     let (mut data, starts) = log();
     data[starts[1500] + 40] ^= 1;
-    let (ring, _) = walk_from(&data, SIZE, || Ring::new(SIZE, 0, 1), true);
+    let (ring, _) = walk(&data, SIZE, || Ring::new(SIZE, 0, 1), true);
     assert_eq!(ring.next_seq(), 1501, "records 1..=1500 taken, 1501 not");
 }
