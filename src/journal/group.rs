@@ -23,19 +23,21 @@
 //!
 //! Two things make the batches large when several threads raise at once
 //! (examples/group_commit.rs, 8 threads, 2-processor VM: 3.3x one thread's
-//! rate, 0.20 syncs per raise without them; about 5x, 0.14 with them):
+//! rate, 0.20 syncs per raise without them; about 5x, 0.125 with them):
 //!
-//! - a would-be leader that sees fewer operations waiting than the last
-//!   sync covered holds its sync back for the others that sync released
-//!   (at most three times the last sync's time, and 1 ms); the thread whose
-//!   hand-over completes the batch leads it at once;
+//! - a would-be leader that sees fewer operations waiting than waited when
+//!   the last sync ended (those it covered and those handed over while it
+//!   ran: every thread committing) holds its sync back for the others (at
+//!   most three times the last sync's time, and 1 ms); the thread whose
+//!   hand-over completes the batch leads it at once (counting only those
+//!   the last sync covered, large and small batches alternated: 0.13 to
+//!   0.20 syncs per raise at 8 threads, at about the same rate);
 //! - a waiter first spins, yielding the processor, before it parks (at
 //!   most four times the last sync's time, and 500 us): a parked thread
-//!   woke 30 to 50 us after its sync ended, the time an idle processor of
-//!   the VM takes to be woken, and came too late for the next sync. This
-//!   costs processor time while threads wait: at 8 threads the process
-//!   used one processor's worth instead of half of one, for 1.5x the raises.
-//!   A thread alone never waits this way.
+//!   woke 30 to 50 us after its sync ended (an idle processor of the VM
+//!   being woken), too late for the next sync. This costs processor time
+//!   while threads wait: at 8 threads one processor's worth instead of
+//!   half of one, for 1.5x the raises. A thread alone never waits so.
 //!
 //! A sync that must be made under the lock (an ordering barrier, a wrap
 //! marker, the header's tail, flush, close) goes through
@@ -103,8 +105,9 @@ struct State {
     exceptions: Vec<Range>,
     /// Every record with a lower sequence number is durable.
     durable_seq: u64,
-    /// How many tickets the last leader's sync covered.
-    last_batch: u64,
+    /// How many operations (each a thread) waited on a ticket when the last
+    /// sync ended: those it covered and those handed over while it ran.
+    committing: u64,
     /// Threads parked in `wait` until the next [`wake`]. Unparked each by
     /// its own call, outside the lock, rather than by a condvar's
     /// notify_all, which hands the woken the mutex one after another.
@@ -232,9 +235,9 @@ impl Group {
     /// hand-over (one store call can commit twice, e.g. an ack and then the
     /// expiry of a peek). If nothing was issued since and no sync has taken
     /// its span yet, the span joins it and the ticket is reused: one
-    /// operation, one ticket. Otherwise a thread alone would count as a
-    /// batch of two, and its next operation, one ticket short of that,
-    /// would hold its own sync back for the others (see [`Group::wait`]).
+    /// operation, one ticket. Otherwise a thread alone would count as two
+    /// operations committing, and its next operation, one ticket short of
+    /// that, would hold its own sync back for the other (see `wait`).
     pub(crate) fn hand_over(&self, span: Span, seq: u64, previous: Option<u64>) -> u64 {
         let mut state = self.state.lock();
         // Tickets are issued under the store's lock and `pending` is
@@ -289,6 +292,7 @@ impl Group {
         state.syncing = true;
         let outcome = MutexGuard::unlocked(state, || panic::catch_unwind(AssertUnwindSafe(sync)));
         state.syncing = false;
+        state.committing = state.issued - state.resolved;
         let result = match &outcome {
             Ok(result) => result.as_ref().map_err(failed).err(),
             Err(_) => Some(Resolution::Failed(
@@ -323,8 +327,9 @@ impl Group {
     /// Waits until `ticket` is resolved, leading syncs while it is not
     /// (see the module docs). `Err`: the sync covering it failed.
     ///
-    /// The last sync was shared by `last_batch` operations: the threads it
-    /// released are about to append again. While fewer wait than that, the
+    /// When the last sync ended, `committing` operations waited: those it
+    /// released are about to append again, and those handed over while it
+    /// ran wait for the next. While fewer wait than that, the
     /// first would-be leader (the *gatherer*) holds the sync back, parked,
     /// for at most `GATHER_SYNCS` times the last sync's time; the thread whose
     /// hand-over makes the batch whole leads it at once. A thread alone (a
@@ -347,7 +352,7 @@ impl Group {
                 };
             }
             let gatherer = state.gatherer.as_ref().map(|(t, _)| *t == ticket);
-            let short = state.issued - state.resolved < state.last_batch;
+            let short = state.issued - state.resolved < state.committing;
             if state.syncing || state.pending.is_none() || (short && gatherer == Some(false)) {
                 self.sleep(&mut state);
                 continue;
@@ -405,23 +410,19 @@ impl Group {
             return;
         };
         let covered = (state.issued, state.pending_seq);
-        state.last_batch = state.issued - state.resolved;
-        let syncer = self.syncer.as_ref();
         let began = Instant::now();
         // The outcome reaches the waiters through the state.
-        let _ = self.sync_unlocked(state, covered, || match syncer {
+        let _ = self.sync_unlocked(state, covered, || match &self.syncer {
             Some(syncer) => syncer.sync(start, end - start),
             None => Err(io::Error::other("the device has no syncer")),
         });
         state.last_sync = began.elapsed();
     }
-}
 
-impl Group {
-    /// How many tickets the last leader's sync covered.
+    /// How many operations waited when the last sync ended.
     #[cfg(test)]
-    pub(crate) fn last_batch(&self) -> u64 {
-        self.state.lock().last_batch
+    pub(crate) fn committing(&self) -> u64 {
+        self.state.lock().committing
     }
 
     /// Whether `ticket` is resolved (its sync is done, or failed, or the

@@ -163,7 +163,7 @@ fn an_operation_that_commits_twice_waits_on_one_ticket() {
     let again = group.hand_over((64, 128), 3, Some(first));
     assert_eq!(again, first);
     ticket(&group, again).wait().unwrap();
-    assert_eq!(group.last_batch(), 1, "one operation is a batch of one");
+    assert_eq!(group.committing(), 1, "one operation is a batch of one");
     // Its sync is done: committing again needs a new ticket.
     let later = group.hand_over((128, 192), 4, Some(first));
     assert_eq!(later, first + 1);
@@ -202,7 +202,7 @@ fn a_journal_operation_that_commits_twice_hands_over_one_ticket() {
     assert_eq!(t.number, 1, "both commits share the operation's ticket");
     let group = Arc::clone(&t.group);
     t.wait().unwrap();
-    assert_eq!(group.last_batch(), 1);
+    assert_eq!(group.committing(), 1);
     j.append(&[3; 40]).unwrap();
     j.commit().unwrap();
     assert_eq!(j.take_ticket().unwrap().number, 2);
@@ -259,6 +259,33 @@ fn a_failed_sync_fails_exactly_the_tickets_it_covered() {
     // Resolved tickets keep their outcome.
     assert!(ticket(&group, t2).wait().is_err());
     assert!(ticket(&group, t1).wait().is_ok());
+}
+
+#[test]
+fn the_next_sync_expects_every_operation_that_waited_when_the_last_ended() {
+    let (fake, release, starts) = gated(vec![]);
+    let group = Group::new(Some(fake), 1);
+    let t1 = group.hand_over((0, 64), 2, None);
+    let w1 = waiter(&group, t1);
+    assert_eq!(starts.recv().unwrap(), 1);
+    // Two more operations wait while sync 1 runs: with the one it covers,
+    // three threads commit together, and the next sync is held back for
+    // three (counting only the one sync 1 covered alternates large and
+    // small batches).
+    let (t2, t3) = (
+        group.hand_over((64, 128), 3, None),
+        group.hand_over((128, 192), 4, None),
+    );
+    let (w2, w3) = (waiter(&group, t2), waiter(&group, t3));
+    release.send(()).unwrap();
+    w1.join().unwrap().unwrap();
+    assert_eq!(group.committing(), 3);
+    assert_eq!(starts.recv().unwrap(), 2);
+    release.send(()).unwrap();
+    w2.join().unwrap().unwrap();
+    w3.join().unwrap().unwrap();
+    assert_eq!(group.committing(), 2, "sync 2 ended with t2 and t3 waiting");
+    assert_eq!(group.durable_seq(), 4);
 }
 
 #[test]
