@@ -491,6 +491,17 @@ impl Floor {
         }
     }
 
+    /// One turn of the floor between two blocks or runs of store calls:
+    /// `INTERLEAVE_FLOOR` syncs, counted with the interleaved ones. Returns
+    /// their latencies (ns).
+    pub fn turn(&mut self, io: &IoSource) -> &[u64] {
+        let mut phase = std::mem::take(&mut self.interleaved);
+        let from = phase.samples.len();
+        self.fresh_into(&mut phase, io, INTERLEAVE_FLOOR);
+        self.interleaved = phase;
+        &self.interleaved.samples[from..]
+    }
+
     /// Ends the interleaving: the p50 of the syncs run amid the Sync
     /// section becomes the floor's. Returns those syncs and the p50 measured
     /// alone before the sections.
@@ -558,9 +569,7 @@ pub fn run_interleaved(
         let base = done;
         phase.run(io, count, |i| op(base + i));
         done += count;
-        let mut samples = std::mem::take(&mut floor.interleaved);
-        floor.fresh_into(&mut samples, io, INTERLEAVE_FLOOR);
-        floor.interleaved = samples;
+        floor.turn(io);
     }
 }
 
