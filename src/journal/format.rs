@@ -444,13 +444,25 @@ pub fn seal_record(rec: &mut [u8], kind: u8, seq: u64, id: u64, unsynced: u64, p
 /// matches. The state byte is returned as found, not judged.
 pub fn decode_record(data: &[u8], pos: u64, ring_size: u64) -> Option<(RecordHeader, &[u8])> {
     let header = decode_header(data, pos, ring_size)?;
-    let start = pos as usize;
-    let end = start + record::HEADER_LEN + header.len as usize;
-    let covered = data.get(start + record::COVERED..end)?;
-    if crc32fast::hash(covered) != header.crc {
-        return None;
-    }
-    Some((header, covered.get(record::HEADER_LEN - record::COVERED..)?))
+    let start = pos as usize + record::HEADER_LEN;
+    let payload = data.get(start..start + header.len as usize)?;
+    crc_matches(data, pos, payload.len()).then_some((header, payload))
+}
+
+/// Whether the record at `pos`, whose header [`decode_header`] accepted
+/// with a payload of `payload_len` bytes, matches its stored CRC: the check
+/// [`decode_record`] adds, made apart by recovery (`journal/chain.rs`).
+pub fn crc_matches(data: &[u8], pos: u64, payload_len: usize) -> bool {
+    let Ok(start) = usize::try_from(pos) else {
+        return false;
+    };
+    let end = payload_len
+        .checked_add(record::HEADER_LEN)
+        .and_then(|n| n.checked_add(start));
+    let covered = end.and_then(|end| data.get(start.checked_add(record::COVERED)?..end));
+    covered
+        .zip(get_u32(data, start + record::CRC))
+        .is_some_and(|(covered, stored)| crc32fast::hash(covered) == stored)
 }
 
 /// [`decode_record`] without the CRC: the header of a record at `pos`
