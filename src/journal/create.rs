@@ -116,8 +116,12 @@ impl Journal {
         let mut journal = Journal::format(temp, config, config.capacity, first_seq, meta)?;
         for (id, payload) in records {
             // The file is published only once it is durable as a whole:
-            // none of its records is ever seen without those before it.
+            // none of its records is ever seen without those before it, so
+            // neither the watermark nor the order of their writes needs a
+            // sync between two of them (with `Sync`, one per record made a
+            // salvage of 100,000 events take 12 s).
             journal.group.assume_durable(journal.ring.next_seq());
+            journal.chain_unsynced = false;
             journal.write_at_head(payload, Some(*id))?;
         }
         // The head hint covers every record: the next open reads no more

@@ -7,5 +7,6 @@ mod freed;
 mod group;
 mod head_hint;
 mod prefault;
+mod rebuild;
 mod ring_reuse;
 mod torn;
