@@ -410,8 +410,6 @@ pub struct RecordHeader {
     pub id: u64,
     /// The durable watermark ([`record::UNSYNCED`]).
     pub unsynced: u32,
-    /// Stored CRC.
-    pub crc: u32,
 }
 
 impl RecordHeader {
@@ -479,7 +477,6 @@ pub fn decode_header(data: &[u8], pos: u64, ring_size: u64) -> Option<RecordHead
         seq: get_u64(head, record::SEQ)?,
         id: get_u64(head, record::ID)?,
         unsynced: get_u24(head, record::UNSYNCED)?,
-        crc: get_u32(head, record::CRC)?,
     };
     let reserved_zero = head[record::RESERVED_A..record::RESERVED_A + 3] == [0; 3];
     let kind_ok = match header.kind {
